@@ -1,0 +1,1 @@
+"""membudget: where should the bytes go?"""
