@@ -22,7 +22,7 @@ app = typer.Typer(
     help="Where should the bytes go? Memory budgets for reasoning models.",
 )
 # piped output is not squeezed to 80 columns: tables stay one row per scenario
-out = Console(width=None if sys.stdout.isatty() else 160)
+out = Console(width=None if sys.stdout.isatty() else 160, emoji=False)
 
 CONVENTION_NOTE = {
     "all": "convention 'all': weights + KV of prompt and generated tokens (each sample holds its own "
@@ -30,9 +30,10 @@ CONVENTION_NOTE = {
     "study": "convention 'study' (arXiv 2510.10964): weights + KV of generated tokens only, no workspace",
 }
 UNITS_NOTE = (
-    "GiB = 2^30 bytes; 8/4-bit weights: group 128, 16-bit scale + b-bit zero per group, "
-    "embeddings/norms/LM head in bf16; quant:Q KV: group 64, 16-bit scale and zero, "
-    "128-token bf16 residual"
+    "GiB = 2^30 bytes. 8/4-bit weights: groups of 128 with a 16-bit scale and a b-bit zero; "
+    "embeddings, norms, LM head in bf16.\n"
+    "quant:Q KV: groups of 64 with a 16-bit scale and zero, plus a 128-token bf16 residual. "
+    "Eviction NAME:B: B tokens plus the policy's slack."
 )
 
 ModelOpt = Annotated[
@@ -86,7 +87,11 @@ def memory(
         _print_one(rows[0], specs[rows[0].model])
     else:
         _print_table(rows, f"Memory, T={tokens:,} tokens, G={samples}")
-    out.print(f"[dim]{CONVENTION_NOTE[convention]}; {UNITS_NOTE}[/dim]")
+    _print_notes(convention)
+
+
+def _print_notes(convention: str) -> None:
+    out.print(f"[dim]{CONVENTION_NOTE[convention]}.\n{UNITS_NOTE}[/dim]", soft_wrap=True)
 
 
 def _print_one(row: MemoryBreakdown, spec) -> None:
@@ -188,7 +193,7 @@ def fit_cmd(
     _print_table(shown, f"Scenarios within {budget / GIB:,.2f} GiB ({len(rows)} of {total} fit)")
     if len(shown) < len(rows):
         out.print(f"[dim]showing {len(shown)} of {len(rows)}; --limit 0 shows all[/dim]")
-    out.print(f"[dim]{CONVENTION_NOTE[convention]}; {UNITS_NOTE}[/dim]")
+    _print_notes(convention)
 
 
 def main() -> None:
