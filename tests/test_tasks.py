@@ -252,3 +252,13 @@ def test_arithmetic_answers_follow_the_story():
                 assert value % (int(m.group(1)) + 1) == 0
                 value //= int(m.group(1)) + 1
         assert value == int(p.answer), p.question
+
+
+def test_prompts_go_through_the_chat_template(smollm2_tokenizer):
+    from membudget.tasks import chat_prompt
+
+    task = get_task("aime25")
+    problem = task.problems(data=shared("aime25.jsonl"), limit=1)[0]
+    text = chat_prompt(smollm2_tokenizer, task.prompt(problem))
+    assert problem.question in text and "\\boxed{}" in text
+    assert text.startswith("<|im_start|>") and text.endswith("<|im_start|>assistant\n")
