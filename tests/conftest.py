@@ -45,3 +45,46 @@ def smollm2_tokenizer(smollm2_gguf):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name)
+
+
+TINY_VOCAB = 300
+EOS, THINK_OPEN, THINK_CLOSE, WAIT = 0, 1, 2, 3
+
+
+def tiny_tokenizer():
+    """A word-level tokenizer over 300 tokens: <|endoftext|> (EOS), <think>, </think>, Wait, w4..w299."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<|endoftext|>", "<think>", "</think>", "Wait"] + [f"w{i}" for i in range(4, TINY_VOCAB)]
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="w4"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|endoftext|>", unk_token="w4")
+    tok.add_special_tokens({"additional_special_tokens": ["<think>", "</think>"]})
+    return tok
+
+
+def tiny_model(model_type: str = "qwen3", seed: int = 0, boost: dict[int, float] | None = None, dtype=None):
+    """A tiny random transformers model; `boost` scales LM-head rows so those tokens come up often."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(tiny_config(model_type, vocab_size=TINY_VOCAB)).eval()
+    if dtype is not None:
+        model = model.to(dtype)
+    with torch.no_grad():
+        for token, factor in (boost or {}).items():
+            model.lm_head.weight[token] *= factor
+    return model
+
+
+@pytest.fixture(scope="session")
+def smollm2_fp32(tmp_path_factory):
+    """The real SmolLM2-135M-Instruct (converted once into a session cache), in fp32, on the CPU."""
+    import os
+
+    os.environ.setdefault("MEMBUDGET_CACHE", str(tmp_path_factory.mktemp("membudget-cache")))
+    from membudget.engine.load import load_model
+
+    return load_model("smollm2", dtype="float32")

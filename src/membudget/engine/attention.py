@@ -1,4 +1,4 @@
-"""Decode attention over a slotted cache: a split-KV Triton kernel on CUDA, SDPA with a length mask elsewhere."""
+"""Decode attention over a slotted cache: split-KV Triton kernel on CUDA, masked SDPA elsewhere."""
 
 from __future__ import annotations
 
@@ -6,17 +6,20 @@ import torch
 import torch.nn.functional as F
 
 
-def decode_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor,
-                               scale: float) -> torch.Tensor:
+def decode_attention_reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor, scale: float
+) -> torch.Tensor:
     """q [G, H, 1, D]; k, v [G, H_kv, C, D]; lengths [G] valid slots per row -> [G, H, 1, D]."""
     capacity = k.shape[2]
     mask = torch.arange(capacity, device=q.device)[None, :] < lengths[:, None]  # [G, C]
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :], scale=scale,
-                                          enable_gqa=True)
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask[:, None, None, :], scale=scale, enable_gqa=True
+    )
 
 
-def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor,
-                     scale: float) -> torch.Tensor:
+def decode_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor, scale: float
+) -> torch.Tensor:
     """Dispatch: the Triton split-KV kernel on CUDA, the reference elsewhere. Shapes as the reference."""
     if q.is_cuda:
         from .triton_attention import split_kv_decode

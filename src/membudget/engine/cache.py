@@ -16,8 +16,16 @@ from .attention import decode_attention
 class KVCache:
     """Per layer: k and v of shape [G, H_kv, capacity, D]. `rows` is a static arange(G) for indexing."""
 
-    def __init__(self, layers: int, rows: int, kv_heads: int, capacity: int, head_dim: int,
-                 dtype: torch.dtype, device: torch.device) -> None:
+    def __init__(
+        self,
+        layers: int,
+        rows: int,
+        kv_heads: int,
+        capacity: int,
+        head_dim: int,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:
         shape = (rows, kv_heads, capacity, head_dim)
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
@@ -29,8 +37,9 @@ class KVCache:
         return sum(t.numel() * t.element_size() for t in self.k + self.v)
 
     # --- prefill: one sequence (batch 1) written into every row ---------------------------------
-    def prefill(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int,
-                scale: float) -> torch.Tensor:
+    def prefill(
+        self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int, scale: float
+    ) -> torch.Tensor:
         """Write k, v [1, H_kv, S, D] at slots start.. of every row; causal attention of q [1, H, S, D]
         over slots [0, start + S) of row 0. Returns [1, H, S, D]."""
         end = start + k.shape[2]
@@ -44,8 +53,9 @@ class KVCache:
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale, enable_gqa=True)
 
     # --- decode: one new token per row -----------------------------------------------------------
-    def decode(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor,
-               scale: float) -> torch.Tensor:
+    def decode(
+        self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor, scale: float
+    ) -> torch.Tensor:
         """Write k, v [G, H_kv, 1, D] at `slots` [G]; attend q [G, H, 1, D] over slots [0, slot] of each
         row. Returns [G, H, 1, D]."""
         self.k[layer][self.rows, :, slots] = k[:, :, 0]

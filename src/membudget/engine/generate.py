@@ -40,12 +40,15 @@ class GenerationConfig:
     wait_text: str = "Wait"
     sampling: SamplingParams = field(default_factory=SamplingParams)
     seed: int = 0
+    first_sample: int = 0  # rows are samples first_sample.. of this seed (extend G without rerunning)
 
     def __post_init__(self) -> None:
         if not self.budgets or any(t <= 0 for t in self.budgets):
             raise ValueError(f"budgets must be positive token counts, got {list(self.budgets)}")
         if list(self.budgets) != sorted(set(self.budgets)):
             raise ValueError(f"budgets must be distinct and increasing, got {list(self.budgets)}")
+        if self.first_sample < 0:
+            raise ValueError(f"first sample must be 0 or more, not {self.first_sample}")
         if self.samples < 1:
             raise ValueError(f"samples must be at least 1, not {self.samples}")
         if self.answer_tokens < 1:
@@ -117,7 +120,7 @@ class Generator:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         cache = model.new_cache(g, self.capacity(p, config))
-        seeds = row_seeds(config.seed, g)
+        seeds = row_seeds(config.seed, config.first_sample + g)[config.first_sample :]
         step = DecodeStep(model, cache, config.sampling, seeds, self.use_graph)  # captures before prefill
 
         t0 = time.perf_counter()
@@ -136,7 +139,9 @@ class Generator:
                 self._advance(step, rows, config, wait, [r.phase != "done" for r in rows])
             thinking = [i for i, r in enumerate(rows) if r.phase == "think"]
             if thinking:
-                self._answer_at(budget, thinking, rows, step, forced, config, last=budget == config.budgets[-1])
+                self._answer_at(
+                    budget, thinking, rows, step, forced, config, last=budget == config.budgets[-1]
+                )
         while any(r.phase == "answer" for r in rows):  # natural answers still running
             self._advance(step, rows, config, wait, [r.phase == "answer" for r in rows])
         self.timings.decode_s = time.perf_counter() - t0
@@ -148,8 +153,9 @@ class Generator:
         self.timings.steps += 1
         return step.run(torch.tensor(ids), torch.tensor(positions)).tolist()
 
-    def _advance(self, step: DecodeStep, rows: list[_Row], config: GenerationConfig, wait: list[int],
-                 live: list[bool]) -> None:
+    def _advance(
+        self, step: DecodeStep, rows: list[_Row], config: GenerationConfig, wait: list[int], live: list[bool]
+    ) -> None:
         """One step of the main trajectory for the `live` rows."""
         ids = [r.tokens[-1] if on else 0 for r, on in zip(rows, live, strict=True)]
         out = self._step(step, ids, [r.length for r in rows])
@@ -180,8 +186,16 @@ class Generator:
             if row.answer_count >= config.answer_tokens:
                 row.phase, row.finish = "done", "answer_cap"
 
-    def _answer_at(self, budget: int, which: list[int], rows: list[_Row], step: DecodeStep,
-                   forced: list[int], config: GenerationConfig, last: bool) -> None:
+    def _answer_at(
+        self,
+        budget: int,
+        which: list[int],
+        rows: list[_Row],
+        step: DecodeStep,
+        forced: list[int],
+        config: GenerationConfig,
+        last: bool,
+    ) -> None:
         """Force the answer for rows `which` (all at `budget` thinking tokens), decode it into the slots
         after their thinking, and record it. Their thinking state is left untouched (the cache slots
         used here are rewritten when the thinking goes on), unless this is the last budget."""
@@ -223,14 +237,17 @@ class Generator:
             if budget in row.answers:
                 answers[budget] = row.answers[budget]
             elif row.natural_at is not None and row.natural_at <= budget:
-                answers[budget] = row.tokens[row.natural_at - 1:] if row.closed else list(row.tokens)
+                answers[budget] = row.tokens[row.natural_at - 1 :] if row.closed else list(row.tokens)
         if row.natural_at is not None:
             thinking = row.natural_at - 1
         else:
             thinking = config.budgets[-1]
         return Sample(
-            token_ids=row.tokens, text=self._decode(row.tokens), finish_reason=row.finish,
-            thinking_tokens=thinking, answers={t: self._decode(ids) for t, ids in answers.items()},
+            token_ids=row.tokens,
+            text=self._decode(row.tokens),
+            finish_reason=row.finish,
+            thinking_tokens=thinking,
+            answers={t: self._decode(ids) for t, ids in answers.items()},
             answer_token_ids=answers,
         )
 

@@ -9,6 +9,7 @@ from pickled files; remote code runs only with `trust_remote_code=True`.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -20,8 +21,14 @@ import torch
 from ..spec import ModelSpec, SpecError
 from .model import Decoder
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -56,6 +63,7 @@ def smollm2_dir() -> Path:
     target = cache_dir() / "smollm2-135m-instruct-bf16"
     if (target / "config.json").is_file():
         return target
+    from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = smollm2_gguf()
@@ -64,7 +72,12 @@ def smollm2_dir() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".smollm2-"))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        # the GGUF quantizer refuses save_pretrained; the weights are plain bf16 tensors by now
+        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        config["dtype"] = "bfloat16"
+        (tmp / "config.json").write_text(json.dumps(config, indent=1))
         tokenizer.save_pretrained(tmp)
         tmp.rename(target)
     except OSError:
@@ -74,8 +87,9 @@ def smollm2_dir() -> Path:
     return target
 
 
-def load_model(name: str, dtype: str | torch.dtype = "bfloat16", device: str = "cpu",
-               trust_remote_code: bool = False) -> LoadedModel:
+def load_model(
+    name: str, dtype: str | torch.dtype = "bfloat16", device: str = "cpu", trust_remote_code: bool = False
+) -> LoadedModel:
     """A Decoder and tokenizer for a hub id, local directory, .gguf file or `smollm2`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

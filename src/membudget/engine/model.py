@@ -47,9 +47,18 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 class Decoder:
     """The forward pass. `prefill` runs one prompt into every cache row; `decode` one token per row."""
 
-    def __init__(self, spec: ModelSpec, embed: torch.Tensor, layers: list[LayerWeights], norm: torch.Tensor,
-                 lm_head: torch.Tensor, inv_freq: torch.Tensor, rope_scaling: float, eps: float,
-                 max_positions: int) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        embed: torch.Tensor,
+        layers: list[LayerWeights],
+        norm: torch.Tensor,
+        lm_head: torch.Tensor,
+        inv_freq: torch.Tensor,
+        rope_scaling: float,
+        eps: float,
+        max_positions: int,
+    ) -> None:
         self.spec = spec
         self.embed, self.layers, self.norm, self.lm_head = embed, layers, norm, lm_head
         self.eps = eps
@@ -65,19 +74,36 @@ class Decoder:
         layers = []
         for layer in body.layers:
             attn, mlp = layer.self_attn, layer.mlp
-            layers.append(LayerWeights(
-                input_norm=layer.input_layernorm.weight.data, q=attn.q_proj.weight.data,
-                k=attn.k_proj.weight.data, v=attn.v_proj.weight.data, o=attn.o_proj.weight.data,
-                post_norm=layer.post_attention_layernorm.weight.data, gate=mlp.gate_proj.weight.data,
-                up=mlp.up_proj.weight.data, down=mlp.down_proj.weight.data,
-                q_bias=_data(attn.q_proj.bias), k_bias=_data(attn.k_proj.bias), v_bias=_data(attn.v_proj.bias),
-                q_norm=_data(getattr(attn, "q_norm", None), "weight"),
-                k_norm=_data(getattr(attn, "k_norm", None), "weight"),
-            ))
+            layers.append(
+                LayerWeights(
+                    input_norm=layer.input_layernorm.weight.data,
+                    q=attn.q_proj.weight.data,
+                    k=attn.k_proj.weight.data,
+                    v=attn.v_proj.weight.data,
+                    o=attn.o_proj.weight.data,
+                    post_norm=layer.post_attention_layernorm.weight.data,
+                    gate=mlp.gate_proj.weight.data,
+                    up=mlp.up_proj.weight.data,
+                    down=mlp.down_proj.weight.data,
+                    q_bias=_data(attn.q_proj.bias),
+                    k_bias=_data(attn.k_proj.bias),
+                    v_bias=_data(attn.v_proj.bias),
+                    q_norm=_data(getattr(attn, "q_norm", None), "weight"),
+                    k_norm=_data(getattr(attn, "k_norm", None), "weight"),
+                )
+            )
         rotary = body.rotary_emb
-        return cls(spec, body.embed_tokens.weight.data, layers, body.norm.weight.data,
-                   model.lm_head.weight.data, rotary.inv_freq, float(rotary.attention_scaling),
-                   config.rms_norm_eps, config.max_position_embeddings)
+        return cls(
+            spec,
+            body.embed_tokens.weight.data,
+            layers,
+            body.norm.weight.data,
+            model.lm_head.weight.data,
+            rotary.inv_freq,
+            float(rotary.attention_scaling),
+            config.rms_norm_eps,
+            config.max_position_embeddings,
+        )
 
     @property
     def weight_bytes(self) -> int:
@@ -114,18 +140,24 @@ class Decoder:
         """x [B, hidden] -> fp32 logits [B, V]."""
         return F.linear(rms_norm(x, self.norm, self.eps), self.lm_head).float()
 
-    def prefill(self, ids: torch.Tensor, cache: KVCache, start: int = 0) -> torch.Tensor:
-        """ids [S] of one prompt (positions start..), written into every cache row -> logits [V] of the
-        last token."""
+    def prefill(self, ids: torch.Tensor, cache: KVCache, chunk: int = 512) -> torch.Tensor:
+        """ids [S] of one prompt, written into every cache row in chunks of `chunk` tokens (each chunk
+        attends causally to itself and to all earlier slots) -> fp32 logits [V] of the last token."""
+        for start in range(0, ids.shape[0], chunk):
+            x = self._prefill_chunk(ids[start : start + chunk], cache, start)
+        return self._logits(x[0, -1:])[0]
+
+    def _prefill_chunk(self, ids: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
+        """ids [S] at positions start.. -> hidden states [1, S, hidden]."""
         s = ids.shape[0]
         x = F.embedding(ids[None], self.embed)  # [1, S, hidden]
-        cos, sin = self.cos[start:start + s][None], self.sin[start:start + s][None]  # [1, S, D]
+        cos, sin = self.cos[start : start + s][None], self.sin[start : start + s][None]  # [1, S, D]
         for i, w in enumerate(self.layers):
             q, k, v = self._qkv(w, rms_norm(x, w.input_norm, self.eps), cos, sin)
             attn = cache.prefill(i, q, k, v, start, self.scale)  # [1, H, S, D]
             x = x + F.linear(attn.transpose(1, 2).reshape(1, s, -1), w.o)
             x = x + self._mlp(w, rms_norm(x, w.post_norm, self.eps))
-        return self._logits(x[0, -1:])[0]
+        return x
 
     def decode(self, ids: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """ids [G] at positions [G] (also their cache slots) -> fp32 logits [G, V]. No host sync."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 
-def rope_table(inv_freq: torch.Tensor, scaling: float, max_positions: int, dtype: torch.dtype,
-               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_table(
+    inv_freq: torch.Tensor, scaling: float, max_positions: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(cos, sin), each [max_positions, head_dim], exactly as transformers computes them.
 
     `inv_freq` [head_dim / 2] and `scaling` come from the model's own rotary module, so every RoPE

@@ -63,8 +63,9 @@ def gumbel(seeds: torch.Tensor, positions: torch.Tensor, tokens: torch.Tensor) -
     return -torch.log(-torch.log(u))
 
 
-def sample(logits: torch.Tensor, params: SamplingParams, seeds: torch.Tensor,
-           positions: torch.Tensor) -> torch.Tensor:
+def sample(
+    logits: torch.Tensor, params: SamplingParams, seeds: torch.Tensor, positions: torch.Tensor
+) -> torch.Tensor:
     """Next tokens [G] from fp32 logits [G, V]; `positions` [G] are the positions being sampled."""
     if params.greedy:
         return logits.argmax(dim=-1)

@@ -20,8 +20,14 @@ class DecodeStep:
     Sampled positions are `positions + 1`: feeding the token at position p predicts position p + 1.
     """
 
-    def __init__(self, model: Decoder, cache: KVCache, params: SamplingParams, seeds: list[int],
-                 use_graph: bool | None = None) -> None:
+    def __init__(
+        self,
+        model: Decoder,
+        cache: KVCache,
+        params: SamplingParams,
+        seeds: list[int],
+        use_graph: bool | None = None,
+    ) -> None:
         rows, device = len(seeds), model.device
         self.model, self.cache, self.params = model, cache, params
         self.ids = torch.zeros(rows, dtype=torch.long, device=device)
