@@ -1,5 +1,6 @@
 """Engine parity with transformers, reproducibility, batching and budget checkpoints (CPU, fp32)."""
 
+import copy
 import dataclasses
 
 import pytest
@@ -16,7 +17,8 @@ TYPES = ["llama", "qwen2", "qwen3"]
 
 
 def decoder_of(model) -> Decoder:
-    return Decoder.from_hf(model, ModelSpec.from_config(model.config.to_dict()))
+    """A Decoder on a copy of `model` (from_hf takes the weights; the reference keeps its own)."""
+    return Decoder.from_hf(copy.deepcopy(model), ModelSpec.from_config(model.config.to_dict()))
 
 
 def greedy_tokens(decoder: Decoder, prompt: torch.Tensor, steps: int, rows: int = 1) -> list[int]:

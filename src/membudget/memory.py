@@ -138,13 +138,15 @@ def kv_bytes(
     return int(samples * per_seq)
 
 
-def workspace_bytes(spec: ModelSpec, samples: int, prompt_tokens: int, act_bytes: int = 2) -> int:
-    """Estimated transient memory: the larger of prefill and decode activations, plus sampling buffers.
+def workspace_bytes(spec: ModelSpec, samples: int, prompt_tokens: int, positions: int = 0,
+                    act_bytes: int = 2) -> int:
+    """Estimated transient memory: the larger of prefill and decode activations, sampling buffers, and
+    the RoPE table.
 
     Prefill runs the prompt once (P rows); decode runs G rows. Per row a layer holds its input, the
     q/k/v projections, the attention output and the MLP's gate/up products. Sampling keeps fp32
-    logits, fp32 probabilities and int64 sort indices for G x vocab. This is an estimate until the
-    engine calibrates it against torch's measured peak.
+    logits, fp32 probabilities and int64 sort indices for G x vocab. The engine's RoPE table holds
+    cos and sin for every one of the `positions` cache slots.
     """
     per_row = (
         2 * spec.hidden_size
@@ -154,7 +156,8 @@ def workspace_bytes(spec: ModelSpec, samples: int, prompt_tokens: int, act_bytes
     ) * act_bytes
     rows = max(prompt_tokens, samples, 1)
     sampling = samples * spec.vocab_size * (4 + 4 + 8)
-    return rows * per_row + sampling
+    rope = 2 * positions * spec.head_dim * act_bytes
+    return rows * per_row + sampling + rope
 
 
 @dataclass(frozen=True, slots=True)

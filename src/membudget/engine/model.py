@@ -19,20 +19,19 @@ from .rope import apply_rope, rope_table
 
 @dataclass(slots=True)
 class LayerWeights:
-    """Weights of one decoder layer; linear weights are [out_features, in_features]."""
+    """Weights of one decoder layer; linear weights are [out_features, in_features].
+
+    q/k/v are stacked into one matrix and gate/up into another, so a decode step runs 4 matrix
+    products per layer instead of 7 (the element count, and so the memory, is unchanged).
+    """
 
     input_norm: torch.Tensor  # [hidden]
-    q: torch.Tensor  # [H * D, hidden]
-    k: torch.Tensor  # [H_kv * D, hidden]
-    v: torch.Tensor  # [H_kv * D, hidden]
+    qkv: torch.Tensor  # [(H + 2 H_kv) * D, hidden]
     o: torch.Tensor  # [hidden, H * D]
     post_norm: torch.Tensor  # [hidden]
-    gate: torch.Tensor  # [inter, hidden]
-    up: torch.Tensor  # [inter, hidden]
+    gate_up: torch.Tensor  # [2 * inter, hidden]
     down: torch.Tensor  # [hidden, inter]
-    q_bias: torch.Tensor | None = None  # [H * D] (Qwen2)
-    k_bias: torch.Tensor | None = None
-    v_bias: torch.Tensor | None = None
+    qkv_bias: torch.Tensor | None = None  # [(H + 2 H_kv) * D] (Qwen2)
     q_norm: torch.Tensor | None = None  # [D] (Qwen3)
     k_norm: torch.Tensor | None = None
 
@@ -64,46 +63,66 @@ class Decoder:
         self.eps = eps
         self.scale = spec.head_dim**-0.5
         self.dtype, self.device = embed.dtype, embed.device
-        self.cos, self.sin = rope_table(inv_freq, rope_scaling, max_positions, self.dtype, self.device)
+        self.inv_freq, self.rope_scaling, self.max_positions = inv_freq, rope_scaling, max_positions
+        self.cos = self.sin = torch.empty(0, spec.head_dim, dtype=self.dtype, device=self.device)
 
     # --- construction ------------------------------------------------------------------------------
     @classmethod
     def from_hf(cls, model, spec: ModelSpec) -> Decoder:
-        """Reuse the weight tensors of a transformers *ForCausalLM (Llama/Mistral/Qwen2/Qwen3)."""
+        """Take the weights of a transformers *ForCausalLM (Llama/Mistral/Qwen2/Qwen3).
+
+        q/k/v and gate/up are stacked into new tensors and the module's own copies are released
+        layer by layer, so only one layer is ever held twice; the model is unusable afterwards.
+        """
         body, config = model.model, model.config
         layers = []
         for layer in body.layers:
             attn, mlp = layer.self_attn, layer.mlp
-            layers.append(
-                LayerWeights(
-                    input_norm=layer.input_layernorm.weight.data,
-                    q=attn.q_proj.weight.data,
-                    k=attn.k_proj.weight.data,
-                    v=attn.v_proj.weight.data,
-                    o=attn.o_proj.weight.data,
-                    post_norm=layer.post_attention_layernorm.weight.data,
-                    gate=mlp.gate_proj.weight.data,
-                    up=mlp.up_proj.weight.data,
-                    down=mlp.down_proj.weight.data,
-                    q_bias=_data(attn.q_proj.bias),
-                    k_bias=_data(attn.k_proj.bias),
-                    v_bias=_data(attn.v_proj.bias),
-                    q_norm=_data(getattr(attn, "q_norm", None), "weight"),
-                    k_norm=_data(getattr(attn, "k_norm", None), "weight"),
-                )
-            )
+            bias = None
+            if attn.q_proj.bias is not None:
+                bias = torch.cat([attn.q_proj.bias.data, attn.k_proj.bias.data, attn.v_proj.bias.data])
+            layers.append(LayerWeights(
+                input_norm=layer.input_layernorm.weight.data,
+                qkv=torch.cat([attn.q_proj.weight.data, attn.k_proj.weight.data, attn.v_proj.weight.data]),
+                o=attn.o_proj.weight.data,
+                post_norm=layer.post_attention_layernorm.weight.data,
+                gate_up=torch.cat([mlp.gate_proj.weight.data, mlp.up_proj.weight.data]),
+                down=mlp.down_proj.weight.data,
+                qkv_bias=bias,
+                q_norm=_data(getattr(attn, "q_norm", None)),
+                k_norm=_data(getattr(attn, "k_norm", None)),
+            ))
+            for module in (attn.q_proj, attn.k_proj, attn.v_proj, mlp.gate_proj, mlp.up_proj):
+                module.weight = None  # release the unstacked copy now
+                module.bias = None
         rotary = body.rotary_emb
-        return cls(
-            spec,
-            body.embed_tokens.weight.data,
-            layers,
-            body.norm.weight.data,
-            model.lm_head.weight.data,
-            rotary.inv_freq,
-            float(rotary.attention_scaling),
-            config.rms_norm_eps,
-            config.max_position_embeddings,
-        )
+        return cls(spec, body.embed_tokens.weight.data, layers, body.norm.weight.data,
+                   model.lm_head.weight.data, rotary.inv_freq, float(rotary.attention_scaling),
+                   config.rms_norm_eps, config.max_position_embeddings)
+
+    @classmethod
+    def random(cls, spec: ModelSpec, dtype: torch.dtype, device: str | torch.device, rope_theta: float = 1e6,
+               max_positions: int = 40960, seed: int = 0) -> Decoder:
+        """Random weights of the real shapes (for benchmarks: no download). Std 0.02 like HF init."""
+        gen = torch.Generator(device=device).manual_seed(seed)
+
+        def w(*shape):
+            return (torch.randn(*shape, generator=gen, device=device, dtype=torch.float32) * 0.02).to(dtype)
+
+        def ones(n):
+            return torch.ones(n, dtype=dtype, device=device)
+
+        h, d, i = spec.hidden_size, spec.head_dim, spec.intermediate_size
+        qkv_out = (spec.num_heads + 2 * spec.num_kv_heads) * d
+        layers = [LayerWeights(
+            input_norm=ones(h), qkv=w(qkv_out, h), o=w(h, spec.num_heads * d), post_norm=ones(h),
+            gate_up=w(2 * i, h), down=w(h, i), qkv_bias=w(qkv_out) if spec.qkv_bias else None,
+            q_norm=ones(d) if spec.qk_norm else None, k_norm=ones(d) if spec.qk_norm else None,
+        ) for _ in range(spec.num_layers)]
+        embed = w(spec.vocab_size, h)
+        head = embed if spec.tie_word_embeddings else w(spec.vocab_size, h)
+        inv_freq = 1.0 / (rope_theta ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
+        return cls(spec, embed, layers, ones(h), head, inv_freq, 1.0, 1e-6, max_positions)
 
     @property
     def weight_bytes(self) -> int:
@@ -115,8 +134,12 @@ class Decoder:
         return sum(t.numel() * t.element_size() for t in unique.values())
 
     def new_cache(self, rows: int, capacity: int) -> KVCache:
+        """A cache of `capacity` slots per row; the RoPE table grows to cover it (never past the model's
+        maximum position)."""
+        if capacity > self.max_positions:
+            raise ValueError(f"{capacity} tokens exceed the model's {self.max_positions} positions")
         if capacity > self.cos.shape[0]:
-            raise ValueError(f"{capacity} tokens exceed the model's {self.cos.shape[0]} positions")
+            self.cos, self.sin = rope_table(self.inv_freq, self.rope_scaling, capacity, self.dtype, self.device)
         s = self.spec
         return KVCache(s.num_layers, rows, s.num_kv_heads, capacity, s.head_dim, self.dtype, self.device)
 
@@ -124,17 +147,17 @@ class Decoder:
     def _qkv(self, w: LayerWeights, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
         """x [B, S, hidden] -> q [B, H, S, D], k, v [B, H_kv, S, D], RoPE applied to q and k."""
         b, s, _ = x.shape
-        d = self.spec.head_dim
-        q = F.linear(x, w.q, w.q_bias).view(b, s, -1, d)
-        k = F.linear(x, w.k, w.k_bias).view(b, s, -1, d)
-        v = F.linear(x, w.v, w.v_bias).view(b, s, -1, d)
+        d, heads, kv_heads = self.spec.head_dim, self.spec.num_heads, self.spec.num_kv_heads
+        qkv = F.linear(x, w.qkv, w.qkv_bias).view(b, s, heads + 2 * kv_heads, d)
+        q, k, v = qkv.split([heads, kv_heads, kv_heads], dim=2)  # [B, S, H(_kv), D]
         if w.q_norm is not None:
             q, k = rms_norm(q, w.q_norm, self.eps), rms_norm(k, w.k_norm, self.eps)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
     def _mlp(self, w: LayerWeights, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(F.silu(F.linear(x, w.gate)) * F.linear(x, w.up), w.down)
+        gate, up = F.linear(x, w.gate_up).chunk(2, dim=-1)
+        return F.linear(F.silu(gate) * up, w.down)
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, hidden] -> fp32 logits [B, V]."""
@@ -172,11 +195,8 @@ class Decoder:
         return self._logits(x[:, 0])
 
 
-def _data(module_or_tensor, attr: str | None = None):
-    if module_or_tensor is None:
-        return None
-    t = getattr(module_or_tensor, attr) if attr else module_or_tensor
-    return None if t is None else t.data
+def _data(norm) -> torch.Tensor | None:
+    return None if norm is None else norm.weight.data
 
 
 def vars_of(layer: LayerWeights) -> list:

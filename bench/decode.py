@@ -1,0 +1,98 @@
+"""Decode-step benchmark on one GPU: the engine vs the HBM bound and vs transformers' generate().
+
+Run on the device:  PYTHONPATH=src python3 bench/decode.py [--out DIR] [--quick]
+Checks correctness on the GPU first (split-KV kernel vs an fp64 reference; graph replay vs eager),
+then times Qwen3-0.6B and Qwen3-8B shapes at batch 1 and 16, 8k context, bf16, random weights.
+Prints a table and writes decode.json.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from membudget.bench import bench_engine, bench_transformers, copy_bandwidth
+from membudget.engine.attention import decode_attention_reference
+from membudget.engine.model import Decoder
+from membudget.engine.sampling import SamplingParams, row_seeds
+from membudget.engine.step import DecodeStep
+from membudget.engine.triton_attention import split_kv_decode
+from membudget.spec import resolve_spec
+
+
+def check_kernel() -> float:
+    worst = 0.0
+    for rows, heads, kv_heads, d, capacity in [(1, 16, 8, 128, 8256), (16, 32, 8, 128, 4160), (3, 9, 3, 64, 999)]:
+        q = torch.randn(rows, heads, 1, d, device="cuda", dtype=torch.bfloat16)
+        k = torch.randn(rows, kv_heads, capacity, d, device="cuda", dtype=torch.bfloat16)
+        v = torch.randn(rows, kv_heads, capacity, d, device="cuda", dtype=torch.bfloat16)
+        lengths = torch.randint(1, capacity + 1, (rows,), device="cuda")
+        ref = decode_attention_reference(q.double(), k.double(), v.double(), lengths, d**-0.5)
+        out = split_kv_decode(q, k, v, lengths, d**-0.5)
+        err = ((out.double() - ref).norm() / ref.norm()).item()
+        assert torch.isfinite(out).all() and err < 1e-2, f"split-KV kernel error {err}"
+        worst = max(worst, err)
+    return worst
+
+
+def check_graph() -> bool:
+    """Greedy tokens from graph replays equal eager steps on a small random model."""
+    spec = resolve_spec("Qwen/Qwen3-0.6B")
+    model = Decoder.random(spec, torch.bfloat16, "cuda")
+    tokens = {}
+    for use_graph in (True, False):
+        cache = model.new_cache(4, 256)
+        for t in cache.k + cache.v:
+            t.zero_()
+        step = DecodeStep(model, cache, SamplingParams(greedy=True), row_seeds(0, 4), use_graph=use_graph)
+        model.prefill(torch.arange(100, 132, device="cuda"), cache)
+        ids, out = torch.tensor([5, 6, 7, 8]), []
+        for p in range(32, 96):
+            ids = step.run(ids, torch.full((4,), p)).cpu()
+            out.append(ids.tolist())
+        tokens[use_graph] = out
+    return tokens[True] == tokens[False]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=os.environ.get("OUT", "."))
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
+    result["kernel_rel_err"] = check_kernel()
+    result["graph_equals_eager"] = check_graph()
+    print(f"kernel rel err {result['kernel_rel_err']:.2e}; graph == eager: {result['graph_equals_eager']}",
+          flush=True)
+    bandwidth = copy_bandwidth(torch.device("cuda"))
+    result["copy_bandwidth_gbps"] = bandwidth / 1e9
+    rows = []
+    cases = [("Qwen/Qwen3-0.6B", 1), ("Qwen/Qwen3-0.6B", 16), ("Qwen/Qwen3-8B", 1), ("Qwen/Qwen3-8B", 16)]
+    for name, batch in cases[:1] if args.quick else cases:
+        spec = resolve_spec(name)
+        row = bench_engine(spec, batch, 8192, bandwidth)
+        if batch == 1:
+            row.hf_ms_per_step = bench_transformers(spec, batch, 8192)
+            row.speedup_vs_hf = row.hf_ms_per_step / row.ms_per_step
+        rows.append(row.to_dict())
+        print(json.dumps(row.to_dict()), flush=True)
+    result["rows"] = rows
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "decode.json").write_text(json.dumps(result, indent=1))
+    print(f"\ncopy bandwidth {bandwidth / 1e9:.0f} GB/s (read + write)")
+    print(f"{'model':<16}{'G':>4}{'ms/step':>10}{'bound ms':>10}{'% bound':>9}{'loop ms':>9}{'HF ms':>8}"
+          f"{'x HF':>7}{'peak/acct':>11}")
+    for r in rows:
+        hf = f"{r['hf_ms_per_step']:.1f}" if r["hf_ms_per_step"] else "-"
+        x = f"{r['speedup_vs_hf']:.1f}" if r["speedup_vs_hf"] else "-"
+        print(f"{r['model'].split('/')[-1]:<16}{r['batch']:>4}{r['ms_per_step']:>10.3f}{r['hbm_bound_ms']:>10.3f}"
+              f"{r['pct_of_bound']:>8.1f}%{r['loop_ms_per_step']:>9.3f}{hf:>8}{x:>7}{r['peak_vs_accounted']:>11.3f}")
+    sys.exit(0 if result["graph_equals_eager"] else 1)
+
+
+if __name__ == "__main__":
+    main()
