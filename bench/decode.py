@@ -25,7 +25,11 @@ from membudget.spec import resolve_spec
 
 def check_kernel() -> float:
     worst = 0.0
-    for rows, heads, kv_heads, d, capacity in [(1, 16, 8, 128, 8256), (16, 32, 8, 128, 4160), (3, 9, 3, 64, 999)]:
+    for rows, heads, kv_heads, d, capacity in [
+        (1, 16, 8, 128, 8256),
+        (16, 32, 8, 128, 4160),
+        (3, 9, 3, 64, 999),
+    ]:
         q = torch.randn(rows, heads, 1, d, device="cuda", dtype=torch.bfloat16)
         k = torch.randn(rows, kv_heads, capacity, d, device="cuda", dtype=torch.bfloat16)
         v = torch.randn(rows, kv_heads, capacity, d, device="cuda", dtype=torch.bfloat16)
@@ -61,36 +65,48 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--cases", default="Qwen/Qwen3-0.6B:1,Qwen/Qwen3-0.6B:16,Qwen/Qwen3-8B:1,Qwen/Qwen3-8B:16"
+    )
+    parser.add_argument("--no-hf", action="store_true", help="skip the transformers baseline")
+    parser.add_argument("--name", default="decode", help="JSON file name (without .json)")
     args = parser.parse_args()
     torch.manual_seed(0)
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     result["kernel_rel_err"] = check_kernel()
     result["graph_equals_eager"] = check_graph()
-    print(f"kernel rel err {result['kernel_rel_err']:.2e}; graph == eager: {result['graph_equals_eager']}",
-          flush=True)
+    print(
+        f"kernel rel err {result['kernel_rel_err']:.2e}; graph == eager: {result['graph_equals_eager']}",
+        flush=True,
+    )
     bandwidth = copy_bandwidth(torch.device("cuda"))
     result["copy_bandwidth_gbps"] = bandwidth / 1e9
     rows = []
-    cases = [("Qwen/Qwen3-0.6B", 1), ("Qwen/Qwen3-0.6B", 16), ("Qwen/Qwen3-8B", 1), ("Qwen/Qwen3-8B", 16)]
+    cases = [(c.split(":")[0], int(c.split(":")[1])) for c in args.cases.split(",")]
+    result["compile"] = os.environ.get("MEMBUDGET_COMPILE", "1")
     for name, batch in cases[:1] if args.quick else cases:
         spec = resolve_spec(name)
         row = bench_engine(spec, batch, 8192, bandwidth)
-        if batch == 1:
+        if batch == 1 and not args.no_hf:
             row.hf_ms_per_step = bench_transformers(spec, batch, 8192)
             row.speedup_vs_hf = row.hf_ms_per_step / row.ms_per_step
         rows.append(row.to_dict())
         print(json.dumps(row.to_dict()), flush=True)
     result["rows"] = rows
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "decode.json").write_text(json.dumps(result, indent=1))
+    (Path(args.out) / f"{args.name}.json").write_text(json.dumps(result, indent=1))
     print(f"\ncopy bandwidth {bandwidth / 1e9:.0f} GB/s (read + write)")
-    print(f"{'model':<16}{'G':>4}{'ms/step':>10}{'bound ms':>10}{'% bound':>9}{'loop ms':>9}{'HF ms':>8}"
-          f"{'x HF':>7}{'peak/acct':>11}")
+    print(
+        f"{'model':<16}{'G':>4}{'ms/step':>10}{'bound ms':>10}{'% bound':>9}{'loop ms':>9}{'HF ms':>8}"
+        f"{'x HF':>7}{'peak/acct':>11}"
+    )
     for r in rows:
         hf = f"{r['hf_ms_per_step']:.1f}" if r["hf_ms_per_step"] else "-"
         x = f"{r['speedup_vs_hf']:.1f}" if r["speedup_vs_hf"] else "-"
-        print(f"{r['model'].split('/')[-1]:<16}{r['batch']:>4}{r['ms_per_step']:>10.3f}{r['hbm_bound_ms']:>10.3f}"
-              f"{r['pct_of_bound']:>8.1f}%{r['loop_ms_per_step']:>9.3f}{hf:>8}{x:>7}{r['peak_vs_accounted']:>11.3f}")
+        print(
+            f"{r['model'].split('/')[-1]:<16}{r['batch']:>4}{r['ms_per_step']:>10.3f}{r['hbm_bound_ms']:>10.3f}"
+            f"{r['pct_of_bound']:>8.1f}%{r['loop_ms_per_step']:>9.3f}{hf:>8}{x:>7}{r['peak_vs_accounted']:>11.3f}"
+        )
     sys.exit(0 if result["graph_equals_eager"] else 1)
 
 

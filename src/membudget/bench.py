@@ -87,10 +87,17 @@ def step_bytes(model: Decoder, batch: int, context: int) -> int:
     return weights + batch * context * int(kv_bytes_per_token(model.spec, None, model.embed.element_size()))
 
 
-def bench_engine(spec: ModelSpec, batch: int, context: int, bandwidth: float,
-                 dtype: torch.dtype = torch.bfloat16, device: str = "cuda") -> DecodeBench:
+def bench_engine(
+    spec: ModelSpec,
+    batch: int,
+    context: int,
+    bandwidth: float,
+    dtype: torch.dtype = torch.bfloat16,
+    device: str = "cuda",
+) -> DecodeBench:
     """Time the engine's graph-captured decode step (Qwen3 sampling defaults) at `context` tokens."""
     dev = torch.device(device)
+    gc.collect()
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(dev)
     model = Decoder.random(spec, dtype, dev)
@@ -112,23 +119,32 @@ def bench_engine(spec: ModelSpec, batch: int, context: int, bandwidth: float,
     accounted = breakdown(spec, Scenario(spec.name, 16, "full", capacity, batch))
     moved = step_bytes(model, batch, context)
     bound_ms = moved / bandwidth * 1e3
-    del step, cache, model
-    gc.collect()
-    torch.cuda.empty_cache()
     return DecodeBench(
-        model=spec.name, batch=batch, context=context, ms_per_step=ms, tokens_per_s=batch * 1e3 / ms,
-        bytes_per_step=moved, bandwidth_gbps=bandwidth / 1e9, hbm_bound_ms=bound_ms,
-        pct_of_bound=100 * bound_ms / ms, loop_ms_per_step=loop_ms, peak_bytes=peak,
-        accounted_bytes=accounted.total_bytes, accounted_workspace_bytes=accounted.workspace_bytes,
+        model=spec.name,
+        batch=batch,
+        context=context,
+        ms_per_step=ms,
+        tokens_per_s=batch * 1e3 / ms,
+        bytes_per_step=moved,
+        bandwidth_gbps=bandwidth / 1e9,
+        hbm_bound_ms=bound_ms,
+        pct_of_bound=100 * bound_ms / ms,
+        loop_ms_per_step=loop_ms,
+        peak_bytes=peak,
+        accounted_bytes=accounted.total_bytes,
+        accounted_workspace_bytes=accounted.workspace_bytes,
         peak_vs_accounted=peak / accounted.total_bytes,
     )
 
 
-def bench_transformers(spec: ModelSpec, batch: int, context: int, new_tokens: int = 32,
-                       device: str = "cuda") -> float:
+def bench_transformers(
+    spec: ModelSpec, batch: int, context: int, new_tokens: int = 32, device: str = "cuda"
+) -> float:
     """ms per decode step of transformers' generate() (dynamic cache, greedy) on random weights."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    gc.collect()
+    torch.cuda.empty_cache()
     fields = dict(registry()[registry_lookup(spec.name)])
     config = AutoConfig.for_model(fields.pop("model_type"), **fields)
     with torch.device(device):
@@ -146,7 +162,4 @@ def bench_transformers(spec: ModelSpec, batch: int, context: int, new_tokens: in
     run(2)  # warm-up
     prefill = min(run(1) for _ in range(2))
     total = min(run(1 + new_tokens) for _ in range(2))
-    del model
-    gc.collect()
-    torch.cuda.empty_cache()
     return (total - prefill) / new_tokens * 1e3

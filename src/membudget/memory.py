@@ -138,8 +138,9 @@ def kv_bytes(
     return int(samples * per_seq)
 
 
-def workspace_bytes(spec: ModelSpec, samples: int, prompt_tokens: int, positions: int = 0,
-                    act_bytes: int = 2) -> int:
+def workspace_bytes(
+    spec: ModelSpec, samples: int, prompt_tokens: int, positions: int = 0, act_bytes: int = 2
+) -> int:
     """Estimated transient memory: the larger of prefill and decode activations, sampling buffers, and
     the RoPE table.
 

@@ -53,11 +53,17 @@ class KVCache:
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale, enable_gqa=True)
 
     # --- decode: one new token per row -----------------------------------------------------------
-    def decode(
-        self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor, scale: float
+    def layer_buffers(self, layer: int) -> tuple:
+        """What `decode_op` needs of one layer: (k [G, H_kv, C, D], v [G, H_kv, C, D], rows [G])."""
+        return self.k[layer], self.v[layer], self.rows
+
+    @staticmethod
+    def decode_op(
+        buffers: tuple, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor, scale: float
     ) -> torch.Tensor:
         """Write k, v [G, H_kv, 1, D] at `slots` [G]; attend q [G, H, 1, D] over slots [0, slot] of each
-        row. Returns [G, H, 1, D]."""
-        self.k[layer][self.rows, :, slots] = k[:, :, 0]
-        self.v[layer][self.rows, :, slots] = v[:, :, 0]
-        return decode_attention(q, self.k[layer], self.v[layer], slots + 1, scale)
+        row. Returns [G, H, 1, D]. A pure function of tensors, so it compiles into the decode layer."""
+        k_buf, v_buf, rows = buffers
+        k_buf[rows, :, slots] = k[:, :, 0]
+        v_buf[rows, :, slots] = v[:, :, 0]
+        return decode_attention(q, k_buf, v_buf, slots + 1, scale)

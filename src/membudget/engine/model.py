@@ -7,7 +7,9 @@ cache write + attention -> o_proj -> residual; RMSNorm -> SwiGLU MLP -> residual
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +19,7 @@ from .cache import KVCache
 from .rope import apply_rope, rope_table
 
 
-@dataclass(slots=True)
-class LayerWeights:
+class LayerWeights(NamedTuple):
     """Weights of one decoder layer; linear weights are [out_features, in_features].
 
     q/k/v are stacked into one matrix and gate/up into another, so a decode step runs 4 matrix
@@ -65,6 +66,8 @@ class Decoder:
         self.dtype, self.device = embed.dtype, embed.device
         self.inv_freq, self.rope_scaling, self.max_positions = inv_freq, rope_scaling, max_positions
         self.cos = self.sin = torch.empty(0, spec.head_dim, dtype=self.dtype, device=self.device)
+        self.shape = Shape(spec.num_heads, spec.num_kv_heads, spec.head_dim, eps, self.scale)
+        self._decode_layer = compiled(decode_layer) if self.device.type == "cuda" else decode_layer
 
     # --- construction ------------------------------------------------------------------------------
     @classmethod
@@ -81,44 +84,72 @@ class Decoder:
             bias = None
             if attn.q_proj.bias is not None:
                 bias = torch.cat([attn.q_proj.bias.data, attn.k_proj.bias.data, attn.v_proj.bias.data])
-            layers.append(LayerWeights(
-                input_norm=layer.input_layernorm.weight.data,
-                qkv=torch.cat([attn.q_proj.weight.data, attn.k_proj.weight.data, attn.v_proj.weight.data]),
-                o=attn.o_proj.weight.data,
-                post_norm=layer.post_attention_layernorm.weight.data,
-                gate_up=torch.cat([mlp.gate_proj.weight.data, mlp.up_proj.weight.data]),
-                down=mlp.down_proj.weight.data,
-                qkv_bias=bias,
-                q_norm=_data(getattr(attn, "q_norm", None)),
-                k_norm=_data(getattr(attn, "k_norm", None)),
-            ))
+            layers.append(
+                LayerWeights(
+                    input_norm=layer.input_layernorm.weight.data,
+                    qkv=torch.cat(
+                        [attn.q_proj.weight.data, attn.k_proj.weight.data, attn.v_proj.weight.data]
+                    ),
+                    o=attn.o_proj.weight.data,
+                    post_norm=layer.post_attention_layernorm.weight.data,
+                    gate_up=torch.cat([mlp.gate_proj.weight.data, mlp.up_proj.weight.data]),
+                    down=mlp.down_proj.weight.data,
+                    qkv_bias=bias,
+                    q_norm=_data(getattr(attn, "q_norm", None)),
+                    k_norm=_data(getattr(attn, "k_norm", None)),
+                )
+            )
             for module in (attn.q_proj, attn.k_proj, attn.v_proj, mlp.gate_proj, mlp.up_proj):
                 module.weight = None  # release the unstacked copy now
                 module.bias = None
         rotary = body.rotary_emb
-        return cls(spec, body.embed_tokens.weight.data, layers, body.norm.weight.data,
-                   model.lm_head.weight.data, rotary.inv_freq, float(rotary.attention_scaling),
-                   config.rms_norm_eps, config.max_position_embeddings)
+        return cls(
+            spec,
+            body.embed_tokens.weight.data,
+            layers,
+            body.norm.weight.data,
+            model.lm_head.weight.data,
+            rotary.inv_freq,
+            float(rotary.attention_scaling),
+            config.rms_norm_eps,
+            config.max_position_embeddings,
+        )
 
     @classmethod
-    def random(cls, spec: ModelSpec, dtype: torch.dtype, device: str | torch.device, rope_theta: float = 1e6,
-               max_positions: int = 40960, seed: int = 0) -> Decoder:
+    def random(
+        cls,
+        spec: ModelSpec,
+        dtype: torch.dtype,
+        device: str | torch.device,
+        rope_theta: float = 1e6,
+        max_positions: int = 40960,
+        seed: int = 0,
+    ) -> Decoder:
         """Random weights of the real shapes (for benchmarks: no download). Std 0.02 like HF init."""
         gen = torch.Generator(device=device).manual_seed(seed)
 
         def w(*shape):
-            return (torch.randn(*shape, generator=gen, device=device, dtype=torch.float32) * 0.02).to(dtype)
+            return torch.randn(*shape, generator=gen, device=device, dtype=dtype).mul_(0.02)
 
         def ones(n):
             return torch.ones(n, dtype=dtype, device=device)
 
         h, d, i = spec.hidden_size, spec.head_dim, spec.intermediate_size
         qkv_out = (spec.num_heads + 2 * spec.num_kv_heads) * d
-        layers = [LayerWeights(
-            input_norm=ones(h), qkv=w(qkv_out, h), o=w(h, spec.num_heads * d), post_norm=ones(h),
-            gate_up=w(2 * i, h), down=w(h, i), qkv_bias=w(qkv_out) if spec.qkv_bias else None,
-            q_norm=ones(d) if spec.qk_norm else None, k_norm=ones(d) if spec.qk_norm else None,
-        ) for _ in range(spec.num_layers)]
+        layers = [
+            LayerWeights(
+                input_norm=ones(h),
+                qkv=w(qkv_out, h),
+                o=w(h, spec.num_heads * d),
+                post_norm=ones(h),
+                gate_up=w(2 * i, h),
+                down=w(h, i),
+                qkv_bias=w(qkv_out) if spec.qkv_bias else None,
+                q_norm=ones(d) if spec.qk_norm else None,
+                k_norm=ones(d) if spec.qk_norm else None,
+            )
+            for _ in range(spec.num_layers)
+        ]
         embed = w(spec.vocab_size, h)
         head = embed if spec.tie_word_embeddings else w(spec.vocab_size, h)
         inv_freq = 1.0 / (rope_theta ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
@@ -129,7 +160,7 @@ class Decoder:
         """Bytes of all distinct weight tensors (a tied head counts once)."""
         tensors = [self.embed, self.norm, self.lm_head]
         for layer in self.layers:
-            tensors += [t for t in vars_of(layer) if t is not None]
+            tensors += [t for t in layer if t is not None]
         unique = {t.data_ptr(): t for t in tensors}
         return sum(t.numel() * t.element_size() for t in unique.values())
 
@@ -139,26 +170,13 @@ class Decoder:
         if capacity > self.max_positions:
             raise ValueError(f"{capacity} tokens exceed the model's {self.max_positions} positions")
         if capacity > self.cos.shape[0]:
-            self.cos, self.sin = rope_table(self.inv_freq, self.rope_scaling, capacity, self.dtype, self.device)
+            self.cos, self.sin = rope_table(
+                self.inv_freq, self.rope_scaling, capacity, self.dtype, self.device
+            )
         s = self.spec
         return KVCache(s.num_layers, rows, s.num_kv_heads, capacity, s.head_dim, self.dtype, self.device)
 
     # --- forward -----------------------------------------------------------------------------------
-    def _qkv(self, w: LayerWeights, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
-        """x [B, S, hidden] -> q [B, H, S, D], k, v [B, H_kv, S, D], RoPE applied to q and k."""
-        b, s, _ = x.shape
-        d, heads, kv_heads = self.spec.head_dim, self.spec.num_heads, self.spec.num_kv_heads
-        qkv = F.linear(x, w.qkv, w.qkv_bias).view(b, s, heads + 2 * kv_heads, d)
-        q, k, v = qkv.split([heads, kv_heads, kv_heads], dim=2)  # [B, S, H(_kv), D]
-        if w.q_norm is not None:
-            q, k = rms_norm(q, w.q_norm, self.eps), rms_norm(k, w.k_norm, self.eps)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
-
-    def _mlp(self, w: LayerWeights, x: torch.Tensor) -> torch.Tensor:
-        gate, up = F.linear(x, w.gate_up).chunk(2, dim=-1)
-        return F.linear(F.silu(gate) * up, w.down)
-
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, hidden] -> fp32 logits [B, V]."""
         return F.linear(rms_norm(x, self.norm, self.eps), self.lm_head).float()
@@ -176,28 +194,77 @@ class Decoder:
         x = F.embedding(ids[None], self.embed)  # [1, S, hidden]
         cos, sin = self.cos[start : start + s][None], self.sin[start : start + s][None]  # [1, S, D]
         for i, w in enumerate(self.layers):
-            q, k, v = self._qkv(w, rms_norm(x, w.input_norm, self.eps), cos, sin)
+            q, k, v = attention_inputs(x, cos, sin, w, self.shape)
             attn = cache.prefill(i, q, k, v, start, self.scale)  # [1, H, S, D]
-            x = x + F.linear(attn.transpose(1, 2).reshape(1, s, -1), w.o)
-            x = x + self._mlp(w, rms_norm(x, w.post_norm, self.eps))
+            x = attention_output_and_mlp(x, attn, w, self.shape)
         return x
 
     def decode(self, ids: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """ids [G] at positions [G] (also their cache slots) -> fp32 logits [G, V]. No host sync."""
-        g = ids.shape[0]
         x = F.embedding(ids[:, None], self.embed)  # [G, 1, hidden]
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]  # [G, 1, D]
         for i, w in enumerate(self.layers):
-            q, k, v = self._qkv(w, rms_norm(x, w.input_norm, self.eps), cos, sin)
-            attn = cache.decode(i, q, k, v, positions, self.scale)  # [G, H, 1, D]
-            x = x + F.linear(attn.transpose(1, 2).reshape(g, 1, -1), w.o)
-            x = x + self._mlp(w, rms_norm(x, w.post_norm, self.eps))
+            x = self._decode_layer(
+                x, cos, sin, positions, cache.decode_op, cache.layer_buffers(i), w, self.shape
+            )
         return self._logits(x[:, 0])
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """The constants of a layer's computation."""
+
+    heads: int
+    kv_heads: int
+    head_dim: int
+    eps: float
+    scale: float
+
+
+def attention_inputs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, w: LayerWeights, shape: Shape):
+    """x [B, S, hidden] -> q [B, H, S, D], k, v [B, H_kv, S, D]; q/k-norm and RoPE applied."""
+    b, s, _ = x.shape
+    h = rms_norm(x, w.input_norm, shape.eps)
+    qkv = F.linear(h, w.qkv, w.qkv_bias).view(b, s, shape.heads + 2 * shape.kv_heads, shape.head_dim)
+    q, k, v = qkv.split([shape.heads, shape.kv_heads, shape.kv_heads], dim=2)  # [B, S, H(_kv), D]
+    if w.q_norm is not None:
+        q, k = rms_norm(q, w.q_norm, shape.eps), rms_norm(k, w.k_norm, shape.eps)
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+
+def attention_output_and_mlp(
+    x: torch.Tensor, attn: torch.Tensor, w: LayerWeights, shape: Shape
+) -> torch.Tensor:
+    """Residual stream x [B, S, hidden] after o_proj of attn [B, H, S, D] and the SwiGLU MLP."""
+    b, s, _ = x.shape
+    x = x + F.linear(attn.transpose(1, 2).reshape(b, s, -1), w.o)
+    gate, up = F.linear(rms_norm(x, w.post_norm, shape.eps), w.gate_up).chunk(2, dim=-1)
+    return x + F.linear(F.silu(gate) * up, w.down)
+
+
+def decode_layer(x, cos, sin, slots, cache_op, buffers: tuple, w: LayerWeights, shape: Shape) -> torch.Tensor:
+    """One layer for one new token per row: x [G, 1, hidden] -> [G, 1, hidden].
+
+    A pure function of tensors (weights and cache buffers passed as tuples), so that on CUDA one
+    torch.compile'd copy serves every layer and fuses its element-wise work (norms, RoPE, SwiGLU).
+    `cache_op(buffers, q, k, v, slots, scale)` writes the new k, v and returns the attention output.
+    """
+    q, k, v = attention_inputs(x, cos, sin, w, shape)
+    attn = cache_op(buffers, q, k, v, slots, shape.scale)  # [G, H, 1, D]
+    return attention_output_and_mlp(x, attn, w, shape)
 
 
 def _data(norm) -> torch.Tensor | None:
     return None if norm is None else norm.weight.data
 
 
-def vars_of(layer: LayerWeights) -> list:
-    return [getattr(layer, name) for name in LayerWeights.__slots__]
+def compiled(fn):
+    """torch.compile(fn), as MEMBUDGET_COMPILE says: "1" (default), "autotune" (Inductor also tries its
+    own matrix kernels against cuBLAS: slower to compile), or "0" (eager: same results, more launches)."""
+    mode = os.environ.get("MEMBUDGET_COMPILE", "1")
+    if mode == "0":
+        return fn
+    return torch.compile(
+        fn, fullgraph=True, dynamic=False, mode="max-autotune-no-cudagraphs" if mode == "autotune" else None
+    )

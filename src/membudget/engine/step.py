@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from .cache import KVCache
-from .model import Decoder
+from .model import Decoder, compiled
 from .sampling import SamplingParams, sample
 
 
@@ -35,6 +35,7 @@ class DecodeStep:
         self.seeds = torch.tensor(seeds, dtype=torch.long, device=device)
         self.next_ids = torch.zeros(rows, dtype=torch.long, device=device)
         self.graph = None
+        self.sample = compiled(sample) if device.type == "cuda" else sample
         if use_graph is None:
             use_graph = device.type == "cuda"
         if use_graph:
@@ -42,10 +43,11 @@ class DecodeStep:
 
     def _body(self) -> None:
         logits = self.model.decode(self.ids, self.positions, self.cache)  # [G, V]
-        self.next_ids.copy_(sample(logits, self.params, self.seeds, self.positions + 1))
+        self.next_ids.copy_(self.sample(logits, self.params, self.seeds, self.positions + 1))
 
     def _capture(self) -> None:
-        # warm up on a side stream (lazy inits, Triton compiles) at slot 0, then capture
+        # compile and warm up (lazy inits, Triton compiles) at slot 0, then capture
+        self._body()
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):

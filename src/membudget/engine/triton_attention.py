@@ -25,7 +25,6 @@ def _partial_kernel(
     Lengths,
     Partial,
     LSE,
-    scale,
     s_qg,
     s_qh,
     s_kg,
@@ -39,6 +38,7 @@ def _partial_kernel(
     s_os,
     s_lg,
     s_lh,
+    SCALE: tl.constexpr,  # a constant: torch.compile would pass a float argument as fp64
     KV_HEADS: tl.constexpr,
     N_REP: tl.constexpr,
     SPLITS: tl.constexpr,
@@ -77,7 +77,7 @@ def _partial_kernel(
         n_mask = offs_n < end
         kv_mask = n_mask[:, None] & d_mask[None, :]
         k = tl.load(k_base + offs_n[:, None] * s_kc + offs_d[None, :], mask=kv_mask, other=0.0)
-        qk = tl.dot(q, tl.trans(k)) * scale  # [BLOCK_H, BLOCK_N] fp32
+        qk = tl.dot(q, tl.trans(k)) * SCALE  # [BLOCK_H, BLOCK_N] fp32
         qk = tl.where(n_mask[None, :], qk, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(qk, 1))
         p = tl.exp(qk - m_new[:, None])
@@ -165,7 +165,6 @@ def split_kv_decode(
         lengths,
         partial,
         lse,
-        scale,
         q.stride(0),
         q.stride(1),
         k.stride(0),
@@ -179,6 +178,7 @@ def split_kv_decode(
         partial.stride(2),
         lse.stride(0),
         lse.stride(1),
+        SCALE=scale,
         KV_HEADS=kv_heads,
         N_REP=n_rep,
         SPLITS=splits,
