@@ -32,7 +32,8 @@ with profile(activities=[ProfilerActivity.CUDA]) as prof:
 print(f"{name} batch {batch}: per step, top kernels")
 m = torch.cuda.memory_stats()
 print(
-    f"allocated {torch.cuda.memory_allocated() / 2**20:.0f} MiB, peak {m['allocated_bytes.all.peak'] / 2**20:.0f} MiB, "
+    f"allocated {torch.cuda.memory_allocated() / 2**20:.0f} MiB, "
+    f"peak {m['allocated_bytes.all.peak'] / 2**20:.0f} MiB, "
     f"weights {model.weight_bytes / 2**20:.0f} MiB, cache {cache.nbytes / 2**20:.0f} MiB"
 )
 print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=60))
