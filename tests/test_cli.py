@@ -86,3 +86,48 @@ def test_bad_input_exits_2_with_one_line(monkeypatch, capsys, args, message):
     assert code == 2
     assert message in err
     assert out == ""
+
+
+def test_generate_json_with_budget_checkpoints(monkeypatch, capsys, smollm2_fp32):
+    code, out, err = run(
+        monkeypatch,
+        capsys,
+        "generate",
+        "--model",
+        "smollm2",
+        "--prompt",
+        "What is 2+2?",
+        "--budgets",
+        "6,12",
+        "--samples",
+        "2",
+        "--answer-tokens",
+        "4",
+        "--device",
+        "cpu",
+        "--json",
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert len(result["samples"]) == 2
+    for sample in result["samples"]:
+        assert set(sample) >= {"text", "token_ids", "finish_reason", "answers"}
+        assert set(sample["answers"]) <= {"6", "12"}
+    assert result["accounted_bytes"] > 0 and result["timings"]["decode_steps"] > 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["generate", "-m", "smollm2", "--prompt", "hi", "--budgets", "9,3"], "increasing"),
+        (["generate", "-m", "smollm2", "--prompt", "hi", "--temperature", "0"], "temperature"),
+        (["bench", "-m", "qwen3-0.6b"], "needs a CUDA GPU"),
+    ],
+)
+def test_engine_commands_reject_bad_input(monkeypatch, capsys, args, message):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("these checks are for machines without a GPU")
+    code, _, err = run(monkeypatch, capsys, *args)
+    assert code == 2 and message in err

@@ -38,6 +38,8 @@ class DecodeBench:
     accounted_bytes: int
     accounted_workspace_bytes: int
     peak_vs_accounted: float
+    before_step_bytes: int  # allocated after weights and cache, before compiling/capturing the step
+    after_capture_bytes: int
     hf_ms_per_step: float | None = None
     speedup_vs_hf: float | None = None
 
@@ -105,7 +107,9 @@ def bench_engine(
     cache = model.new_cache(batch, capacity)
     for t in cache.k + cache.v:  # real data, never zeros
         t.normal_()
+    before = torch.cuda.memory_allocated(dev)
     step = DecodeStep(model, cache, SamplingParams(), row_seeds(0, batch))
+    after = torch.cuda.memory_allocated(dev)
     ids = torch.randint(0, spec.vocab_size, (batch,))
     positions = torch.full((batch,), context - 1)  # attends over `context` tokens
     step.run(ids, positions)
@@ -134,6 +138,8 @@ def bench_engine(
         accounted_bytes=accounted.total_bytes,
         accounted_workspace_bytes=accounted.workspace_bytes,
         peak_vs_accounted=peak / accounted.total_bytes,
+        before_step_bytes=before,
+        after_capture_bytes=after,
     )
 
 

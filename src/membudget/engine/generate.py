@@ -90,8 +90,9 @@ class Timings:
 class Generator:
     """Runs GenerationConfig on one prompt with a Decoder and its tokenizer."""
 
-    def __init__(self, model: Decoder, tokenizer, use_graph: bool | None = None) -> None:
-        self.model, self.tokenizer, self.use_graph = model, tokenizer, use_graph
+    def __init__(self, model: Decoder, tokenizer, use_graph: bool | None = None, on_step=None) -> None:
+        """`on_step()` is called after every decode step (for progress bars)."""
+        self.model, self.tokenizer, self.use_graph, self.on_step = model, tokenizer, use_graph, on_step
         self.eos = _eos_ids(tokenizer)
         close = tokenizer.convert_tokens_to_ids(THINK_CLOSE) if THINK_CLOSE in tokenizer.get_vocab() else None
         self.think_close = close
@@ -100,6 +101,11 @@ class Generator:
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False) if text else []
+
+    def max_steps(self, config: GenerationConfig) -> int:
+        """An upper bound on decode steps: thinking, plus one answer phase per budget."""
+        answer = 1 + len(self._forced(config)) + config.answer_tokens
+        return config.budgets[-1] + answer * len(config.budgets)
 
     def capacity(self, prompt_tokens: int, config: GenerationConfig) -> int:
         forced = len(self._forced(config))
@@ -151,7 +157,10 @@ class Generator:
 
     def _step(self, step: DecodeStep, ids: list[int], positions: list[int]) -> list[int]:
         self.timings.steps += 1
-        return step.run(torch.tensor(ids), torch.tensor(positions)).tolist()
+        out = step.run(torch.tensor(ids), torch.tensor(positions)).tolist()
+        if self.on_step is not None:
+            self.on_step()
+        return out
 
     def _advance(
         self, step: DecodeStep, rows: list[_Row], config: GenerationConfig, wait: list[int], live: list[bool]

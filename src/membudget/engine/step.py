@@ -46,16 +46,16 @@ class DecodeStep:
         self.next_ids.copy_(self.sample(logits, self.params, self.seeds, self.positions + 1))
 
     def _capture(self) -> None:
-        # compile and warm up (lazy inits, Triton compiles) at slot 0, then capture
+        # compile and warm up (lazy inits, Triton compiles) at slot 0, then capture -- warm-up and
+        # capture share one side stream, so only two streams ever hold a cuBLAS workspace
         self._body()
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            for _ in range(2):
-                self._body()
+            self._body()
         torch.cuda.current_stream().wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph, stream=stream):
             self._body()
 
     def run(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
