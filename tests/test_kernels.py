@@ -1,4 +1,4 @@
-"""GPU kernels, checked on the CPU by Triton's interpreter against the torch reference."""
+"""GPU kernels (split-KV attention, skinny GEMV), checked on the CPU by Triton's interpreter."""
 
 import os
 import subprocess
@@ -10,8 +10,9 @@ import pytest
 pytest.importorskip("triton", reason="Triton is installed by `make test` on Linux")
 
 
-def test_split_kv_decode_matches_reference():
-    script = Path(__file__).parent / "kernels" / "check_split_kv.py"
+@pytest.mark.parametrize("check", ["check_split_kv.py", "check_gemv.py"])
+def test_kernel_matches_reference(check):
+    script = Path(__file__).parent / "kernels" / check
     env = dict(os.environ, TRITON_INTERPRET="1")
     done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
