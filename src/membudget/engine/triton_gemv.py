@@ -45,9 +45,10 @@ def _gemv_kernel(
     n_mask = offs_n < N
     acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
     k_start = split * K_PER_SPLIT
-    for k0 in range(k_start, k_start + K_PER_SPLIT, BLOCK_K):
+    k_end = tl.minimum(k_start + K_PER_SPLIT, K)
+    for k0 in range(k_start, k_end, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
-        k_mask = offs_k < K
+        k_mask = offs_k < k_end
         x = tl.load(
             X + offs_m[:, None] * s_xm + offs_k[None, :], mask=m_mask[:, None] & k_mask[None, :], other=0.0
         )
