@@ -34,6 +34,10 @@ KV_QUANT_BITS = (2, 4, 8)
 KV_GROUP = 64
 KV_RESIDUAL = 128
 CONVENTIONS = ("all", "study")
+# Memory the engine holds on a GPU beyond weights, KV and activations: cuBLAS workspaces of the decode
+# and capture streams, the CUDA-graph pool and compiled-kernel buffers. Calibrated on an H200 (the
+# measured peak minus everything else was 141-224 MiB over four shapes; bench/RESULTS.md).
+ENGINE_OVERHEAD = 160 * 2**20
 
 # Eviction methods and the slack (tokens per sequence above the budget B) each one declares:
 # methods that compact every `buffer` generated tokens hold up to B + buffer before compacting.
@@ -147,7 +151,8 @@ def workspace_bytes(
     Prefill runs the prompt once (P rows); decode runs G rows. Per row a layer holds its input, the
     q/k/v projections, the attention output and the MLP's gate/up products. Sampling keeps fp32
     logits, fp32 probabilities and int64 sort indices for G x vocab. The engine's RoPE table holds
-    cos and sin for every one of the `positions` cache slots.
+    cos and sin for every one of the `positions` cache slots. ENGINE_OVERHEAD is the GPU runtime's
+    share, calibrated against torch's measured peak on an H200.
     """
     per_row = (
         2 * spec.hidden_size
@@ -158,7 +163,7 @@ def workspace_bytes(
     rows = max(prompt_tokens, samples, 1)
     sampling = samples * spec.vocab_size * (4 + 4 + 8)
     rope = 2 * positions * spec.head_dim * act_bytes
-    return rows * per_row + sampling + rope
+    return rows * per_row + sampling + rope + ENGINE_OVERHEAD
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,18 +37,6 @@ class LayerWeights(NamedTuple):
     k_norm: torch.Tensor | None = None
 
 
-SKINNY = os.environ.get("MEMBUDGET_GEMV", "1") != "0"
-
-
-def linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """x [..., K] @ w[N, K].T (+ bias): the Triton skinny kernel for <= 16 rows on CUDA, else F.linear."""
-    if SKINNY and x.is_cuda and x.numel() <= 16 * x.shape[-1]:
-        from .triton_gemv import skinny_linear
-
-        return skinny_linear(x, w, bias)
-    return F.linear(x, w, bias)
-
-
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """RMSNorm over the last dimension in fp32, cast back before the weight (as transformers does)."""
     xf = x.float()
@@ -237,7 +225,7 @@ def attention_inputs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, w: L
     """x [B, S, hidden] -> q [B, H, S, D], k, v [B, H_kv, S, D]; q/k-norm and RoPE applied."""
     b, s, _ = x.shape
     h = rms_norm(x, w.input_norm, shape.eps)
-    qkv = linear(h, w.qkv, w.qkv_bias).view(b, s, shape.heads + 2 * shape.kv_heads, shape.head_dim)
+    qkv = F.linear(h, w.qkv, w.qkv_bias).view(b, s, shape.heads + 2 * shape.kv_heads, shape.head_dim)
     q, k, v = qkv.split([shape.heads, shape.kv_heads, shape.kv_heads], dim=2)  # [B, S, H(_kv), D]
     if w.q_norm is not None:
         q, k = rms_norm(q, w.q_norm, shape.eps), rms_norm(k, w.k_norm, shape.eps)
@@ -250,9 +238,9 @@ def attention_output_and_mlp(
 ) -> torch.Tensor:
     """Residual stream x [B, S, hidden] after o_proj of attn [B, H, S, D] and the SwiGLU MLP."""
     b, s, _ = x.shape
-    x = x + linear(attn.transpose(1, 2).reshape(b, s, -1), w.o)
-    gate, up = linear(rms_norm(x, w.post_norm, shape.eps), w.gate_up).chunk(2, dim=-1)
-    return x + linear(F.silu(gate) * up, w.down)
+    x = x + F.linear(attn.transpose(1, 2).reshape(b, s, -1), w.o)
+    gate, up = F.linear(rms_norm(x, w.post_norm, shape.eps), w.gate_up).chunk(2, dim=-1)
+    return x + F.linear(F.silu(gate) * up, w.down)
 
 
 def decode_layer(x, cos, sin, slots, cache_op, buffers: tuple, w: LayerWeights, shape: Shape) -> torch.Tensor:
@@ -272,9 +260,10 @@ def _data(norm) -> torch.Tensor | None:
 
 
 def compiled(fn):
-    """torch.compile(fn), as MEMBUDGET_COMPILE says: "1" (default), "autotune" (Inductor also tries its
-    own matrix kernels against cuBLAS: slower to compile), or "0" (eager: same results, more launches)."""
-    mode = os.environ.get("MEMBUDGET_COMPILE", "1")
+    """torch.compile(fn) as MEMBUDGET_COMPILE says: "autotune" (default: Inductor also times its own
+    matrix kernels against cuBLAS for every shape, which wins at batch 1 -- bench/RESULTS.md), "1"
+    (plain compile: faster to compile), or "0" (eager: same results, many more kernel launches)."""
+    mode = os.environ.get("MEMBUDGET_COMPILE", "autotune")
     if mode == "0":
         return fn
     return torch.compile(
