@@ -67,7 +67,10 @@ class Decoder:
         self.inv_freq, self.rope_scaling, self.max_positions = inv_freq, rope_scaling, max_positions
         self.cos = self.sin = torch.empty(0, spec.head_dim, dtype=self.dtype, device=self.device)
         self.shape = Shape(spec.num_heads, spec.num_kv_heads, spec.head_dim, eps, self.scale)
-        self._decode_layer = compiled(decode_layer) if self.device.type == "cuda" else decode_layer
+        cuda = self.device.type == "cuda"
+        # one compiled copy per batch regime (measured best: autotuned kernels for few rows, plain for many)
+        self._decode_layer_few = compiled(decode_layer, "autotune") if cuda else decode_layer
+        self._decode_layer_many = compiled(decode_layer, "1") if cuda else decode_layer
 
     # --- construction ------------------------------------------------------------------------------
     @classmethod
@@ -259,11 +262,14 @@ def _data(norm) -> torch.Tensor | None:
     return None if norm is None else norm.weight.data
 
 
-def compiled(fn):
-    """torch.compile(fn) as MEMBUDGET_COMPILE says: "autotune" (default: Inductor also times its own
-    matrix kernels against cuBLAS for every shape, which wins at batch 1 -- bench/RESULTS.md), "1"
-    (plain compile: faster to compile), or "0" (eager: same results, many more kernel launches)."""
-    mode = os.environ.get("MEMBUDGET_COMPILE", "autotune")
+FEW_ROWS = 4
+
+
+def compiled(fn, default: str = "1"):
+    """torch.compile(fn) as MEMBUDGET_COMPILE says (else `default`): "autotune" (Inductor also times its
+    own matrix kernels against cuBLAS for every shape: measured faster at 1 row, slower at 16 --
+    bench/RESULTS.md), "1" (plain compile), or "0" (eager: same results, many more kernel launches)."""
+    mode = os.environ.get("MEMBUDGET_COMPILE", default)
     if mode == "0":
         return fn
     return torch.compile(
