@@ -206,10 +206,9 @@ class Decoder:
         """ids [G] at positions [G] (also their cache slots) -> fp32 logits [G, V]. No host sync."""
         x = F.embedding(ids[:, None], self.embed)  # [G, 1, hidden]
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]  # [G, 1, D]
+        layer_fn = self._decode_layer_few if ids.shape[0] <= FEW_ROWS else self._decode_layer_many
         for i, w in enumerate(self.layers):
-            x = self._decode_layer(
-                x, cos, sin, positions, cache.decode_op, cache.layer_buffers(i), w, self.shape
-            )
+            x = layer_fn(x, cos, sin, positions, cache.decode_op, cache.layer_buffers(i), w, self.shape)
         return self._logits(x[:, 0])
 
 
