@@ -202,3 +202,15 @@ def test_smollm2_greedy_equals_transformers(smollm2_fp32):
     ours = greedy_tokens(smollm2_fp32.decoder, torch.tensor(prompt), 64)
     assert ours == ref
     assert tok.decode(ours).startswith("12 times 7 is")  # a real, trained model (it says 80)
+
+
+@pytest.mark.parametrize("model_type", TYPES)
+def test_engine_allocates_what_memory_accounts(model_type):
+    from membudget.memory import KVPolicy, kv_bytes, weight_bytes
+
+    model = tiny_model(model_type, dtype=torch.bfloat16)
+    decoder = decoder_of(model)
+    spec = decoder.spec
+    assert decoder.weight_bytes == weight_bytes(spec, 16)
+    cache = decoder.new_cache(rows=3, capacity=50)
+    assert cache.nbytes == kv_bytes(spec, KVPolicy(), 50, samples=3)
