@@ -121,7 +121,7 @@ def _print_one(row: MemoryBreakdown, spec) -> None:
         "workspace",
         f"{row.workspace_bytes:,}",
         _gib(row.workspace_bytes),
-        "activations, sampling, RoPE table, GPU runtime (calibrated)" if row.workspace_bytes else "not counted",
+        "activations, sampling, RoPE, GPU runtime (calibrated)" if row.workspace_bytes else "not counted",
     )
     table.add_row("total", f"{row.total_bytes:,}", _gib(row.total_bytes), "", style="bold")
     out.print(table)
