@@ -1,0 +1,66 @@
+"""The `membudget` command (DESIGN.md §4). Errors: one line on stderr, exit status 2.
+
+Commands live beside this file, one module per theme: memory.py (memory, fit), generate.py
+(generate, bench), sweep.py (sweep, eval).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ..fit import BudgetError
+from ..memory import GIB, PolicyError
+from ..spec import SpecError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Where should the bytes go? Memory budgets for reasoning models.",
+)
+# piped output is not squeezed to 80 columns: tables stay one row per scenario
+out = Console(width=None if sys.stdout.isatty() else 160, emoji=False)
+err_console = Console(stderr=True)
+
+ModelOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--model",
+        "-m",
+        help="Hub id, registry alias, local dir, config.json or .gguf; repeat for several models",
+    ),
+]
+ConventionOpt = Annotated[str, typer.Option(help="'all' (prompt KV + workspace counted) or 'study'")]
+PromptOpt = Annotated[int, typer.Option("--prompt-tokens", help="Prompt length P")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+
+
+def gib(n: int) -> str:
+    return f"{n / GIB:,.3f}"
+
+
+def csv(values) -> str:
+    return ",".join(map(str, values))
+
+
+def split_ints(values: list[str], what: str) -> list[int]:
+    try:
+        return [int(v) for item in values for v in item.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be whole numbers separated by commas, got {values}") from None
+
+
+def main() -> None:
+    """Entry point: usage errors (click) and input errors both end with one line on stderr, exit 2."""
+    try:
+        app()
+    except (SpecError, PolicyError, BudgetError, ValueError) as err:
+        print(f"membudget: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+from . import generate, memory, sweep  # noqa: E402,F401  (registers the commands)

@@ -1,0 +1,201 @@
+"""`membudget generate` and `membudget bench`: the engine from the command line."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..memory import Scenario, breakdown
+from ..spec import resolve_spec
+from ..tasks.prompts import MATH_ANSWER_PREFIX
+from . import JsonOpt, app, err_console, gib, out, split_ints
+
+
+def _budgets(max_tokens: int, budgets: str | None) -> tuple[int, ...]:
+    if not budgets:
+        return (max_tokens,)
+    try:
+        return tuple(int(b) for b in budgets.split(","))
+    except ValueError:
+        raise ValueError(f"--budgets must be whole numbers separated by commas, got {budgets!r}") from None
+
+
+@app.command()
+def generate(
+    model: Annotated[str, typer.Option("--model", "-m", help="Hub id, local dir, .gguf file, or smollm2")],
+    prompt: Annotated[str, typer.Option(help="The user message (or raw text with --raw)")],
+    raw: Annotated[bool, typer.Option(help="Tokenize the prompt as is, without the chat template")] = False,
+    thinking: Annotated[bool, typer.Option(help="Thinking mode in the chat template (Qwen3)")] = True,
+    samples: Annotated[int, typer.Option(help="Parallel samples G (one shared prefill)")] = 1,
+    max_tokens: Annotated[int, typer.Option(help="Thinking budget T")] = 512,
+    budgets: Annotated[
+        str | None, typer.Option(help="Budget checkpoints T1,T2,... (overrides --max-tokens)")
+    ] = None,
+    answer_prefix: Annotated[
+        str, typer.Option(help="Forced after the thinking at the budget")
+    ] = MATH_ANSWER_PREFIX,
+    answer_tokens: Annotated[int, typer.Option(help="Answer tokens A after the forced prefix")] = 32,
+    budget_forcing: Annotated[
+        bool, typer.Option(help="Replace an early end of thinking with --wait-text")
+    ] = True,
+    wait_text: Annotated[str, typer.Option(help="What replaces an early end of thinking")] = "Wait",
+    temperature: float = 0.6,
+    top_p: float = 0.95,
+    top_k: int = 20,
+    min_p: float = 0.0,
+    greedy: Annotated[bool, typer.Option(help="Greedy decoding (ignores the sampling options)")] = False,
+    seed: int = 0,
+    dtype: Annotated[
+        str | None, typer.Option(help="bfloat16 (GPU default), float32 (CPU default), float16")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="cuda or cpu (default: cuda when available)")] = None,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own Python code")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate G samples with budget forcing and answers at every budget checkpoint."""
+    import time
+
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from ..engine.generate import GenerationConfig, Generator
+    from ..engine.load import load_model
+    from ..engine.sampling import SamplingParams
+    from ..tasks import chat_prompt
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda, but torch sees no CUDA GPU; use --device cpu")
+    sampling = SamplingParams(temperature, top_p, top_k, min_p, greedy)
+    config = GenerationConfig(
+        _budgets(max_tokens, budgets),
+        samples,
+        answer_tokens,
+        answer_prefix,
+        budget_forcing,
+        wait_text,
+        sampling,
+        seed,
+    )
+    t0 = time.perf_counter()
+    loaded = load_model(
+        model, dtype or ("bfloat16" if device.startswith("cuda") else "float32"), device, trust_remote_code
+    )
+    load_s = time.perf_counter() - t0
+    tok = loaded.tokenizer
+    text = prompt if raw else chat_prompt(tok, prompt, thinking)
+    ids = tok.encode(text, add_special_tokens=raw)
+    with Progress(
+        "decoding",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=as_json,
+    ) as bar:
+        task = bar.add_task("steps", total=None)
+        gen = Generator(loaded.decoder, tok, on_step=lambda: bar.advance(task))
+        bar.update(task, total=gen.max_steps(config))
+        results = gen.generate(ids, config)
+    capacity = gen.capacity(len(ids), config)
+    accounted = breakdown(loaded.spec, Scenario(model, 16, "full", capacity - len(ids), samples, len(ids)))
+    payload = {
+        "samples": [
+            {
+                "text": r.text,
+                "token_ids": r.token_ids,
+                "finish_reason": r.finish_reason,
+                "thinking_tokens": r.thinking_tokens,
+                "answers": {str(t): a for t, a in r.answers.items()},
+            }
+            for r in results
+        ],
+        "prompt_tokens": len(ids),
+        "peak_memory_bytes": gen.peak_memory_bytes or None,
+        "accounted_bytes": accounted.total_bytes,
+        "accounted_note": "membudget memory for this scenario at bf16 weights and KV, convention 'all'",
+        "timings": {
+            "load_s": load_s,
+            "prefill_s": gen.timings.prefill_s,
+            "decode_s": gen.timings.decode_s,
+            "decode_steps": gen.timings.steps,
+        },
+    }
+    if as_json:
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        return
+    for i, r in enumerate(results):
+        out.rule(f"sample {i} ({r.finish_reason}, {r.thinking_tokens} thinking tokens)")
+        out.print(r.text, markup=False, highlight=False)
+        for t, answer in r.answers.items():
+            out.print(f"[bold]answer at T={t}:[/bold] ", end="")
+            out.print(answer.strip(), markup=False, highlight=False)
+    steps = max(gen.timings.steps, 1)
+    out.print(
+        f"[dim]prefill {gen.timings.prefill_s:.2f} s; {steps} decode steps in {gen.timings.decode_s:.2f} s "
+        f"({1e3 * gen.timings.decode_s / steps:.1f} ms/step, {samples} rows)[/dim]"
+    )
+
+
+@app.command()
+def bench(
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="Registry model(s) (random weights)")
+    ] = None,
+    batch: Annotated[str, typer.Option(help="Batch sizes, e.g. 1,16")] = "1,16",
+    context: Annotated[int, typer.Option(help="Tokens in the cache when the step is timed")] = 8192,
+    hf: Annotated[bool, typer.Option(help="Also time transformers generate() at batch 1")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Decode-step speed and memory of the engine on random weights of real shapes (needs a CUDA GPU)."""
+    import torch
+
+    from ..bench import bench_engine, bench_transformers, copy_bandwidth
+
+    if not torch.cuda.is_available():
+        raise ValueError("membudget bench times CUDA graphs and needs a CUDA GPU; none is visible")
+    bandwidth = copy_bandwidth(torch.device("cuda"))
+    rows = []
+    for name in model or ["Qwen/Qwen3-8B"]:
+        spec = resolve_spec(name)
+        for g in split_ints([batch], "--batch"):
+            row = bench_engine(spec, g, context, bandwidth)
+            if g == 1 and hf:
+                row.hf_ms_per_step = bench_transformers(spec, 1, context)
+                row.speedup_vs_hf = row.hf_ms_per_step / row.ms_per_step
+            rows.append(row)
+    if as_json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        return
+    table = Table(
+        title=f"Decode step, bf16, {context:,} tokens of context (copy bandwidth {bandwidth / 1e9:,.0f} GB/s)"
+    )
+    for col in (
+        "model",
+        "G",
+        "ms/step",
+        "tokens/s",
+        "HBM bound ms",
+        "% of bound",
+        "HF ms/step",
+        "peak GiB",
+        "accounted GiB",
+    ):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in rows:
+        table.add_row(
+            r.model.split("/")[-1],
+            str(r.batch),
+            f"{r.ms_per_step:.3f}",
+            f"{r.tokens_per_s:,.0f}",
+            f"{r.hbm_bound_ms:.3f}",
+            f"{r.pct_of_bound:.1f}",
+            f"{r.hf_ms_per_step:.1f}" if r.hf_ms_per_step else "-",
+            gib(r.peak_bytes),
+            gib(r.accounted_bytes),
+        )
+    out.print(table)

@@ -1,0 +1,1 @@
+"""Sweeps: a TOML file -> validated scenarios -> shared generations -> a crash-safe SQLite store."""

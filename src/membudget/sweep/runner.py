@@ -1,0 +1,234 @@
+"""Running a sweep: one loaded model per (model, weights), one generation per (KV, task, problem).
+
+Each generation samples the largest G of the sweep up to its largest budget, with budget checkpoints
+at every smaller budget; smaller G are scored from its first samples (scoring.py's exact Maj@k).
+Rows go to the store one problem at a time; a rerun skips every problem whose rows are complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from ..memory import breakdown
+from ..scoring import Score, score
+from ..spec import resolve_spec
+from ..tasks import Problem, chat_prompt, get_task
+from .config import SweepConfig
+from .store import SampleRow, Store
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One problem's generation: everything a worker needs besides the loaded model."""
+
+    model: str
+    weights: int
+    kv: str
+    task: str
+    run_key: str
+    problem: Problem
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """All units that share one loaded model."""
+
+    model: str
+    weights: int
+    units: tuple[Unit, ...]
+
+
+def problem_seed(seed: int, task: str, problem_id: str) -> int:
+    """The generation seed of a problem: the same for every model and KV policy (paired comparisons)."""
+    digest = hashlib.sha256(f"{seed}:{task}:{problem_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def sweep_id(config: SweepConfig) -> str:
+    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def plan(config: SweepConfig, problems: dict[str, list[Problem]], store: Store | None = None) -> list[Group]:
+    """Groups of units still to run (complete problems in `store` are left out)."""
+    expected = config.max_samples * len(config.budgets)
+    groups = []
+    for model in config.models:
+        for weights in config.weights:
+            units = []
+            for kv in config.kv:
+                for task in config.tasks:
+                    key = config.settings_key(task.name)
+                    done = (
+                        store.done_problems(key, model, weights, kv, task.name, expected) if store else set()
+                    )
+                    units += [
+                        Unit(model, weights, kv, task.name, key, p)
+                        for p in problems[task.name]
+                        if p.id not in done
+                    ]
+            if units:
+                groups.append(Group(model, weights, tuple(units)))
+    return groups
+
+
+def record_plan(config: SweepConfig, store: Store) -> str:
+    """Write the sweep, its run settings and its scenario grid (with memory) to the store."""
+    sid = sweep_id(config)
+    store.add_sweep(sid, config.name, config.to_dict())
+    rows = []
+    for task in config.tasks:
+        key = config.settings_key(task.name)
+        t = get_task(task.name)
+        store.add_run(
+            key,
+            task.name,
+            {
+                "config": config.to_dict(),
+                "template": t.template,
+                "answer_prefix": config.generation.answer_prefix or t.answer_prefix,
+            },
+        )
+        for scenario in config.scenarios():
+            b = breakdown(resolve_spec(scenario.model), scenario)
+            rows.append(
+                (
+                    sid,
+                    key,
+                    scenario.model,
+                    scenario.weights,
+                    scenario.kv,
+                    task.name,
+                    scenario.tokens,
+                    scenario.samples,
+                    b.weights_bytes,
+                    b.kv_bytes,
+                    b.workspace_bytes,
+                    b.total_bytes,
+                )
+            )
+    store.add_scenarios(rows)
+    return sid
+
+
+def resolve_device(config: SweepConfig) -> tuple[str, str]:
+    import torch
+
+    device = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = config.dtype if config.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
+    return device, dtype
+
+
+def run_group(config: SweepConfig, group: Group) -> Iterator[list[SampleRow]]:
+    """Load the group's model once; yield each problem's rows as soon as its generation ends."""
+    from ..engine.generate import GenerationConfig, Generator
+    from ..engine.load import load_model
+
+    device, dtype = resolve_device(config)
+    loaded = load_model(group.model, dtype, device)
+    tok = loaded.tokenizer
+    generator = Generator(loaded.decoder, tok)
+    gen = config.generation
+    for unit in group.units:
+        task = get_task(unit.task)
+        text = task.prompt(unit.problem)
+        if tok.chat_template:
+            text = chat_prompt(tok, text, gen.thinking)
+        ids = tok.encode(text, add_special_tokens=not tok.chat_template)
+        seed = problem_seed(config.seed, unit.task, unit.problem.id)
+        settings = GenerationConfig(
+            config.budgets,
+            config.max_samples,
+            gen.answer_tokens,
+            gen.answer_prefix or task.answer_prefix,
+            gen.budget_forcing,
+            gen.wait_text,
+            config.sampling,
+            seed,
+        )
+        results = generator.generate(ids, settings)
+        rows = []
+        for index, sample in enumerate(results):
+            for budget in config.budgets:
+                answer = sample.answers.get(budget, "")
+                extracted = task.extract(answer)
+                forced = sample.thinking_tokens >= budget
+                rows.append(
+                    SampleRow(
+                        unit.run_key,
+                        unit.model,
+                        unit.weights,
+                        unit.kv,
+                        unit.task,
+                        unit.problem.id,
+                        index,
+                        budget,
+                        seed,
+                        unit.problem.answer,
+                        answer,
+                        extracted,
+                        task.grade(extracted, unit.problem.answer),
+                        min(budget, sample.thinking_tokens),
+                        len(sample.answer_token_ids.get(budget, [])),
+                        "budget" if forced else sample.finish_reason,
+                        generator.timings.prefill_s,
+                        generator.timings.decode_s,
+                        generator.peak_memory_bytes or None,
+                    )
+                )
+        yield rows
+
+
+def run_local(
+    config: SweepConfig,
+    groups: list[Group],
+    store: Store,
+    on_problem: Callable[[list[SampleRow]], None] = lambda rows: None,
+) -> int:
+    """Run every group in this process; returns the number of new rows."""
+    written = 0
+    for group in groups:
+        for rows in run_group(config, group):
+            written += store.add_samples(rows)
+            on_problem(rows)
+    return written
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioScore:
+    model: str
+    weights: int
+    kv: str
+    task: str
+    budget: int
+    samples: int
+    score: Score
+    total_bytes: int
+
+
+def scenario_scores(config: SweepConfig, store: Store) -> list[ScenarioScore]:
+    """pass@1 (G = 1) or Maj@G for every scenario of the sweep, from the stored rows."""
+    out = []
+    sid = sweep_id(config)
+    scenarios = store.db.execute(
+        "SELECT run_key, model, weights, kv, task, budget, samples, total_bytes FROM scenarios WHERE sweep_id=? "
+        "ORDER BY task, total_bytes",
+        (sid,),
+    ).fetchall()
+    for run_key, model, weights, kv, task, budget, samples, total in scenarios:
+        rows = store.db.execute(
+            "SELECT problem_id, sample_index, extracted, correct FROM samples WHERE run_key=? AND model=? AND "
+            "weights=? AND kv=? AND task=? AND budget=? AND sample_index < ? ORDER BY problem_id, sample_index",
+            (run_key, model, weights, kv, task, budget, samples),
+        ).fetchall()
+        table: dict[str, list] = {}
+        for problem_id, _, extracted, correct in rows:
+            table.setdefault(problem_id, []).append((extracted, bool(correct)))
+        complete = [v for v in table.values() if len(v) == samples]
+        if complete:
+            out.append(
+                ScenarioScore(model, weights, kv, task, budget, samples, score(complete, k=samples), total)
+            )
+    return out

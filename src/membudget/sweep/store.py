@@ -1,0 +1,169 @@
+"""The results store: SQLite in WAL mode. The driver alone writes; every write is idempotent.
+
+Tables
+  sweeps     one row per sweep file run (its name, its config as JSON)
+  runs       one row per generation setting (run_key): sampling, generation, prompt template
+  scenarios  the grid of a sweep with its memory breakdown
+  samples    one row per (run_key, model, weights, kv, task, problem, sample index, budget)
+
+All rows of one problem's generation are written in one transaction, so a killed sweep loses at most
+the problem in flight, and a rerun (INSERT OR IGNORE on the primary key) never duplicates a row.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sweeps (
+    sweep_id TEXT PRIMARY KEY, name TEXT NOT NULL, config TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_key TEXT PRIMARY KEY, task TEXT NOT NULL, settings TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS scenarios (
+    sweep_id TEXT NOT NULL, run_key TEXT NOT NULL, model TEXT NOT NULL, weights INTEGER NOT NULL,
+    kv TEXT NOT NULL, task TEXT NOT NULL, budget INTEGER NOT NULL, samples INTEGER NOT NULL,
+    weights_bytes INTEGER NOT NULL, kv_bytes INTEGER NOT NULL, workspace_bytes INTEGER NOT NULL,
+    total_bytes INTEGER NOT NULL,
+    PRIMARY KEY (sweep_id, model, weights, kv, task, budget, samples));
+CREATE TABLE IF NOT EXISTS samples (
+    run_key TEXT NOT NULL, model TEXT NOT NULL, weights INTEGER NOT NULL, kv TEXT NOT NULL,
+    task TEXT NOT NULL, problem_id TEXT NOT NULL, sample_index INTEGER NOT NULL, budget INTEGER NOT NULL,
+    seed INTEGER NOT NULL, gold TEXT NOT NULL, answer_text TEXT NOT NULL, extracted TEXT,
+    correct INTEGER NOT NULL, thinking_tokens INTEGER NOT NULL, answer_tokens INTEGER NOT NULL,
+    finish_reason TEXT NOT NULL, prefill_s REAL NOT NULL, decode_s REAL NOT NULL,
+    peak_memory_bytes INTEGER, created REAL NOT NULL,
+    PRIMARY KEY (run_key, model, weights, kv, task, problem_id, sample_index, budget));
+"""
+
+RESULT_COLUMNS = (
+    "run_key",
+    "model",
+    "weights",
+    "kv",
+    "task",
+    "problem_id",
+    "sample_index",
+    "budget",
+    "seed",
+    "gold",
+    "answer_text",
+    "extracted",
+    "correct",
+    "thinking_tokens",
+    "answer_tokens",
+    "finish_reason",
+    "prefill_s",
+    "decode_s",
+    "peak_memory_bytes",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SampleRow:
+    """One sample's result at one budget (timings and peak memory are those of its whole generation)."""
+
+    run_key: str
+    model: str
+    weights: int
+    kv: str
+    task: str
+    problem_id: str
+    sample_index: int
+    budget: int
+    seed: int
+    gold: str
+    answer_text: str
+    extracted: str | None
+    correct: bool
+    thinking_tokens: int
+    answer_tokens: int
+    finish_reason: str
+    prefill_s: float
+    decode_s: float
+    peak_memory_bytes: int | None
+
+
+class Store:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self.db:  # commits on success, rolls back on error
+            yield self.db
+
+    def add_sweep(self, sweep_id: str, name: str, config: dict) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO sweeps VALUES (?, ?, ?, ?)",
+                (sweep_id, name, json.dumps(config, sort_keys=True, default=str), time.time()),
+            )
+
+    def add_run(self, run_key: str, task: str, settings: dict) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO runs VALUES (?, ?, ?)",
+                (run_key, task, json.dumps(settings, sort_keys=True, default=str)),
+            )
+
+    def add_scenarios(self, rows: Iterable[tuple]) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO scenarios VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+            )
+
+    def add_samples(self, rows: Iterable[SampleRow]) -> int:
+        """Write one generation's rows atomically; returns how many were new."""
+        now = time.time()
+        values = [tuple(asdict(r)[c] for c in RESULT_COLUMNS) + (now,) for r in rows]
+        with self.transaction() as db:
+            before = db.total_changes
+            db.executemany(
+                f"INSERT OR IGNORE INTO samples ({', '.join(RESULT_COLUMNS)}, created) "
+                f"VALUES ({', '.join('?' * (len(RESULT_COLUMNS) + 1))})",
+                values,
+            )
+            return db.total_changes - before
+
+    def done_problems(
+        self, run_key: str, model: str, weights: int, kv: str, task: str, expected: int
+    ) -> set[str]:
+        """Problems whose generation is complete (all `expected` rows present)."""
+        cursor = self.db.execute(
+            "SELECT problem_id FROM samples WHERE run_key=? AND model=? AND weights=? AND kv=? AND task=? "
+            "GROUP BY problem_id HAVING COUNT(*) = ?",
+            (run_key, model, weights, kv, task, expected),
+        )
+        return {row[0] for row in cursor}
+
+    def sample_rows(self) -> list[tuple]:
+        """All sample rows without `created`, sorted: for comparing stores."""
+        cursor = self.db.execute(
+            f"SELECT {', '.join(RESULT_COLUMNS)} FROM samples ORDER BY "
+            "run_key, model, weights, kv, task, problem_id, sample_index, budget"
+        )
+        return cursor.fetchall()
+
+    def export_parquet(self, path: str | Path) -> int:
+        """Write the samples table to Parquet; returns the row count."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows = self.sample_rows()
+        table = pa.Table.from_pylist([dict(zip(RESULT_COLUMNS, r, strict=True)) for r in rows])
+        pq.write_table(table, path)
+        return len(rows)
