@@ -31,6 +31,11 @@ def _run(config, problems, db: Path, ray: bool, ray_address: str | None, dry_run
             sum(len(p) for p in problems.values()) * len(config.models) * len(config.weights) * len(config.kv)
         )
         if dry_run:
+            from ..sweep.runner import estimate_seconds
+
+            for model in config.models:
+                hours = estimate_seconds(config, problems, model) / 3600
+                out.print(f"{model}: about {hours:,.1f} h on one H200 (bf16 roofline estimate)")
             out.print(
                 f"{len(config.scenarios()) * len(config.tasks)} scenarios; {total} generations of "
                 f"{config.max_samples} samples up to {config.budgets[-1]:,} tokens, {todo} still to run "

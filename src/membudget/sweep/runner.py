@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ..memory import breakdown
+from ..memory import breakdown, kv_bytes_per_token, weight_bytes
 from ..scoring import Score, score
 from ..spec import resolve_spec
 from ..tasks import Problem, chat_prompt, get_task
@@ -72,6 +72,24 @@ def plan(config: SweepConfig, problems: dict[str, list[Problem]], store: Store |
             if units:
                 groups.append(Group(model, weights, tuple(units)))
     return groups
+
+
+def estimate_seconds(
+    config: SweepConfig,
+    problems: dict[str, list[Problem]],
+    model: str,
+    prompt_tokens: int = 300,
+    bandwidth: float = 4.2e12,
+) -> float:
+    """Roofline estimate of a model's share of the sweep on one H200 (bf16): every decode step reads
+    the weights and each row's KV (average context: prompt + half the largest budget), at the share
+    of the copy bandwidth the engine reached in bench/RESULTS.md (~80 % at 8+ rows, ~35-78 % at 1)."""
+    spec = resolve_spec(model)
+    rows, budget = config.max_samples, config.budgets[-1]
+    efficiency = 0.8 if rows >= 8 else 0.5
+    step_bytes = weight_bytes(spec, 16) + rows * (prompt_tokens + budget / 2) * kv_bytes_per_token(spec)
+    generations = sum(len(p) for p in problems.values()) * len(config.weights) * len(config.kv)
+    return generations * budget * step_bytes / (bandwidth * efficiency)
 
 
 def record_plan(config: SweepConfig, store: Store) -> str:

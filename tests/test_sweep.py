@@ -1,0 +1,219 @@
+"""Sweeps: validation with key and line, shared generations, crash-safe resume, Ray, eval."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from membudget.sweep.config import SweepError, load_sweep
+from membudget.sweep.runner import plan, record_plan, run_local
+from membudget.sweep.store import RESULT_COLUMNS, Store
+
+from .conftest import THINK_CLOSE, tiny_model, tiny_tokenizer
+
+TIMING = {"prefill_s", "decode_s", "peak_memory_bytes"}
+KEEP = [i for i, c in enumerate(RESULT_COLUMNS) if c not in TIMING]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A tiny random Llama with a word-level tokenizer and a chat template, saved as safetensors."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tiny_model("llama", seed=3, boost={THINK_CLOSE: 2.0}).save_pretrained(path, safe_serialization=True)
+    tok = tiny_tokenizer()
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}<think>"
+    tok.save_pretrained(path)
+    return path
+
+
+def write_sweep(path: Path, model: Path, budgets="[4, 10]", samples="[1, 3]", limit=5, extra="") -> Path:
+    path.write_text(f"""name = "tiny"
+seed = 3
+models = ["{model}"]
+budgets = {budgets}
+samples = {samples}
+{extra}
+[sampling]
+temperature = 1.0
+top_p = 0.95
+top_k = 50
+
+[generation]
+answer_tokens = 4
+
+[[tasks]]
+name = "arithmetic"
+limit = {limit}
+""")
+    return path
+
+
+def run_sweep(file: Path, db: Path) -> list[tuple]:
+    config, problems = load_sweep(file)
+    store = Store(db)
+    record_plan(config, store)
+    run_local(config, plan(config, problems, store), store)
+    rows = [tuple(r[i] for i in KEEP) for r in store.sample_rows()]
+    store.close()
+    return rows
+
+
+def test_sweep_writes_every_row_once(tmp_path, tiny_dir):
+    file = write_sweep(tmp_path / "s.toml", tiny_dir)
+    rows = run_sweep(file, tmp_path / "r.db")
+    assert len(rows) == 5 * 3 * 2  # problems x max G x budgets
+    assert run_sweep(file, tmp_path / "r.db") == rows  # a rerun adds nothing
+    db = sqlite3.connect(tmp_path / "r.db")
+    assert db.execute("SELECT COUNT(*) FROM scenarios").fetchone()[0] == 2 * 2  # budgets x samples
+    assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_shared_budgets_equal_separate_runs(tmp_path, tiny_dir):
+    together = run_sweep(write_sweep(tmp_path / "a.toml", tiny_dir, budgets="[4, 10]"), tmp_path / "a.db")
+    name = RESULT_COLUMNS.index
+    columns = [
+        KEEP.index(name(c)) for c in ("problem_id", "sample_index", "budget", "answer_text", "correct")
+    ]
+    pick = sorted(tuple(r[i] for i in columns) for r in together)
+    alone = []
+    for budget in (4, 10):
+        rows = run_sweep(
+            write_sweep(tmp_path / f"b{budget}.toml", tiny_dir, budgets=f"[{budget}]"),
+            tmp_path / f"b{budget}.db",
+        )
+        alone += [tuple(r[i] for i in columns) for r in rows]
+    assert pick == sorted(alone)
+
+
+def test_killed_sweep_resumes_to_the_same_rows(tmp_path, tiny_dir):
+    file = write_sweep(tmp_path / "s.toml", tiny_dir, budgets="[6, 16]", limit=40)
+    reference = run_sweep(file, tmp_path / "ref.db")
+    db = tmp_path / "killed.db"
+    cmd = [sys.executable, "-m", "membudget", "sweep", str(file), "--db", str(db)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    count, deadline = 0, time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                count = sqlite3.connect(db, timeout=1).execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+            except sqlite3.OperationalError:  # tables not created yet
+                count = 0
+            if count >= 6:
+                break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 0 < count < len(reference), "the sweep should have been killed mid-run"
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    store = Store(db)
+    assert [tuple(r[i] for i in KEEP) for r in store.sample_rows()] == reference
+    store.close()
+
+
+def test_ray_writes_the_same_rows_as_a_local_run(tmp_path, tiny_dir):
+    pytest.importorskip("ray", reason="`make test` installs ray")
+    from membudget.sweep.ray import run_ray
+
+    file = write_sweep(tmp_path / "s.toml", tiny_dir, limit=3)
+    local = run_sweep(file, tmp_path / "local.db")
+    config, problems = load_sweep(file)
+    store = Store(tmp_path / "ray.db")
+    record_plan(config, store)
+    written = run_ray(config, plan(config, problems, store), store, num_cpus=2)
+    assert written == len(local)
+    assert [tuple(r[i] for i in KEEP) for r in store.sample_rows()] == local
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "extra, key, message",
+    [
+        ("bogus = 1", "bogus", "unknown key"),
+        ('kv = ["rkv:abc"]', "kv", "malformed KV policy"),
+        ('kv = ["rkv:4096"]', "kv", "does not run it yet"),
+        ("weights = [8]", "weights", "does not run them yet"),
+        ('memory = "1MiB"', "memory", "drop it or raise memory"),
+        ('memory = "lots"', "memory", "cannot read the memory size"),
+        ('device = "tpu"', "device", "auto, cpu or cuda"),
+    ],
+)
+def test_malformed_sweep_files_name_key_and_line(tmp_path, tiny_dir, extra, key, message):
+    file = write_sweep(tmp_path / "s.toml", tiny_dir, extra=extra)
+    line = 1 + next(i for i, text in enumerate(file.read_text().splitlines()) if text.startswith(f"{key} ="))
+    with pytest.raises(SweepError, match=f"s.toml:{line}: {key}: .*{message}"):
+        load_sweep(file)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            ("budgets = [4, 10]", "budgets = [0, 10]"),
+            r"s.toml:4: budgets: expected a non-empty list of positive",
+        ),
+        (('name = "arithmetic"', 'name = "aime26"'), r"s.toml:\d+: tasks.name: unknown task"),
+        (("limit = 5", "limit = -1"), r"s.toml:\d+: tasks.limit: expected a positive"),
+        (("top_k = 50", "top_k = 50\ncolour = 1"), r"s.toml:\d+: sampling.colour: unknown key"),
+        (("temperature = 1.0", "temperature = -1.0"), r"sampling.temperature: temperature must be positive"),
+        (
+            (
+                'models = ["',
+                'models = ["nobody/',
+            ),
+            r"s.toml:3: models: .*not in the offline registry",
+        ),
+        (("[sampling]", "[sampling"), r"not valid TOML"),
+    ],
+)
+def test_more_malformed_sweep_files(tmp_path, tiny_dir, monkeypatch, change, message):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    file = write_sweep(tmp_path / "s.toml", tiny_dir)
+    file.write_text(file.read_text().replace(*change))
+    with pytest.raises(SweepError, match=message):
+        load_sweep(file)
+
+
+def test_eval_and_parquet_export(tmp_path, tiny_dir, monkeypatch, capsys):
+    from membudget.cli import main
+
+    db = tmp_path / "e.db"
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "membudget",
+            "eval",
+            "--model",
+            str(tiny_dir),
+            "--task",
+            "arithmetic",
+            "--limit",
+            "3",
+            "--budgets",
+            "4,8",
+            "--samples",
+            "2",
+            "--db",
+            str(db),
+        ],
+    )
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "maj@2" in out and "arithmetic" in out
+    store = Store(db)
+    assert store.export_parquet(tmp_path / "e.parquet") == 3 * 2 * 2
+    store.close()
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "e.parquet").num_rows == 12
