@@ -217,3 +217,13 @@ def test_eval_and_parquet_export(tmp_path, tiny_dir, monkeypatch, capsys):
     import pyarrow.parquet as pq
 
     assert pq.read_table(tmp_path / "e.parquet").num_rows == 12
+
+
+def test_example_sweep_file_is_valid(tmp_path):
+    example = Path(__file__).resolve().parents[1] / "examples" / "qwen3-aime25.toml"
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "aime25.jsonl"
+    text = example.read_text().replace("limit = 30", f'data = "{data}"\nlimit = 30')
+    (tmp_path / "q.toml").write_text(text)
+    config, problems = load_sweep(tmp_path / "q.toml")
+    assert len(config.scenarios()) == 128 and len(problems["aime25"]) == 30
+    assert len(plan(config, problems)) == 4  # one model load each
