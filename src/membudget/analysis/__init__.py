@@ -1,0 +1,1 @@
+"""Analysis of a results store: scenario tables, Pareto frontiers, the scale threshold."""
