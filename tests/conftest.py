@@ -88,3 +88,63 @@ def smollm2_fp32(tmp_path_factory):
     from membudget.engine.load import load_model
 
     return load_model("smollm2", dtype="float32")
+
+
+def fake_store(path, accuracies: dict[tuple, float], problems=10, samples=1):
+    """A results store where scenario (model, weights, kv, budget) scored the given accuracy with G =
+    `samples` (all samples of a problem agree)."""
+    from membudget.memory import Scenario, breakdown
+    from membudget.spec import resolve_spec
+    from membudget.sweep.store import SampleRow, Store
+
+    store = Store(path)
+    rows, scenarios = [], []
+    for (model, weights, kv, budget), accuracy in accuracies.items():
+        b = breakdown(resolve_spec(model), Scenario(model, weights, kv, budget, samples))
+        scenarios.append(
+            (
+                "s",
+                "k",
+                model,
+                weights,
+                kv,
+                "aime25",
+                budget,
+                samples,
+                b.weights_bytes,
+                b.kv_bytes,
+                b.workspace_bytes,
+                b.total_bytes,
+            )
+        )
+        for p in range(problems):
+            correct = p < round(accuracy * problems)
+            answer = "1" if correct else "2"
+            rows += [
+                SampleRow(
+                    "k",
+                    model,
+                    weights,
+                    kv,
+                    "aime25",
+                    f"p{p}",
+                    index,
+                    budget,
+                    1,
+                    "1",
+                    f"\\boxed{{{answer}}}",
+                    answer,
+                    correct,
+                    budget,
+                    3,
+                    "budget",
+                    0.0,
+                    0.0,
+                    None,
+                )
+                for index in range(samples)
+            ]
+    store.add_scenarios(scenarios)
+    store.add_samples(rows)
+    store.close()
+    return path

@@ -8,7 +8,8 @@ from membudget.memory import GIB, parse_size
 from membudget.plan import family_models, plan
 from membudget.prior import prior_score
 from membudget.spec import resolve_spec
-from membudget.sweep.store import SampleRow, Store
+
+from .conftest import fake_store
 
 QWEN3 = family_models("qwen3")
 
@@ -51,61 +52,6 @@ def test_plan_never_exceeds_the_budget(memory, kind):
 def test_plan_prefers_4bit_for_knowledge_and_not_for_math():
     assert plan(24 * GIB, "knowledge", QWEN3)[0].weights == 4
     assert plan(24 * GIB, "math", QWEN3)[0].weights >= 8
-
-
-def fake_store(path, accuracies: dict[tuple, float], problems=10):
-    """A store where scenario (model, weights, kv, budget, samples=1) scored the given accuracy."""
-    from membudget.memory import Scenario, breakdown
-
-    store = Store(path)
-    rows, scenarios = [], []
-    for (model, weights, kv, budget), accuracy in accuracies.items():
-        b = breakdown(resolve_spec(model), Scenario(model, weights, kv, budget, 1))
-        scenarios.append(
-            (
-                "s",
-                "k",
-                model,
-                weights,
-                kv,
-                "aime25",
-                budget,
-                1,
-                b.weights_bytes,
-                b.kv_bytes,
-                b.workspace_bytes,
-                b.total_bytes,
-            )
-        )
-        for p in range(problems):
-            correct = p < round(accuracy * problems)
-            rows.append(
-                SampleRow(
-                    "k",
-                    model,
-                    weights,
-                    kv,
-                    "aime25",
-                    f"p{p}",
-                    0,
-                    budget,
-                    1,
-                    "1",
-                    "\\boxed{1}" if correct else "\\boxed{2}",
-                    "1" if correct else "2",
-                    correct,
-                    budget,
-                    3,
-                    "budget",
-                    0.0,
-                    0.0,
-                    None,
-                )
-            )
-    store.add_scenarios(scenarios)
-    store.add_samples(rows)
-    store.close()
-    return path
 
 
 def test_plan_ranks_measured_results_first_and_interpolates_inside_the_range(tmp_path):

@@ -1,7 +1,7 @@
 """The `membudget` command (DESIGN.md §4). Errors: one line on stderr, exit status 2.
 
 Commands live beside this file, one module per theme: memory.py (memory, fit), generate.py
-(generate, bench), sweep.py (sweep, eval), plan.py (plan).
+(generate, bench), sweep.py (sweep, eval), plan.py (plan), report.py (report).
 """
 
 from __future__ import annotations
@@ -63,4 +63,4 @@ def main() -> None:
         sys.exit(2)
 
 
-from . import generate, memory, plan, sweep  # noqa: E402,F401  (registers the commands)
+from . import generate, memory, plan, report, sweep  # noqa: E402,F401  (registers the commands)
