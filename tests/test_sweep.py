@@ -74,6 +74,14 @@ def test_sweep_writes_every_row_once(tmp_path, tiny_dir):
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_weight_precisions_load_once_each(tmp_path, tiny_dir):
+    rows = run_sweep(
+        write_sweep(tmp_path / "w.toml", tiny_dir, limit=2, extra="weights = [16, 4]"), tmp_path / "w.db"
+    )
+    weights = RESULT_COLUMNS.index("weights")
+    assert sorted({r[KEEP.index(weights)] for r in rows}) == [4, 16] and len(rows) == 2 * 2 * 3 * 2
+
+
 def test_shared_budgets_equal_separate_runs(tmp_path, tiny_dir):
     together = run_sweep(write_sweep(tmp_path / "a.toml", tiny_dir, budgets="[4, 10]"), tmp_path / "a.db")
     name = RESULT_COLUMNS.index
@@ -138,7 +146,7 @@ def test_ray_writes_the_same_rows_as_a_local_run(tmp_path, tiny_dir):
         ("bogus = 1", "bogus", "unknown key"),
         ('kv = ["rkv:abc"]', "kv", "malformed KV policy"),
         ('kv = ["rkv:4096"]', "kv", "does not run it yet"),
-        ("weights = [8]", "weights", "does not run them yet"),
+        ("weights = [3]", "weights", "must be among 16, 8, 4"),
         ('memory = "1MiB"', "memory", "drop it or raise memory"),
         ('memory = "lots"', "memory", "cannot read the memory size"),
         ('device = "tpu"', "device", "auto, cpu or cuda"),

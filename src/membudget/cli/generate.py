@@ -53,6 +53,7 @@ def generate(
     ] = None,
     device: Annotated[str | None, typer.Option(help="cuda or cpu (default: cuda when available)")] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own Python code")] = False,
+    weights: Annotated[int, typer.Option(help="Weight bits: 16, or 8/4 (round-to-nearest, group 128)")] = 16,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate G samples with budget forcing and answers at every budget checkpoint."""
@@ -82,7 +83,11 @@ def generate(
     )
     t0 = time.perf_counter()
     loaded = load_model(
-        model, dtype or ("bfloat16" if device.startswith("cuda") else "float32"), device, trust_remote_code
+        model,
+        dtype or ("bfloat16" if device.startswith("cuda") else "float32"),
+        device,
+        trust_remote_code,
+        weights,
     )
     load_s = time.perf_counter() - t0
     tok = loaded.tokenizer
@@ -102,7 +107,9 @@ def generate(
         bar.update(task, total=gen.max_steps(config))
         results = gen.generate(ids, config)
     capacity = gen.capacity(len(ids), config)
-    accounted = breakdown(loaded.spec, Scenario(model, 16, "full", capacity - len(ids), samples, len(ids)))
+    accounted = breakdown(
+        loaded.spec, Scenario(model, weights, "full", capacity - len(ids), samples, len(ids))
+    )
     payload = {
         "samples": [
             {

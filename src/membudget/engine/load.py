@@ -88,9 +88,16 @@ def smollm2_dir() -> Path:
 
 
 def load_model(
-    name: str, dtype: str | torch.dtype = "bfloat16", device: str = "cpu", trust_remote_code: bool = False
+    name: str,
+    dtype: str | torch.dtype = "bfloat16",
+    device: str = "cpu",
+    trust_remote_code: bool = False,
+    weights: int = 16,
 ) -> LoadedModel:
-    """A Decoder and tokenizer for a hub id, local directory, .gguf file or `smollm2`."""
+    """A Decoder and tokenizer for a hub id, local directory, .gguf file or `smollm2`; with weights 8 or 4
+    the decoder layers' linears are quantized on `device` after loading (round to nearest)."""
+    if weights not in (16, 8, 4):
+        raise ValueError(f"weights must be 16, 8 or 4 bits, not {weights}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch_dtype = parse_dtype(dtype) if isinstance(dtype, str) else dtype
@@ -112,4 +119,7 @@ def load_model(
         raise SpecError(f"cannot load model {name!r}: {err}".splitlines()[0]) from None
     model = model.to(device).eval()
     spec = ModelSpec.from_config(model.config.to_dict(), name=name)
-    return LoadedModel(Decoder.from_hf(model, spec), tokenizer, spec, source)
+    decoder = Decoder.from_hf(model, spec)
+    del model
+    decoder.quantize_(weights)
+    return LoadedModel(decoder, tokenizer, spec, source)

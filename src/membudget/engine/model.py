@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from ..spec import ModelSpec
 from .cache import KVCache
 from .rope import apply_rope, rope_table
+from .wquant import QuantWeight, linear, quantize
 
 
 class LayerWeights(NamedTuple):
@@ -27,11 +28,11 @@ class LayerWeights(NamedTuple):
     """
 
     input_norm: torch.Tensor  # [hidden]
-    qkv: torch.Tensor  # [(H + 2 H_kv) * D, hidden]
-    o: torch.Tensor  # [hidden, H * D]
+    qkv: torch.Tensor | QuantWeight  # [(H + 2 H_kv) * D, hidden]
+    o: torch.Tensor | QuantWeight  # [hidden, H * D]
     post_norm: torch.Tensor  # [hidden]
-    gate_up: torch.Tensor  # [2 * inter, hidden]
-    down: torch.Tensor  # [hidden, inter]
+    gate_up: torch.Tensor | QuantWeight  # [2 * inter, hidden]
+    down: torch.Tensor | QuantWeight  # [hidden, inter]
     qkv_bias: torch.Tensor | None = None  # [(H + 2 H_kv) * D] (Qwen2)
     q_norm: torch.Tensor | None = None  # [D] (Qwen3)
     k_norm: torch.Tensor | None = None
@@ -163,9 +164,30 @@ class Decoder:
         """Bytes of all distinct weight tensors (a tied head counts once)."""
         tensors = [self.embed, self.norm, self.lm_head]
         for layer in self.layers:
-            tensors += [t for t in layer if t is not None]
+            for t in layer:
+                if isinstance(t, QuantWeight):
+                    tensors += [t.qweight, t.scales, t.zeros]
+                elif t is not None:
+                    tensors.append(t)
         unique = {t.data_ptr(): t for t in tensors}
         return sum(t.numel() * t.element_size() for t in unique.values())
+
+    def quantize_(self, bits: int) -> None:
+        """Replace the decoder layers' linear weights by `bits`-bit group-128 integers, one matrix at a
+        time (the 16-bit copy of each is released before the next is quantized). Embeddings, norms and
+        the LM head stay 16-bit, as in the study's convention."""
+        if bits == 16:
+            return
+        for i, layer in enumerate(self.layers):
+            self.layers[i] = layer._replace(
+                **{name: quantize(getattr(layer, name), bits) for name in ("qkv", "o", "gate_up", "down")}
+            )
+            layer = None
+
+    def token_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """fp32 logits [S, V] at every position of ids [S] (one prompt; for perplexity)."""
+        cache = self.new_cache(1, ids.shape[0])
+        return self._logits(self._prefill_chunk(ids, cache, 0)[0])
 
     def new_cache(self, rows: int, capacity: int) -> KVCache:
         """A cache of `capacity` slots per row; the RoPE table grows to cover it (never past the model's
@@ -227,7 +249,7 @@ def attention_inputs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, w: L
     """x [B, S, hidden] -> q [B, H, S, D], k, v [B, H_kv, S, D]; q/k-norm and RoPE applied."""
     b, s, _ = x.shape
     h = rms_norm(x, w.input_norm, shape.eps)
-    qkv = F.linear(h, w.qkv, w.qkv_bias).view(b, s, shape.heads + 2 * shape.kv_heads, shape.head_dim)
+    qkv = linear(h, w.qkv, w.qkv_bias).view(b, s, shape.heads + 2 * shape.kv_heads, shape.head_dim)
     q, k, v = qkv.split([shape.heads, shape.kv_heads, shape.kv_heads], dim=2)  # [B, S, H(_kv), D]
     if w.q_norm is not None:
         q, k = rms_norm(q, w.q_norm, shape.eps), rms_norm(k, w.k_norm, shape.eps)
@@ -240,9 +262,9 @@ def attention_output_and_mlp(
 ) -> torch.Tensor:
     """Residual stream x [B, S, hidden] after o_proj of attn [B, H, S, D] and the SwiGLU MLP."""
     b, s, _ = x.shape
-    x = x + F.linear(attn.transpose(1, 2).reshape(b, s, -1), w.o)
-    gate, up = F.linear(rms_norm(x, w.post_norm, shape.eps), w.gate_up).chunk(2, dim=-1)
-    return x + F.linear(F.silu(gate) * up, w.down)
+    x = x + linear(attn.transpose(1, 2).reshape(b, s, -1), w.o)
+    gate, up = linear(rms_norm(x, w.post_norm, shape.eps), w.gate_up).chunk(2, dim=-1)
+    return x + linear(F.silu(gate) * up, w.down)
 
 
 def decode_layer(x, cos, sin, slots, cache_op, buffers: tuple, w: LayerWeights, shape: Shape) -> torch.Tensor:

@@ -67,7 +67,6 @@ TOP_KEYS = {
 SAMPLING_KEYS = {"temperature", "top_p", "top_k", "min_p", "greedy"}
 GENERATION_KEYS = {"answer_tokens", "budget_forcing", "wait_text", "thinking", "answer_prefix"}
 TASK_KEYS = {"name", "data", "limit", "columns"}
-ENGINE_WEIGHTS = (16,)  # what the engine runs today; 8 and 4 bits are accounted but not yet run
 
 
 class SweepError(ValueError):
@@ -212,13 +211,6 @@ def parse_sweep(raw: dict, path: Path, text: str = "", check_models: bool = True
 
     models = str_list("models")
     weights = int_list("weights", (16,), (16, 8, 4))
-    unsupported = [w for w in weights if w not in ENGINE_WEIGHTS]
-    if unsupported:
-        fail(
-            "weights",
-            f"{unsupported[0]}-bit weights are accounted by `membudget memory` but the engine "
-            "does not run them yet; use weights = [16]",
-        )
     kv = str_list("kv") if "kv" in raw else ("full",)
     for policy in kv:
         try:

@@ -145,7 +145,7 @@ def run_group(config: SweepConfig, group: Group) -> Iterator[list[SampleRow]]:
     from ..engine.load import load_model
 
     device, dtype = resolve_device(config)
-    loaded = load_model(group.model, dtype, device)
+    loaded = load_model(group.model, dtype, device, weights=group.weights)
     tok = loaded.tokenizer
     generator = Generator(loaded.decoder, tok)
     gen = config.generation
