@@ -7,6 +7,7 @@ Prints a table and writes decode.json.
 """
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -70,6 +71,7 @@ def main() -> None:
     )
     parser.add_argument("--no-hf", action="store_true", help="skip the transformers baseline")
     parser.add_argument("--name", default="decode", help="JSON file name (without .json)")
+    parser.add_argument("--weights", default="16", help="weight bits to time, e.g. 16,8,4")
     args = parser.parse_args()
     torch.manual_seed(0)
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
@@ -84,10 +86,12 @@ def main() -> None:
     rows = []
     cases = [(c.split(":")[0], int(c.split(":")[1])) for c in args.cases.split(",")]
     result["compile"] = os.environ.get("MEMBUDGET_COMPILE", "1")
-    for name, batch in cases[:1] if args.quick else cases:
+    for (name, batch), bits in itertools.product(
+        cases[:1] if args.quick else cases, map(int, args.weights.split(","))
+    ):
         spec = resolve_spec(name)
-        row = bench_engine(spec, batch, 8192, bandwidth)
-        if batch == 1 and not args.no_hf:
+        row = bench_engine(spec, batch, 8192, bandwidth, weights=bits)
+        if batch == 1 and bits == 16 and not args.no_hf:
             row.hf_ms_per_step = bench_transformers(spec, batch, 8192)
             row.speedup_vs_hf = row.hf_ms_per_step / row.ms_per_step
         rows.append(row.to_dict())

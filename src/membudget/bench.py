@@ -25,6 +25,7 @@ from .spec import ModelSpec, registry, registry_lookup
 @dataclass(slots=True)
 class DecodeBench:
     model: str
+    weights: int
     batch: int
     context: int
     ms_per_step: float  # median of graph-replay windows
@@ -96,6 +97,7 @@ def bench_engine(
     bandwidth: float,
     dtype: torch.dtype = torch.bfloat16,
     device: str = "cuda",
+    weights: int = 16,
 ) -> DecodeBench:
     """Time the engine's graph-captured decode step (Qwen3 sampling defaults) at `context` tokens."""
     dev = torch.device(device)
@@ -103,6 +105,7 @@ def bench_engine(
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(dev)
     model = Decoder.random(spec, dtype, dev)
+    model.quantize_(weights)
     capacity = context + 64
     cache = model.new_cache(batch, capacity)
     for t in cache.k + cache.v:  # real data, never zeros
@@ -120,11 +123,12 @@ def bench_engine(
 
     loop_ms = time_replays(host_loop, reps=20, windows=3)
     peak = torch.cuda.max_memory_allocated(dev)
-    accounted = breakdown(spec, Scenario(spec.name, 16, "full", capacity, batch))
+    accounted = breakdown(spec, Scenario(spec.name, weights, "full", capacity, batch))
     moved = step_bytes(model, batch, context)
     bound_ms = moved / bandwidth * 1e3
     return DecodeBench(
         model=spec.name,
+        weights=weights,
         batch=batch,
         context=context,
         ms_per_step=ms,
