@@ -2,12 +2,9 @@
 
 Small batches under-fill the GPU when one program handles one (row, KV head): with G = 1 and 8 KV
 heads only 8 of 132 multiprocessors would work. Here each (row, KV head) is split along the cache into
-fixed chunks of 256 slots, one program each; a program reads the part of its chunk below the row's
-valid length (read from `lengths` on the device, so a CUDA graph replays it for any length) once for
-all query heads of the group, keeps an online softmax, and writes a partial output with its
-log-sum-exp; a second kernel merges the chunks. Fixed chunks make a row's result independent of the
-batch size and of the cache capacity, so a sample is the same alone or in a batch, and a budget
-checkpoint the same as a separate run (8k context: 32 chunks x 8 KV heads = 256 programs at G = 1).
+`splits` chunks of its *valid* length (read from `lengths` on the device, so a CUDA graph replays it
+for any length); every program reads its chunk once for all query heads of the group, keeps an online
+softmax, and writes a partial output with its log-sum-exp; a second kernel merges the splits.
 
 Shapes: q [G, H, 1, D]; k, v [G, H_kv, C, D] (last dim contiguous); lengths [G] -> out [G, H, 1, D].
 Tested on the CPU with TRITON_INTERPRET=1 against `decode_attention_reference`.
@@ -44,7 +41,7 @@ def _partial_kernel(
     SCALE: tl.constexpr,  # a constant: torch.compile would pass a float argument as fp64
     KV_HEADS: tl.constexpr,
     N_REP: tl.constexpr,
-    CHUNK: tl.constexpr,
+    SPLITS: tl.constexpr,
     BLOCK_H: tl.constexpr,
     BLOCK_N: tl.constexpr,
     D: tl.constexpr,
@@ -55,8 +52,9 @@ def _partial_kernel(
     g = pid // KV_HEADS
     kvh = pid % KV_HEADS
     length = tl.load(Lengths + g).to(tl.int32)
-    start = split * CHUNK
-    end = tl.minimum(start + CHUNK, length)
+    chunk = tl.cdiv(tl.cdiv(length, SPLITS), BLOCK_N) * BLOCK_N
+    start = split * chunk
+    end = tl.minimum(start + chunk, length)
 
     offs_h = tl.arange(0, BLOCK_H)
     offs_d = tl.arange(0, BLOCK_D)
@@ -136,21 +134,26 @@ def _merge_kernel(
     tl.store(Out + g * s_outg + h * s_outh + offs_d, out.to(Out.dtype.element_ty), mask=offs_d < D)
 
 
+def num_splits(rows: int, kv_heads: int, capacity: int, block_n: int = 64, target_programs: int = 264) -> int:
+    """Enough splits to give ~2 programs per multiprocessor, none shorter than two blocks."""
+    want = triton.cdiv(target_programs, rows * kv_heads)
+    return max(1, min(want, triton.cdiv(capacity, 2 * block_n), 64))
+
+
 def split_kv_decode(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
     lengths: torch.Tensor,
     scale: float,
-    chunk: int = 256,
+    splits: int | None = None,
     block_n: int = 64,
 ) -> torch.Tensor:
-    """Decode attention; see the module docstring for shapes. `chunk` (a multiple of `block_n`) is the
-    number of cache slots one program reads."""
+    """Decode attention; see the module docstring for shapes."""
     g, heads, _, d = q.shape
     kv_heads, capacity = k.shape[1], k.shape[2]
     n_rep = heads // kv_heads
-    splits = triton.cdiv(capacity, chunk)
+    splits = splits or num_splits(g, kv_heads, capacity, block_n)
     partial = torch.empty(g, heads, splits, d, dtype=torch.float32, device=q.device)
     lse = torch.empty(g, heads, splits, dtype=torch.float32, device=q.device)
     out = torch.empty(g, heads, 1, d, dtype=q.dtype, device=q.device)
@@ -178,7 +181,7 @@ def split_kv_decode(
         SCALE=scale,
         KV_HEADS=kv_heads,
         N_REP=n_rep,
-        CHUNK=chunk,
+        SPLITS=splits,
         BLOCK_H=max(16, triton.next_power_of_2(n_rep)),
         BLOCK_N=block_n,
         D=d,
