@@ -13,8 +13,15 @@ from membudget.spec import SpecError
 
 from .conftest import tiny_config, tiny_tokenizer
 
-LINEARS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
-           "mlp.up_proj", "mlp.down_proj"]
+LINEARS = [
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+]
 
 
 def pack_along(values: torch.Tensor, bits: int, dim: int, order=None) -> torch.Tensor:
@@ -32,8 +39,14 @@ def pack_along(values: torch.Tensor, bits: int, dim: int, order=None) -> torch.T
 
 def write_checkpoint(path, method: str, bits: int, v2: bool = False, act_order: bool = False):
     """A tiny Llama (K = 128, 160) whose linears are random integers; returns reference weights."""
-    config = tiny_config("llama", hidden_size=128, intermediate_size=256, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=300)
+    config = tiny_config(
+        "llama",
+        hidden_size=128,
+        intermediate_size=256,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=300,
+    )
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_config(config)
@@ -72,8 +85,9 @@ def write_checkpoint(path, method: str, bits: int, v2: bool = False, act_order: 
     return reference
 
 
-@pytest.mark.parametrize("method, bits, v2", [("gptq", 4, False), ("gptq", 8, False), ("gptq", 4, True),
-                                              ("awq", 4, False)])
+@pytest.mark.parametrize(
+    "method, bits, v2", [("gptq", 4, False), ("gptq", 8, False), ("gptq", 4, True), ("awq", 4, False)]
+)
 def test_import_reproduces_the_dequantized_weights_exactly(tmp_path, method, bits, v2):
     reference = write_checkpoint(tmp_path, method, bits, v2)
     loaded = load_model(str(tmp_path), dtype="float32")

@@ -4,7 +4,11 @@ Small batches under-fill the GPU when one program handles one (row, KV head): wi
 heads only 8 of 132 multiprocessors would work. Here each (row, KV head) is split along the cache into
 `splits` chunks of its *valid* length (read from `lengths` on the device, so a CUDA graph replays it
 for any length); every program reads its chunk once for all query heads of the group, keeps an online
-softmax, and writes a partial output with its log-sum-exp; a second kernel merges the splits.
+softmax, and writes a partial output with its log-sum-exp; a second kernel merges the splits. The
+split count depends on (rows, KV heads) only, so results do not depend on the cache capacity.
+(Fixed 256-slot chunks, which would also make them independent of the batch size, cost 4-5 % at
+batch 16 on an H200 and buy nothing while the matrix products differ by batch size anyway:
+bench/RESULTS.md.)
 
 Shapes: q [G, H, 1, D]; k, v [G, H_kv, C, D] (last dim contiguous); lengths [G] -> out [G, H, 1, D].
 Tested on the CPU with TRITON_INTERPRET=1 against `decode_attention_reference`.
@@ -134,10 +138,10 @@ def _merge_kernel(
     tl.store(Out + g * s_outg + h * s_outh + offs_d, out.to(Out.dtype.element_ty), mask=offs_d < D)
 
 
-def num_splits(rows: int, kv_heads: int, capacity: int, block_n: int = 64, target_programs: int = 264) -> int:
-    """Enough splits to give ~2 programs per multiprocessor, none shorter than two blocks."""
-    want = triton.cdiv(target_programs, rows * kv_heads)
-    return max(1, min(want, triton.cdiv(capacity, 2 * block_n), 64))
+def num_splits(rows: int, kv_heads: int, target_programs: int = 264) -> int:
+    """Enough splits for ~2 programs per multiprocessor. It depends on the batch shape only, never on
+    the cache capacity, so a budget checkpoint computes exactly what a separate run computes."""
+    return max(1, min(triton.cdiv(target_programs, rows * kv_heads), 64))
 
 
 def split_kv_decode(
@@ -151,9 +155,9 @@ def split_kv_decode(
 ) -> torch.Tensor:
     """Decode attention; see the module docstring for shapes."""
     g, heads, _, d = q.shape
-    kv_heads, capacity = k.shape[1], k.shape[2]
+    kv_heads = k.shape[1]
     n_rep = heads // kv_heads
-    splits = splits or num_splits(g, kv_heads, capacity, block_n)
+    splits = splits or num_splits(g, kv_heads)
     partial = torch.empty(g, heads, splits, d, dtype=torch.float32, device=q.device)
     lse = torch.empty(g, heads, splits, dtype=torch.float32, device=q.device)
     out = torch.empty(g, heads, 1, d, dtype=q.dtype, device=q.device)
