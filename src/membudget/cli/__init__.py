@@ -43,6 +43,11 @@ def gib(n: int) -> str:
     return f"{n / GIB:,.3f}"
 
 
+def scenario_cells(r) -> list[str]:
+    """Table cells for a scenario's model, weights, KV policy, token budget and samples."""
+    return [r.model.split("/")[-1], f"{r.weights}-bit", r.kv, f"{r.tokens:,}", str(r.samples)]
+
+
 def csv(values) -> str:
     return ",".join(map(str, values))
 

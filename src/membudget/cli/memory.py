@@ -12,7 +12,7 @@ from ..fit import DEFAULT_KV, DEFAULT_SAMPLES, DEFAULT_TOKENS, Grid, fit
 from ..memory import GIB, WEIGHT_BITS, MemoryBreakdown, Scenario, breakdown, parse_size
 from ..memory import kv_bytes_per_token as _kv_per_token
 from ..spec import resolve_spec
-from . import ConventionOpt, JsonOpt, ModelOpt, PromptOpt, app, csv, gib, out, split_ints
+from . import ConventionOpt, JsonOpt, ModelOpt, PromptOpt, app, csv, gib, out, scenario_cells, split_ints
 
 CONVENTION_NOTE = {
     "all": "convention 'all': weights + KV of prompt and generated tokens (each sample holds its own "
@@ -105,11 +105,7 @@ def _print_table(rows: list[MemoryBreakdown], title: str) -> None:
         table.add_column(name, justify="left" if name in ("model", "KV") else "right")
     for r in rows:
         table.add_row(
-            r.model.split("/")[-1],
-            f"{r.weights}-bit",
-            r.kv,
-            f"{r.tokens:,}",
-            str(r.samples),
+            *scenario_cells(r),
             gib(r.weights_bytes),
             gib(r.kv_bytes),
             gib(r.workspace_bytes),

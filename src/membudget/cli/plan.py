@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ..memory import GIB, parse_size
-from . import JsonOpt, app, gib, out
+from . import JsonOpt, app, gib, out, scenario_cells
 
 
 @app.command("plan")
@@ -63,11 +63,7 @@ def plan_cmd(
         score = f"{100 * r.score:.1f} %" if r.source == "measured" else f"{r.score:.1f}"
         table.add_row(
             str(i),
-            r.model.split("/")[-1],
-            f"{r.weights}-bit",
-            r.kv,
-            f"{r.tokens:,}",
-            str(r.samples),
+            *scenario_cells(r),
             gib(r.weights_bytes),
             gib(r.kv_bytes),
             gib(r.total_bytes),
