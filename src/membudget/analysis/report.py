@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..memory import GIB
 from .pareto import best_samples, eviction_vs_quantization, frontier, frontier_steps, scale_threshold
-from .tables import scenario_table
+from .tables import COLUMNS, scenario_table
 
 MARKERS = {16: "o", 8: "s", 4: "^"}
 SORTER = """document.querySelectorAll("table.sortable th").forEach(function (th, column) {
@@ -162,18 +162,8 @@ def build_report(db: str | Path, out: str | Path) -> Path:
             f"<h3>Frontier</h3><p class='note'>{html.escape(turn)} (the study found about 4.2 GiB, "
             "8-bit Qwen3-4B).</p>"
         )
-        cols = [
-            "model",
-            "weights",
-            "kv",
-            "budget",
-            "samples",
-            "metric",
-            "accuracy",
-            "low",
-            "high",
-            "total_bytes",
-        ]
+        hidden = {"task", "kind", "n_problems", "weights_bytes", "kv_bytes", "workspace_bytes"}
+        cols = [c for c in COLUMNS if c not in hidden]
         sections.append(
             _table(
                 front[cols].assign(total_gib=front["total_bytes"] / GIB).drop(columns="total_bytes"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..scoring import score
+from ..sweep.store import scenario_score
 from ..tasks import get_task
 
 COLUMNS = [
@@ -43,17 +43,9 @@ def scenario_table(db: str | Path) -> pd.DataFrame:
     ).fetchall()
     rows = []
     for run_key, model, weights, kv, task, budget, samples, wb, kb, sb, tb in scenarios:
-        table: dict[str, list] = {}
-        for problem_id, extracted, correct in con.execute(
-            "SELECT problem_id, extracted, correct FROM samples WHERE run_key=? AND model=? AND weights=? "
-            "AND kv=? AND task=? AND budget=? AND sample_index < ? ORDER BY problem_id, sample_index",
-            (run_key, model, weights, kv, task, budget, samples),
-        ):
-            table.setdefault(problem_id, []).append((extracted, bool(correct)))
-        complete = [v for v in table.values() if len(v) == samples]
-        if not complete:
+        s = scenario_score(con, run_key, model, weights, kv, task, budget, samples)
+        if s is None:
             continue
-        s = score(complete, k=samples)
         rows.append(
             [
                 model,

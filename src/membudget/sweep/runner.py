@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ..memory import breakdown, kv_bytes_per_token, weight_bytes
-from ..scoring import Score, score
+from ..scoring import Score
 from ..spec import resolve_spec
 from ..tasks import Problem, chat_prompt, get_task
 from .config import SweepConfig
-from .store import SampleRow, Store
+from .store import SampleRow, Store, scenario_score
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +97,7 @@ def record_plan(config: SweepConfig, store: Store) -> str:
     sid = sweep_id(config)
     store.add_sweep(sid, config.name, config.to_dict())
     rows = []
+    specs = {model: resolve_spec(model) for model in config.models}
     for task in config.tasks:
         key = config.settings_key(task.name)
         t = get_task(task.name)
@@ -110,7 +111,7 @@ def record_plan(config: SweepConfig, store: Store) -> str:
             },
         )
         for scenario in config.scenarios():
-            b = breakdown(resolve_spec(scenario.model), scenario)
+            b = breakdown(specs[scenario.model], scenario)
             rows.append(
                 (
                     sid,
@@ -236,17 +237,7 @@ def scenario_scores(config: SweepConfig, store: Store) -> list[ScenarioScore]:
         (sid,),
     ).fetchall()
     for run_key, model, weights, kv, task, budget, samples, total in scenarios:
-        rows = store.db.execute(
-            "SELECT problem_id, sample_index, extracted, correct FROM samples WHERE run_key=? AND model=? AND "
-            "weights=? AND kv=? AND task=? AND budget=? AND sample_index < ? ORDER BY problem_id, sample_index",
-            (run_key, model, weights, kv, task, budget, samples),
-        ).fetchall()
-        table: dict[str, list] = {}
-        for problem_id, _, extracted, correct in rows:
-            table.setdefault(problem_id, []).append((extracted, bool(correct)))
-        complete = [v for v in table.values() if len(v) == samples]
-        if complete:
-            out.append(
-                ScenarioScore(model, weights, kv, task, budget, samples, score(complete, k=samples), total)
-            )
+        s = scenario_score(store.db, run_key, model, weights, kv, task, budget, samples)
+        if s is not None:
+            out.append(ScenarioScore(model, weights, kv, task, budget, samples, s, total))
     return out

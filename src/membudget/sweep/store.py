@@ -89,6 +89,30 @@ class SampleRow:
     peak_memory_bytes: int | None
 
 
+def scenario_score(
+    db: sqlite3.Connection,
+    run_key: str,
+    model: str,
+    weights: int,
+    kv: str,
+    task: str,
+    budget: int,
+    samples: int,
+):
+    """pass@1 (samples = 1) or Maj@samples over the problems whose first `samples` rows exist, or None."""
+    from ..scoring import score
+
+    table: dict[str, list] = {}
+    for problem_id, extracted, correct in db.execute(
+        "SELECT problem_id, extracted, correct FROM samples WHERE run_key=? AND model=? AND weights=? "
+        "AND kv=? AND task=? AND budget=? AND sample_index < ? ORDER BY problem_id, sample_index",
+        (run_key, model, weights, kv, task, budget, samples),
+    ):
+        table.setdefault(problem_id, []).append((extracted, bool(correct)))
+    complete = [v for v in table.values() if len(v) == samples]
+    return score(complete, k=samples) if complete else None
+
+
 class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
