@@ -68,7 +68,7 @@ def test_prefill_chunks_are_causal():
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     for layer in range(len(decoder.layers)):
         torch.testing.assert_close(
-            whole.k[layer][:, :, :23], chunked.k[layer][:, :, :23], rtol=1e-5, atol=1e-5
+            whole.store.k[layer][:, :, :23], chunked.store.k[layer][:, :, :23], rtol=1e-5, atol=1e-5
         )
     # changing a later token leaves the cache of earlier tokens unchanged
     other = ids.clone()
@@ -77,7 +77,7 @@ def test_prefill_chunks_are_causal():
     decoder.prefill(other, changed, chunk=7)
     for layer in range(len(decoder.layers)):
         torch.testing.assert_close(
-            changed.k[layer][0, :, :15], chunked.k[layer][0, :, :15], rtol=1e-5, atol=1e-5
+            changed.store.k[layer][0, :, :15], chunked.store.k[layer][0, :, :15], rtol=1e-5, atol=1e-5
         )
 
 
@@ -212,5 +212,5 @@ def test_engine_allocates_what_memory_accounts(model_type):
     decoder = decoder_of(model)
     spec = decoder.spec
     assert decoder.weight_bytes == weight_bytes(spec, 16)
-    cache = decoder.new_cache(rows=3, capacity=50)
+    cache = decoder.new_cache(rows=3, tokens=50)
     assert cache.nbytes == kv_bytes(spec, KVPolicy(), 50, samples=3)

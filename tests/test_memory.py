@@ -71,11 +71,20 @@ def test_eviction_holds_budget_plus_declared_slack():
     rkv = KVPolicy.parse("rkv:4096")
     assert rkv.held_tokens(30_000) == 4096 + 128
     assert rkv.held_tokens(1000) == 1000
-    assert KVPolicy.parse("streaming:4096").held_tokens(30_000) == 4096
-    assert kv_bytes(spec, rkv, 30_000, samples=2) == 2 * (4096 + 128) * per
+    assert KVPolicy.parse("streaming:4096").held_tokens(30_000) == 4096 + 128
+    assert rkv.held_tokens(4100) == 4100  # never more than it would hold uncompressed
+    assert rkv.held_tokens(30_000, answer_slots=40) == 4096 + 128 + 40
+    # the state: the 8 newest queries (+1 spare) per layer and query head, in 16 bits
+    state = spec.num_layers * spec.num_heads * 9 * spec.head_dim * 2
+    assert rkv.state_bytes(spec, 4096 + 128) == state
+    assert kv_bytes(spec, rkv, 30_000, samples=2) == 2 * ((4096 + 128) * per + state)
+    h2o = KVPolicy.parse("h2o:4096")  # 128 queries and a fp32 score per held slot and KV head
+    scores = spec.num_layers * spec.num_kv_heads * (4096 + 128) * 4
+    assert h2o.state_bytes(spec, 4096 + 128) == spec.num_layers * spec.num_heads * 129 * spec.head_dim * 2 + scores
+    assert KVPolicy.parse("streaming:64").state_bytes(spec, 192) == 0
     both = KVPolicy.parse("quant:8+rkv:4096")
     assert str(both) == "rkv:4096+quant:8"
-    assert kv_bytes(spec, both, 30_000) == kv_bytes(spec, KVPolicy(bits=8), 4096 + 128)
+    assert kv_bytes(spec, both, 30_000) == kv_bytes(spec, KVPolicy(bits=8), 4096 + 128) + state
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,10 @@ Conventions
   * KV, full: tokens x layers x kv_heads x head_dim x 2 (K and V) x 2 bytes, for each of G samples.
   * KV, quant:q: the same element count x (q/8 + 32/(8*64)) bytes (group 64 with a 16-bit scale and
     a 16-bit zero) plus a bf16 residual window of the newest 128 tokens per sequence.
-  * KV, eviction NAME:B: a sequence holds min(tokens, B) plus the policy's declared slack.
+  * KV, eviction NAME:B: a sequence holds at most B + 128 tokens (every method compacts to B when
+    128 tokens past it) plus the answer slots of a budget checkpoint; the policy's state is counted
+    with the KV: the newest `window` queries (+1 spare) per layer and head in 16 bits, and for H2O a
+    fp32 running score per held token, layer and KV head.
   * Convention "all" (the default): prompt + generated tokens, plus the engine's workspace. One
     prompt is prefilled once, but each of the G samples holds its own copy of the prompt's KV in a
     slotted cache, so the prompt counts G times.
@@ -39,9 +42,12 @@ CONVENTIONS = ("all", "study")
 # measured peak minus everything else was 141-224 MiB over four shapes; bench/RESULTS.md).
 ENGINE_OVERHEAD = 160 * 2**20
 
-# Eviction methods and the slack (tokens per sequence above the budget B) each one declares:
-# methods that compact every `buffer` generated tokens hold up to B + buffer before compacting.
-EVICTION_SLACK = {"streaming": 0, "h2o": 0, "rkv": 128, "snapkv": 128}
+# Eviction methods (engine/policies): all compact to B every EVICTION_BUFFER tokens, so a sequence
+# holds up to B + EVICTION_BUFFER (the slack); each records its newest `window` queries for scoring,
+# and the accumulating ones (H2O) a running score per held slot.
+EVICTION_BUFFER = 128
+EVICTION_WINDOW = {"streaming": 0, "h2o": 128, "rkv": 8, "snapkv": 32}
+ACCUMULATING = ("h2o",)
 
 
 class PolicyError(ValueError):
@@ -61,7 +67,7 @@ class KVPolicy:
         """Parse `full`, `quant:8`, `rkv:4096`, `rkv:4096+quant:8` (parts in any order)."""
         policy_help = (
             "expected 'full', 'quant:Q' (Q in 2, 4, 8), 'NAME:B' with NAME in "
-            f"{', '.join(EVICTION_SLACK)} and B a positive token budget, "
+            f"{', '.join(EVICTION_WINDOW)} and B a positive token budget, "
             "or 'NAME:B+quant:Q'"
         )
         text = text.strip().lower()
@@ -77,7 +83,7 @@ class KVPolicy:
                 if bits is not None or value not in KV_QUANT_BITS:
                     raise PolicyError(f"bad quantization in KV policy {text!r}: {policy_help}")
                 bits = value
-            elif name in EVICTION_SLACK:
+            elif name in EVICTION_WINDOW:
                 if eviction is not None or value <= 0:
                     raise PolicyError(f"bad eviction in KV policy {text!r}: {policy_help}")
                 eviction, budget = name, value
@@ -95,13 +101,23 @@ class KVPolicy:
 
     @property
     def slack(self) -> int:
-        return EVICTION_SLACK[self.eviction] if self.eviction else 0
+        return EVICTION_BUFFER if self.eviction else 0
 
-    def held_tokens(self, tokens: int) -> int:
-        """Tokens one sequence holds when `tokens` would be held without eviction."""
+    def held_tokens(self, tokens: int, answer_slots: int = 0) -> int:
+        """Slots one sequence holds when `tokens` would be held without eviction, `answer_slots` of
+        them for the answer of a budget checkpoint (never evicted)."""
         if self.eviction is None:
             return tokens
-        return min(tokens, self.budget) + (self.slack if tokens > self.budget else 0)
+        return min(tokens, self.budget + self.slack + answer_slots)
+
+    def state_bytes(self, spec: ModelSpec, held: int, element_bytes: int = 2) -> int:
+        """Bytes of one sequence's eviction state: recorded queries and running scores."""
+        if self.eviction is None:
+            return 0
+        window = EVICTION_WINDOW[self.eviction]
+        queries = spec.num_layers * spec.num_heads * (window + 1) * spec.head_dim * element_bytes if window else 0
+        scores = spec.num_layers * spec.num_kv_heads * held * 4 if self.eviction in ACCUMULATING else 0
+        return queries + scores
 
 
 def weight_bytes(spec: ModelSpec, bits: int) -> int:
@@ -130,16 +146,22 @@ def kv_bytes_per_token(spec: ModelSpec, bits: int | None = None, element_bytes: 
 
 
 def kv_bytes(
-    spec: ModelSpec, policy: KVPolicy, tokens_per_sequence: int, samples: int = 1, element_bytes: int = 2
+    spec: ModelSpec,
+    policy: KVPolicy,
+    tokens_per_sequence: int,
+    samples: int = 1,
+    element_bytes: int = 2,
+    answer_slots: int = 0,
 ) -> int:
-    """KV bytes for `samples` sequences that would each hold `tokens_per_sequence` tokens uncompressed."""
-    held = policy.held_tokens(tokens_per_sequence)
+    """KV bytes (with the eviction state) for `samples` sequences that would each hold
+    `tokens_per_sequence` tokens uncompressed; see KVPolicy.held_tokens for `answer_slots`."""
+    held = policy.held_tokens(tokens_per_sequence, answer_slots)
     if policy.bits is None:
         per_seq = held * kv_bytes_per_token(spec, None, element_bytes)
     else:
         residual = min(held, KV_RESIDUAL) * kv_bytes_per_token(spec, None, element_bytes)
         per_seq = math.ceil(held * kv_bytes_per_token(spec, policy.bits)) + residual
-    return int(samples * per_seq)
+    return int(samples * (per_seq + policy.state_bytes(spec, held, element_bytes)))
 
 
 def workspace_bytes(

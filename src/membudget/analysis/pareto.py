@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..memory import EVICTION_SLACK, GIB
+from ..memory import EVICTION_WINDOW, GIB
 
 AXES = ("weights", "tokens", "kv", "samples")
 
@@ -82,7 +82,7 @@ def memory_bins(df: pd.DataFrame, per_doubling: int = 1) -> np.ndarray:
 
 
 def _kv_kind(kv: str) -> str:
-    evicts = any(part.split(":")[0] in EVICTION_SLACK for part in kv.split("+"))
+    evicts = any(part.split(":")[0] in EVICTION_WINDOW for part in kv.split("+"))
     quantizes = "quant:" in kv
     return {(True, True): "both", (True, False): "eviction", (False, True): "quantization"}.get(
         (evicts, quantizes), "full"

@@ -1,8 +1,14 @@
-"""The slotted KV cache: preallocated per-layer buffers, one row per sample, attention over each row.
+"""The slotted KV cache: a store (dense or quantized), an optional eviction policy, and per-row books.
 
-This is the seam for KV policies: an eviction policy or quantized storage replaces this class (same
-methods), not the engine. Keys are stored with RoPE already applied, so a row's physical slots need not
-equal its logical positions.
+A row's tokens occupy slots 0..fill-1. Without eviction a slot is the token's position; with eviction,
+a compaction (outside the captured decode step) moves the kept slots to the front in their old order,
+so slots and positions part ways (keys carry RoPE already, so attention does not care).
+
+Per decode step the host hands the step three [G] tensors, `where = (slots, qslots, positions)`: the
+slot each row writes (its fill), where its query goes in the policy's query ring (or the spare entry
+for tokens the policy must not see, such as a budget checkpoint's answer), and its position (only for
+`track_positions`, a test aid). After the step `advance` moves the books and compacts rows that reached
+budget + buffer. A budget checkpoint's answer is written past the fill and undone by `end_answer`.
 """
 
 from __future__ import annotations
@@ -10,60 +16,187 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .attention import decode_attention
+from .policies import EvictionPolicy
 
 
 class KVCache:
-    """Per layer: k and v of shape [G, H_kv, capacity, D]. `rows` is a static arange(G) for indexing."""
-
     def __init__(
         self,
+        store,
         layers: int,
-        rows: int,
-        kv_heads: int,
-        capacity: int,
+        heads: int,
         head_dim: int,
-        dtype: torch.dtype,
-        device: torch.device,
+        scale: float,
+        policy: EvictionPolicy | None = None,
+        track_positions: bool = False,
     ) -> None:
-        shape = (rows, kv_heads, capacity, head_dim)
-        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
-        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
-        self.rows = torch.arange(rows, device=device)
-        self.capacity = capacity
+        """`store`: a DenseStore or QuantStore of G rows. With a policy, the cache also holds per layer
+        the newest `policy.window` queries of each row [G, H, window + 1, D] (the last entry is the
+        spare) and, for accumulating policies, a running score per slot [G, H_kv, C] (fp32)."""
+        self.store, self.policy, self.scale = store, policy, scale
+        g, device = store.rows.shape[0], store.rows.device
+        kv_heads, capacity = store.kv_heads, store.capacity
+        self.capacity, self.rows = capacity, store.rows
+        self.fill, self.seen, self.pending = [0] * g, [0] * g, [0] * g
+        window = policy.window if policy else 0
+        self.queries = [
+            torch.zeros(g, heads, window + 1, head_dim, dtype=store.dtype, device=device) for _ in range(layers)
+        ] if window else None  # fmt: skip
+        self.state = [
+            torch.zeros(g, kv_heads, capacity, dtype=torch.float32, device=device) for _ in range(layers)
+        ] if policy and policy.accumulates else None  # fmt: skip
+        self.positions = [
+            torch.full((g, kv_heads, capacity), -1, dtype=torch.int32, device=device) for _ in range(layers)
+        ] if track_positions else None  # fmt: skip
+        self.layers = layers
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.k + self.v)
+        """Bytes of the store and the policy's state (not of the test-only position map)."""
+        extra = (self.queries or []) + (self.state or [])
+        return self.store.nbytes + sum(t.numel() * t.element_size() for t in extra)
 
-    # --- prefill: one sequence (batch 1) written into every row ---------------------------------
-    def prefill(
-        self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int, scale: float
-    ) -> torch.Tensor:
-        """Write k, v [1, H_kv, S, D] at slots start.. of every row; causal attention of q [1, H, S, D]
-        over slots [0, start + S) of row 0. Returns [1, H, S, D]."""
-        end = start + k.shape[2]
-        if end > self.capacity:
-            raise ValueError(f"prompt of {end} tokens exceeds the cache capacity {self.capacity}")
-        self.k[layer][:, :, start:end] = k
-        self.v[layer][:, :, start:end] = v
-        keys, values = self.k[layer][:1, :, :end], self.v[layer][:1, :, :end]
-        s = k.shape[2]
-        mask = torch.ones(s, end, dtype=torch.bool, device=q.device).tril(diagonal=start)  # [S, end]
+    @property
+    def limit(self) -> int:
+        """The most slots a row fills while thinking (compaction keeps it below)."""
+        return self.policy.budget + self.policy.buffer if self.policy else self.capacity
+
+    # --- prefill: one prompt into every row --------------------------------------------------------
+    def prefill_chunk(self, prompt_tokens: int, default: int) -> int:
+        """Chunk length for a prompt: `buffer` tokens at a time where it will be compacted, or where the
+        policy must see every query (H2O)."""
+        if self.policy and (prompt_tokens > self.policy.budget or self.policy.accumulates):
+            return min(default, self.policy.buffer)
+        return default
+
+    def before_chunk(self, tokens: int) -> None:
+        if tokens > self.capacity - self.fill[0]:
+            if self.policy is None or self.fill[0] <= self.policy.budget:
+                raise ValueError(f"{self.fill[0] + tokens} tokens exceed the cache capacity {self.capacity}")
+            self._compact(list(range(len(self.fill))))
+
+    def prefill(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, position: int, scale: float):
+        """Write k, v [1, H_kv, S, D] at the next slots of every row; causal attention of q [1, H, S, D]
+        over row 0's slots -> [1, H, S, D]. `position` is the chunk's first position."""
+        slot, s = self.fill[0], k.shape[2]
+        keys, values = self.store.prefill_kv(layer, k, v, slot)
+        if self.queries is not None:
+            window = self.queries[layer].shape[2] - 1
+            ring = (self.seen[0] + torch.arange(s, device=q.device))[-window:] % window
+            self.queries[layer][:, :, ring] = q[:, :, -window:]
+        if self.positions is not None:
+            self.positions[layer][:, :, slot : slot + s] = torch.arange(position, position + s, device=q.device).int()
+        mask = torch.ones(s, slot + s, dtype=torch.bool, device=q.device).tril(diagonal=slot)
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale, enable_gqa=True)
 
-    # --- decode: one new token per row -----------------------------------------------------------
+    def after_chunk(self, tokens: int) -> None:
+        rows = list(range(len(self.fill)))
+        self.advance(rows, rows, tokens)
+
+    # --- decode: one token per row -----------------------------------------------------------------
+    def where(self, positions: list[int], record: list[bool]) -> tuple[list[int], list[int], list[int]]:
+        """Host-side inputs of a step: (slots, query-ring entries, positions), each a list of G ints."""
+        if self.queries is None:
+            qslots = [0] * len(positions)
+        else:
+            window = self.queries[0].shape[2] - 1
+            qslots = [s % window if on else window for s, on in zip(self.seen, record, strict=True)]
+        return list(self.fill), qslots, positions
+
     def layer_buffers(self, layer: int) -> tuple:
-        """What `decode_op` needs of one layer: (k [G, H_kv, C, D], v [G, H_kv, C, D], rows [G])."""
-        return self.k[layer], self.v[layer], self.rows
+        """What `decode_op` needs of one layer."""
+        queries = None if self.queries is None else self.queries[layer]
+        positions = None if self.positions is None else self.positions[layer]
+        return self.store.decode_op, self.store.layer_buffers(layer), queries, positions, self.rows
 
     @staticmethod
-    def decode_op(
-        buffers: tuple, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor, scale: float
-    ) -> torch.Tensor:
-        """Write k, v [G, H_kv, 1, D] at `slots` [G]; attend q [G, H, 1, D] over slots [0, slot] of each
-        row. Returns [G, H, 1, D]. A pure function of tensors, so it compiles into the decode layer."""
-        k_buf, v_buf, rows = buffers
-        k_buf[rows, :, slots] = k[:, :, 0]
-        v_buf[rows, :, slots] = v[:, :, 0]
-        return decode_attention(q, k_buf, v_buf, slots + 1, scale)
+    def decode_op(buffers: tuple, q, k, v, where: tuple, scale: float) -> torch.Tensor:
+        """Record the query, write k, v [G, H_kv, 1, D] at the rows' slots and attend q [G, H, 1, D]
+        over each row's slots -> [G, H, 1, D]. Pure tensors in and out: it compiles into the layer."""
+        store_op, store_buffers, queries, positions, rows = buffers
+        slots, qslots, pos = where
+        if queries is not None:
+            queries[rows, :, qslots] = q[:, :, 0]
+        if positions is not None:
+            positions[rows, :, slots] = pos[:, None].int()
+        return store_op(store_buffers, q, k, v, slots, scale)
+
+    def advance(self, live: list[int], record: list[int], count: int = 1) -> None:
+        """After a step (count 1) or a prompt chunk: `live` rows wrote `count` tokens, `record` rows
+        (a subset) as part of their main trajectory. Updates policy scores and compacts full rows."""
+        for i in live:
+            self.fill[i] += count
+        for i in record:
+            self.seen[i] += count
+            self.pending[i] += count
+        if self.policy is None:
+            return
+        if self.policy.accumulates:
+            self._accumulate([i for i in record if self.pending[i] >= self.policy.window])
+        self._compact([i for i in record if self.fill[i] >= self.limit])
+
+    # --- budget checkpoints ------------------------------------------------------------------------
+    def begin_answer(self, rows: list[int], count: int):
+        """Before `count` answer tokens of `rows` are written past their fill (not recorded)."""
+        if any(self.fill[i] + count > self.capacity for i in rows):
+            raise ValueError("the cache has no room for the answer: allocate it with the answer slots")
+        return [self.fill[i] for i in rows], self.store.save_answer(rows, [self.fill[i] for i in rows], count)
+
+    def end_answer(self, rows: list[int], saved) -> None:
+        """Roll `rows` back to where `begin_answer` found them."""
+        fills, store_saved = saved
+        for i, fill in zip(rows, fills, strict=True):
+            self.fill[i] = fill
+        self.store.restore_answer(store_saved)
+
+    # --- policy work (outside the captured step) ---------------------------------------------------
+    def _groups(self, rows: list[int]) -> dict[tuple[int, int, int], torch.Tensor]:
+        """Rows by (fill, seen, pending), which fix the slots of their recorded queries."""
+        groups: dict[tuple[int, int, int], list[int]] = {}
+        for i in rows:
+            groups.setdefault((self.fill[i], self.seen[i], self.pending[i]), []).append(i)
+        return {key: torch.tensor(r, device=self.rows.device) for key, r in groups.items()}
+
+    def _recent_queries(self, layer: int, rows: torch.Tensor, seen: int, count: int) -> torch.Tensor:
+        """The newest `count` recorded queries of `rows`, oldest first: [R, H, count, D]."""
+        window = self.queries[layer].shape[2] - 1
+        ring = torch.arange(seen - count, seen, device=rows.device) % window
+        return self.queries[layer][rows][:, :, ring]
+
+    def _accumulate(self, rows: list[int]) -> None:
+        scale = self.scale
+        for (fill, seen, pending), index in self._groups(rows).items():
+            if pending == 0:
+                continue
+            for layer in range(self.layers):
+                keys, _ = self.store.read(layer, index, fill)
+                state = self.state[layer][index, :, :fill]
+                self.policy.accumulate(state, keys, self._recent_queries(layer, index, seen, pending), scale)
+                self.state[layer][index, :, :fill] = state
+            for i in index.tolist():
+                self.pending[i] = 0
+
+    def _compact(self, rows: list[int]) -> None:
+        """Keep `policy.budget` slots of every layer and KV head of `rows`."""
+        if self.policy.accumulates:
+            self._accumulate(rows)
+        scale = self.scale
+        for (fill, seen, _), index in self._groups(rows).items():
+            if fill <= self.policy.budget:
+                continue
+            for layer in range(self.layers):
+                keys, _ = self.store.read(layer, index, fill)
+                queries = None
+                if self.queries is not None and not self.policy.accumulates:
+                    queries = self._recent_queries(layer, index, seen, min(self.policy.window, seen))
+                state = None if self.state is None else self.state[layer][index, :, :fill]
+                keep = self.policy.select(self.policy.score(keys, queries, state, scale))  # [R, H_kv, B]
+                self.store.keep(layer, index, keep, fill)
+                for extra in (self.state, self.positions):
+                    if extra is not None:
+                        kept = extra[layer][index].gather(2, keep.to(torch.int64))
+                        block = torch.full_like(extra[layer][index], 0 if extra is self.state else -1)
+                        block[:, :, : keep.shape[-1]] = kept
+                        extra[layer][index] = block
+            for i in index.tolist():
+                self.fill[i] = self.policy.budget

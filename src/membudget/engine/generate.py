@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..memory import KVPolicy
 from ..tasks.prompts import MATH_ANSWER_PREFIX
 from .model import Decoder
 from .sampling import SamplingParams, row_seeds, sample
@@ -41,6 +42,7 @@ class GenerationConfig:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     seed: int = 0
     first_sample: int = 0  # rows are samples first_sample.. of this seed (extend G without rerunning)
+    kv: str = "full"  # KV policy: full, quant:Q, NAME:B, NAME:B+quant:Q (memory.KVPolicy)
 
     def __post_init__(self) -> None:
         if not self.budgets or any(t <= 0 for t in self.budgets):
@@ -53,6 +55,7 @@ class GenerationConfig:
             raise ValueError(f"samples must be at least 1, not {self.samples}")
         if self.answer_tokens < 1:
             raise ValueError(f"answer tokens must be at least 1, not {self.answer_tokens}")
+        KVPolicy.parse(self.kv)  # a malformed policy fails here, with what is accepted
 
 
 @dataclass(slots=True)
@@ -70,7 +73,7 @@ class Sample:
 @dataclass(slots=True)
 class _Row:
     tokens: list[int]  # emitted tokens of the main trajectory; tokens[-1] is not yet in the cache
-    length: int  # cache slot of tokens[-1] (= its position)
+    length: int  # position of tokens[-1]
     phase: str = "think"  # think -> (answer ->) done
     queue: list[int] = field(default_factory=list)  # forced tokens still to emit (rest of "Wait")
     natural_at: int | None = None  # thinking tokens at the natural end (close or EOS emitted)
@@ -107,9 +110,13 @@ class Generator:
         answer = 1 + len(self._forced(config)) + config.answer_tokens
         return config.budgets[-1] + answer * len(config.budgets)
 
+    def answer_slots(self, config: GenerationConfig) -> int:
+        """Cache slots an answer phase writes: the last thinking token, the forced tokens, A answers."""
+        return 1 + len(self._forced(config)) + config.answer_tokens
+
     def capacity(self, prompt_tokens: int, config: GenerationConfig) -> int:
-        forced = len(self._forced(config))
-        return prompt_tokens + config.budgets[-1] + forced + config.answer_tokens + 1
+        """Tokens a row would hold uncompressed (the cache may hold fewer: KVPolicy.held_tokens)."""
+        return prompt_tokens + config.budgets[-1] + self.answer_slots(config)
 
     def _forced(self, config: GenerationConfig) -> list[int]:
         close = [self.think_close] if self.think_close is not None else []
@@ -125,7 +132,8 @@ class Generator:
             raise ValueError("budget forcing needs a non-empty wait text")
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        cache = model.new_cache(g, self.capacity(p, config))
+        cache = model.new_cache(g, self.capacity(p, config), config.kv, self.answer_slots(config))
+        self.cache = cache
         seeds = row_seeds(config.seed, config.first_sample + g)[config.first_sample :]
         step = DecodeStep(model, cache, config.sampling, seeds, self.use_graph)  # captures before prefill
 
@@ -155,9 +163,17 @@ class Generator:
             self.peak_memory_bytes = torch.cuda.max_memory_allocated(device)
         return [self._result(r, config) for r in rows]
 
-    def _step(self, step: DecodeStep, ids: list[int], positions: list[int]) -> list[int]:
+    def _step(
+        self, step: DecodeStep, ids: list[int], positions: list[int], live: list[bool], record: bool
+    ) -> list[int]:
+        """One decode step; `live` rows advance (the others write a dummy into a free slot), and
+        with `record` they advance their main trajectory (what eviction policies see)."""
         self.timings.steps += 1
-        out = step.run(torch.tensor(ids), torch.tensor(positions)).tolist()
+        slots, qslots, _ = self.cache.where(positions, [on and record for on in live])
+        out = step.run(torch.tensor(ids), torch.tensor(positions), torch.tensor(slots), torch.tensor(qslots))
+        out = out.tolist()
+        advanced = [i for i, on in enumerate(live) if on]
+        self.cache.advance(advanced, advanced if record else [])
         if self.on_step is not None:
             self.on_step()
         return out
@@ -167,7 +183,7 @@ class Generator:
     ) -> None:
         """One step of the main trajectory for the `live` rows."""
         ids = [r.tokens[-1] if on else 0 for r, on in zip(rows, live, strict=True)]
-        out = self._step(step, ids, [r.length for r in rows])
+        out = self._step(step, ids, [r.length for r in rows], live, record=True)
         for row, token, on in zip(rows, out, live, strict=True):
             if on:
                 row.length += 1
@@ -213,9 +229,11 @@ class Generator:
         answer = {i: [] for i in which}
         sampled = {i: 0 for i in which}
         open_ = set(which)
+        saved = self.cache.begin_answer(which, self.answer_slots(config))
         for j in range(len(forced) + config.answer_tokens):
             ids = [cur[i] if i in open_ else 0 for i in range(len(rows))]
-            out = self._step(step, ids, [length.get(i, r.length) for i, r in enumerate(rows)])
+            positions = [length.get(i, r.length) for i, r in enumerate(rows)]
+            out = self._step(step, ids, positions, [i in open_ for i in range(len(rows))], record=False)
             for i in list(open_):
                 length[i] += 1
                 if j < len(forced):
@@ -232,6 +250,7 @@ class Generator:
                     open_.discard(i)
             if not open_:
                 break
+        self.cache.end_answer(which, saved)
         for i in which:
             rows[i].answers[budget] = answer[i]
             if last:

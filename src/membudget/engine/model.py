@@ -15,7 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from ..spec import ModelSpec
+from ..memory import KVPolicy
 from .cache import KVCache
+from .kvstore import DenseStore, QuantStore
+from .policies import make_policy
 from .rope import apply_rope, rope_table
 from .wquant import QuantWeight, linear, quantize
 
@@ -189,17 +192,23 @@ class Decoder:
         cache = self.new_cache(1, ids.shape[0])
         return self._logits(self._prefill_chunk(ids, cache, 0)[0])
 
-    def new_cache(self, rows: int, capacity: int) -> KVCache:
-        """A cache of `capacity` slots per row; the RoPE table grows to cover it (never past the model's
-        maximum position)."""
-        if capacity > self.max_positions:
-            raise ValueError(f"{capacity} tokens exceed the model's {self.max_positions} positions")
-        if capacity > self.cos.shape[0]:
-            self.cos, self.sin = rope_table(
-                self.inv_freq, self.rope_scaling, capacity, self.dtype, self.device
-            )
+    def new_cache(
+        self, rows: int, tokens: int, kv: KVPolicy | str = "full", answer_slots: int = 0, track_positions: bool = False
+    ) -> KVCache:
+        """A cache for rows that would each hold `tokens` tokens uncompressed, `answer_slots` of them the
+        answer of a budget checkpoint (kept past the eviction limit); the RoPE table grows to cover
+        the positions (never past the model's maximum)."""
+        policy = KVPolicy.parse(kv) if isinstance(kv, str) else kv
+        if tokens > self.max_positions:
+            raise ValueError(f"{tokens} tokens exceed the model's {self.max_positions} positions")
+        if tokens > self.cos.shape[0]:
+            self.cos, self.sin = rope_table(self.inv_freq, self.rope_scaling, tokens, self.dtype, self.device)
         s = self.spec
-        return KVCache(s.num_layers, rows, s.num_kv_heads, capacity, s.head_dim, self.dtype, self.device)
+        capacity = policy.held_tokens(tokens, answer_slots)
+        shape = (s.num_layers, rows, s.num_kv_heads, capacity, s.head_dim, self.dtype, self.device)
+        store = DenseStore(*shape) if policy.bits is None else QuantStore(*shape, bits=policy.bits)
+        evict = make_policy(policy.eviction, policy.budget) if policy.eviction else None
+        return KVCache(store, s.num_layers, s.num_heads, s.head_dim, self.scale, evict, track_positions)
 
     # --- forward -----------------------------------------------------------------------------------
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -209,8 +218,12 @@ class Decoder:
     def prefill(self, ids: torch.Tensor, cache: KVCache, chunk: int = 512) -> torch.Tensor:
         """ids [S] of one prompt, written into every cache row in chunks of `chunk` tokens (each chunk
         attends causally to itself and to all earlier slots) -> fp32 logits [V] of the last token."""
+        chunk = cache.prefill_chunk(ids.shape[0], chunk)
         for start in range(0, ids.shape[0], chunk):
-            x = self._prefill_chunk(ids[start : start + chunk], cache, start)
+            part = ids[start : start + chunk]
+            cache.before_chunk(part.shape[0])
+            x = self._prefill_chunk(part, cache, start)
+            cache.after_chunk(part.shape[0])
         return self._logits(x[0, -1:])[0]
 
     def _prefill_chunk(self, ids: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
@@ -224,13 +237,17 @@ class Decoder:
             x = attention_output_and_mlp(x, attn, w, self.shape)
         return x
 
-    def decode(self, ids: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """ids [G] at positions [G] (also their cache slots) -> fp32 logits [G, V]. No host sync."""
+    def decode(self, ids: torch.Tensor, positions: torch.Tensor, cache: KVCache, where: tuple | None = None) -> torch.Tensor:
+        """ids [G] at positions [G] -> fp32 logits [G, V]. No host sync. `where` = (slots, query-ring
+        entries, positions), each [G], as `KVCache.where` gives them; by default slots = positions
+        (a cache without eviction, written token by token)."""
+        if where is None:
+            where = (positions, positions, positions)
         x = F.embedding(ids[:, None], self.embed)  # [G, 1, hidden]
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]  # [G, 1, D]
         layer_fn = self._decode_layer_few if ids.shape[0] <= FEW_ROWS else self._decode_layer_many
         for i, w in enumerate(self.layers):
-            x = layer_fn(x, cos, sin, positions, cache.decode_op, cache.layer_buffers(i), w, self.shape)
+            x = layer_fn(x, cos, sin, where, cache.decode_op, cache.layer_buffers(i), w, self.shape)
         return self._logits(x[:, 0])
 
 
@@ -267,15 +284,15 @@ def attention_output_and_mlp(
     return x + linear(F.silu(gate) * up, w.down)
 
 
-def decode_layer(x, cos, sin, slots, cache_op, buffers: tuple, w: LayerWeights, shape: Shape) -> torch.Tensor:
+def decode_layer(x, cos, sin, where, cache_op, buffers: tuple, w: LayerWeights, shape: Shape) -> torch.Tensor:
     """One layer for one new token per row: x [G, 1, hidden] -> [G, 1, hidden].
 
     A pure function of tensors (weights and cache buffers passed as tuples), so that on CUDA one
     torch.compile'd copy serves every layer and fuses its element-wise work (norms, RoPE, SwiGLU).
-    `cache_op(buffers, q, k, v, slots, scale)` writes the new k, v and returns the attention output.
+    `cache_op(buffers, q, k, v, where, scale)` writes the new k, v and returns the attention output.
     """
     q, k, v = attention_inputs(x, cos, sin, w, shape)
-    attn = cache_op(buffers, q, k, v, slots, shape.scale)  # [G, H, 1, D]
+    attn = cache_op(buffers, q, k, v, where, shape.scale)  # [G, H, 1, D]
     return attention_output_and_mlp(x, attn, w, shape)
 
 

@@ -32,6 +32,8 @@ class DecodeStep:
         self.model, self.cache, self.params = model, cache, params
         self.ids = torch.zeros(rows, dtype=torch.long, device=device)
         self.positions = torch.zeros(rows, dtype=torch.long, device=device)
+        self.slots = torch.zeros(rows, dtype=torch.long, device=device)
+        self.qslots = torch.zeros(rows, dtype=torch.long, device=device)
         self.seeds = torch.tensor(seeds, dtype=torch.long, device=device)
         self.next_ids = torch.zeros(rows, dtype=torch.long, device=device)
         self.graph = None
@@ -42,7 +44,8 @@ class DecodeStep:
             self._capture()
 
     def _body(self) -> None:
-        logits = self.model.decode(self.ids, self.positions, self.cache)  # [G, V]
+        where = (self.slots, self.qslots, self.positions)
+        logits = self.model.decode(self.ids, self.positions, self.cache, where)  # [G, V]
         self.next_ids.copy_(self.sample(logits, self.params, self.seeds, self.positions + 1))
 
     def _capture(self) -> None:
@@ -58,10 +61,13 @@ class DecodeStep:
         with torch.cuda.graph(self.graph, stream=stream):
             self._body()
 
-    def run(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """ids, positions [G] (any device) -> sampled next tokens [G] on the model's device."""
+    def run(self, ids: torch.Tensor, positions: torch.Tensor, slots=None, qslots=None) -> torch.Tensor:
+        """ids, positions [G] (any device), and the cache's slots and query-ring entries [G] (default:
+        slots = positions, as without eviction) -> sampled next tokens [G] on the model's device."""
         self.ids.copy_(ids, non_blocking=True)
         self.positions.copy_(positions, non_blocking=True)
+        self.slots.copy_(positions if slots is None else slots, non_blocking=True)
+        self.qslots.copy_(positions if qslots is None else qslots, non_blocking=True)
         if self.graph is not None:
             self.graph.replay()
         else:

@@ -1,0 +1,104 @@
+"""Packed KV quantization (group 64 along head_dim, 16-bit scale and zero) and its reference attention.
+
+Layout of one quantized vector x [D] at Q bits (Q in 2, 4, 8):
+  * codes: D * Q / 8 bytes (uint8); element i sits in byte i // (8 / Q) at bit (i % (8 / Q)) * Q;
+  * scale, zero: fp16, one each per group of 64 elements; x ~ code * scale + zero (zero = group min).
+So a token costs Q/8 + 32/(8*64) bytes per element, the figure `memory.kv_bytes` accounts.
+"""
+
+from __future__ import annotations
+
+import torch
+
+GROUP = 64
+RESIDUAL = 128  # the newest tokens of a row, kept exact in a 16-bit ring beside the codes
+
+
+def check_head_dim(head_dim: int) -> None:
+    if head_dim % GROUP:
+        raise ValueError(
+            f"KV quantization groups {GROUP} elements of a head; this model's head_dim {head_dim} is not "
+            f"a multiple of {GROUP}: use an eviction policy or the full cache"
+        )
+
+
+def quantize(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x [..., D] -> codes uint8 [..., D*bits/8], scale and zero fp16 [..., D/64]."""
+    *lead, d = x.shape
+    groups = x.float().reshape(*lead, d // GROUP, GROUP)
+    lo, hi = groups.amin(-1), groups.amax(-1)
+    levels = 2**bits - 1
+    scale, zero = ((hi - lo) / levels).half(), lo.half()
+    step = scale.float()
+    step = torch.where(step > 0, step, torch.ones_like(step))  # a constant group: every code 0
+    codes = ((groups - zero.float()[..., None]) / step[..., None]).round_().clamp_(0, levels)
+    return pack(codes.to(torch.uint8).reshape(*lead, d), bits), scale, zero
+
+
+def pack(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """codes uint8 [..., D] (each < 2**bits) -> bytes [..., D*bits/8]."""
+    per_byte = 8 // bits
+    parts = codes.reshape(*codes.shape[:-1], -1, per_byte)
+    out = parts[..., 0].clone()
+    for i in range(1, per_byte):
+        out |= parts[..., i] << (bits * i)
+    return out
+
+
+def unpack(packed: torch.Tensor, bits: int) -> torch.Tensor:
+    """bytes [..., D*bits/8] -> codes uint8 [..., D]."""
+    per_byte = 8 // bits
+    shifts = torch.arange(0, 8, bits, dtype=torch.uint8, device=packed.device)
+    codes = (packed[..., None] >> shifts) & (2**bits - 1)
+    return codes.reshape(*packed.shape[:-1], packed.shape[-1] * per_byte)
+
+
+def dequantize(
+    codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """The inverse of `quantize`: [..., D*bits/8] codes with [..., D/64] scale/zero -> [..., D] in dtype."""
+    q = unpack(codes, bits).float()
+    *lead, d = q.shape
+    x = q.reshape(*lead, d // GROUP, GROUP) * scale.float()[..., None] + zero.float()[..., None]
+    return x.reshape(*lead, d).to(dtype)
+
+
+def quant_decode_attention_reference(
+    q: torch.Tensor, store: tuple, lengths: torch.Tensor, scale: float, chunk: int = 1024
+) -> torch.Tensor:
+    """Decode attention over a quantized cache, dequantizing `chunk` slots at a time (never the whole
+    cache), with an online softmax across chunks; slots within the newest RESIDUAL of a row read the
+    exact 16-bit ring instead of the codes.
+
+    q [G, H, 1, D]; store = (k_codes, k_scale, k_zero, v_codes, v_scale, v_zero, k_ring, v_ring, bits)
+    with codes [G, H_kv, C, D*bits/8], scale/zero [G, H_kv, C, D/64], rings [G, H_kv, RESIDUAL, D];
+    lengths [G] valid slots per row -> [G, H, 1, D].
+    """
+    kc, ks, kz, vc, vs, vz, kr, vr, bits = store
+    g, heads, _, d = q.shape
+    kv_heads, capacity = kc.shape[1], kc.shape[2]
+    qg = q.float().reshape(g, kv_heads, heads // kv_heads, d)  # [G, H_kv, rep, D]
+    m = torch.full((g, kv_heads, heads // kv_heads), float("-inf"), device=q.device)
+    total = torch.zeros_like(m)
+    acc = torch.zeros_like(qg)
+    end = int(lengths.max())
+    for start in range(0, min(end, capacity), chunk):
+        stop = min(start + chunk, capacity)
+        slots = torch.arange(start, stop, device=q.device)
+        k = dequantize(kc[:, :, start:stop], ks[:, :, start:stop], kz[:, :, start:stop], bits, torch.float32)
+        v = dequantize(vc[:, :, start:stop], vs[:, :, start:stop], vz[:, :, start:stop], bits, torch.float32)
+        recent = (slots[None, :] >= lengths[:, None] - RESIDUAL)[:, None, :, None]  # [G, 1, n, 1]
+        ring = slots % RESIDUAL
+        k = torch.where(recent, kr[:, :, ring].float(), k)
+        v = torch.where(recent, vr[:, :, ring].float(), v)
+        scores = torch.einsum("ghrd,ghnd->ghrn", qg, k) * scale
+        valid = (slots[None, :] < lengths[:, None])[:, None, None, :]  # [G, 1, 1, n]
+        scores = scores.masked_fill(~valid, float("-inf"))
+        m_new = torch.maximum(m, scores.amax(-1))
+        alpha = torch.exp(m - m_new).nan_to_num_(0.0)
+        p = torch.exp(scores - m_new[..., None]).nan_to_num_(0.0)
+        total = total * alpha + p.sum(-1)
+        acc = acc * alpha[..., None] + torch.einsum("ghrn,ghnd->ghrd", p, v)
+        m = m_new
+    out = acc / total[..., None]
+    return out.reshape(g, heads, 1, d).to(q.dtype)

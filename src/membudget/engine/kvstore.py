@@ -1,0 +1,184 @@
+"""Where a cache keeps its keys and values: dense 16-bit slots, or packed integer codes.
+
+Both stores hold, per layer, G rows x H_kv heads x C slots and offer the same operations:
+  * `prefill_kv` writes a prompt chunk into every row and returns the keys/values it attends over;
+  * `decode_op` (pure, compiled into the decode layer) writes one token per row and attends;
+  * `read` returns dense keys/values of some rows (for eviction scores; transient, one layer);
+  * `keep` compacts chosen slots to the front (eviction);
+  * `save_answer` / `restore_answer` protect what an answer phase overwrites (budget checkpoints).
+Keys are stored with RoPE applied, so a slot need not equal a position.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .attention import decode_attention
+from .kvquant import RESIDUAL, check_head_dim, dequantize, quant_decode_attention_reference, quantize
+
+
+def _gather(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """t [R, H_kv, C, X], index [R, H_kv, B] -> t at those slots [R, H_kv, B, X]."""
+    return t.gather(2, index[..., None].expand(-1, -1, -1, t.shape[-1]))
+
+
+class DenseStore:
+    """k and v [G, H_kv, C, D] per layer in the model's dtype."""
+
+    def __init__(self, layers, rows, kv_heads, capacity, head_dim, dtype, device) -> None:
+        shape = (rows, kv_heads, capacity, head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.rows = torch.arange(rows, device=device)
+        self.capacity, self.kv_heads, self.dtype = capacity, kv_heads, dtype
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.k + self.v)
+
+    def prefill_kv(self, layer: int, k: torch.Tensor, v: torch.Tensor, slot: int):
+        """Write k, v [1, H_kv, S, D] at slots slot.. of every row -> row 0's keys, values [1, H_kv,
+        slot + S, D] (the earlier slots and the chunk)."""
+        end = slot + k.shape[2]
+        self.k[layer][:, :, slot:end] = k
+        self.v[layer][:, :, slot:end] = v
+        return self.k[layer][:1, :, :end], self.v[layer][:1, :, :end]
+
+    def read(self, layer: int, rows: torch.Tensor, end: int):
+        """Dense keys, values [R, H_kv, end, D] of `rows` [R]."""
+        return self.k[layer][rows, :, :end], self.v[layer][rows, :, :end]
+
+    def layer_buffers(self, layer: int) -> tuple:
+        return self.k[layer], self.v[layer], self.rows
+
+    @staticmethod
+    def decode_op(buffers: tuple, q, k, v, slots, scale: float) -> torch.Tensor:
+        """Write k, v [G, H_kv, 1, D] at `slots` [G]; attend q [G, H, 1, D] over slots [0, slot] of
+        each row -> [G, H, 1, D]."""
+        k_buf, v_buf, rows = buffers
+        k_buf[rows, :, slots] = k[:, :, 0]
+        v_buf[rows, :, slots] = v[:, :, 0]
+        return decode_attention(q, k_buf, v_buf, slots + 1, scale)
+
+    def keep(self, layer: int, rows: torch.Tensor, index: torch.Tensor, end: int) -> None:
+        """Move slots `index` [R, H_kv, B] (sorted) of `rows` to slots 0..B-1."""
+        b = index.shape[-1]
+        for buf in (self.k[layer], self.v[layer]):
+            buf[rows, :, :b] = _gather(buf[rows, :, :end], index)
+
+    def save_answer(self, rows: list[int], starts: list[int], count: int):
+        return None  # answer tokens land in slots past the row's fill, which nothing else reads
+
+    def restore_answer(self, saved) -> None:
+        pass
+
+
+class QuantStore:
+    """Codes, scales and zeros per layer (see kvquant), plus the newest RESIDUAL tokens of each row
+    exact in a 16-bit ring: slot s lives at ring index s % RESIDUAL. Attention reads the ring for the
+    newest RESIDUAL slots of a row and the codes for all older ones (every token is quantized on
+    write, so nothing is flushed later)."""
+
+    def __init__(self, layers, rows, kv_heads, capacity, head_dim, dtype, device, bits: int) -> None:
+        check_head_dim(head_dim)
+        self.bits, self.dtype, self.kv_heads = bits, dtype, kv_heads
+
+        def make(width, kind):
+            return [torch.zeros(rows, kv_heads, capacity, width, dtype=kind, device=device) for _ in range(layers)]
+
+        codes, groups = head_dim * bits // 8, head_dim // 64
+        self.kc, self.vc = make(codes, torch.uint8), make(codes, torch.uint8)
+        self.ks, self.kz = make(groups, torch.float16), make(groups, torch.float16)
+        self.vs, self.vz = make(groups, torch.float16), make(groups, torch.float16)
+        ring = (rows, kv_heads, min(capacity, RESIDUAL), head_dim)  # slot s at s % RESIDUAL
+        self.kr = [torch.zeros(ring, dtype=dtype, device=device) for _ in range(layers)]
+        self.vr = [torch.zeros(ring, dtype=dtype, device=device) for _ in range(layers)]
+        self.rows = torch.arange(rows, device=device)
+        self.capacity = capacity
+
+    @property
+    def nbytes(self) -> int:
+        tensors = self.kc + self.vc + self.ks + self.kz + self.vs + self.vz + self.kr + self.vr
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def prefill_kv(self, layer: int, k: torch.Tensor, v: torch.Tensor, slot: int):
+        """As DenseStore.prefill_kv; earlier slots come back as attention sees them (dequantized, or
+        exact from the ring), the chunk itself exact."""
+        old_k, old_v = self.read(layer, self.rows[:1], slot)
+        s = k.shape[2]
+        slots = torch.arange(slot, slot + s, device=k.device)
+        tail = slots[-RESIDUAL:]  # only the newest RESIDUAL of the chunk can be in the ring
+        for x, codes, scale, zero, ring in (
+            (k, self.kc, self.ks, self.kz, self.kr),
+            (v, self.vc, self.vs, self.vz, self.vr),
+        ):
+            c, sc, z = quantize(x, self.bits)  # [1, H_kv, S, *]
+            codes[layer][:, :, slot : slot + s], scale[layer][:, :, slot : slot + s] = c, sc
+            zero[layer][:, :, slot : slot + s] = z
+            ring[layer][:, :, tail % RESIDUAL] = x[:, :, -tail.shape[0] :]
+        return torch.cat([old_k, k], dim=2), torch.cat([old_v, v], dim=2)
+
+    def read(self, layer: int, rows: torch.Tensor, end: int):
+        """Dense keys, values [R, H_kv, end, D] of `rows` [R] as attention sees them."""
+        out = []
+        for codes, scale, zero, ring in (
+            (self.kc, self.ks, self.kz, self.kr),
+            (self.vc, self.vs, self.vz, self.vr),
+        ):
+            x = dequantize(codes[layer][rows, :, :end], scale[layer][rows, :, :end], zero[layer][rows, :, :end], self.bits, self.dtype)
+            recent = torch.arange(max(0, end - RESIDUAL), end, device=x.device)
+            x[:, :, recent] = ring[layer][rows][:, :, recent % RESIDUAL]
+            out.append(x)
+        return out[0], out[1]
+
+    def layer_buffers(self, layer: int) -> tuple:
+        return (
+            self.kc[layer], self.ks[layer], self.kz[layer],
+            self.vc[layer], self.vs[layer], self.vz[layer],
+            self.kr[layer], self.vr[layer], self.rows, self.bits,
+        )  # fmt: skip
+
+    @staticmethod
+    def decode_op(buffers: tuple, q, k, v, slots, scale: float) -> torch.Tensor:
+        """As DenseStore.decode_op: quantize the new k, v into the codes and the ring, then attend
+        with dequantization inside the attention (Triton on CUDA, chunked reference elsewhere)."""
+        kc, ks, kz, vc, vs, vz, kr, vr, rows, bits = buffers
+        for x, codes, scale_, zero, ring in ((k, kc, ks, kz, kr), (v, vc, vs, vz, vr)):
+            c, s, z = quantize(x[:, :, 0], bits)
+            codes[rows, :, slots], scale_[rows, :, slots], zero[rows, :, slots] = c, s, z
+            ring[rows, :, slots % RESIDUAL] = x[:, :, 0]
+        store = (kc, ks, kz, vc, vs, vz, kr, vr, bits)
+        if q.is_cuda:
+            from .triton_attention import split_kv_decode_quant
+
+            return split_kv_decode_quant(q, store, slots + 1, scale)
+        return quant_decode_attention_reference(q, store, slots + 1, scale)
+
+    def keep(self, layer: int, rows: torch.Tensor, index: torch.Tensor, end: int) -> None:
+        """As DenseStore.keep. The ring is rebuilt for the new newest RESIDUAL slots: a kept token that
+        was in the old ring keeps its exact value, an older one gets its dequantized value (which is
+        what attention saw for it before)."""
+        b = index.shape[-1]
+        keys, values = self.read(layer, rows, end)  # exact where the old ring covered
+        recent = torch.arange(max(0, b - RESIDUAL), b, device=index.device)
+        for dense, ring in ((keys, self.kr), (values, self.vr)):
+            kept = _gather(dense, index[:, :, recent])  # [R, H_kv, n, D]
+            block = ring[layer][rows]
+            block[:, :, recent % RESIDUAL] = kept
+            ring[layer][rows] = block
+        for t in (self.kc, self.ks, self.kz, self.vc, self.vs, self.vz):
+            t[layer][rows, :, :b] = _gather(t[layer][rows, :, :end], index)
+
+    def save_answer(self, rows: list[int], starts: list[int], count: int):
+        """The ring entries that `count` answer tokens written from slot starts[i] of rows[i] will
+        overwrite (the codes they overwrite lie past the row's fill)."""
+        index = torch.tensor([[(s + j) % RESIDUAL for j in range(min(count, RESIDUAL))] for s in starts])
+        r = torch.tensor(rows)[:, None]
+        index, r = index.to(self.rows.device), r.to(self.rows.device)
+        saved = [(ring, layer, ring[layer][r, :, index].clone()) for ring in (self.kr, self.vr) for layer in range(len(ring))]
+        return r, index, saved
+
+    def restore_answer(self, saved) -> None:
+        r, index, entries = saved
+        for ring, layer, values in entries:
+            ring[layer][r, :, index] = values
