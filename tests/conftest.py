@@ -64,13 +64,17 @@ def tiny_tokenizer():
     return tok
 
 
-def tiny_model(model_type: str = "qwen3", seed: int = 0, boost: dict[int, float] | None = None, dtype=None):
-    """A tiny random transformers model; `boost` scales LM-head rows so those tokens come up often."""
+def tiny_model(
+    model_type: str = "qwen3", seed: int = 0, boost: dict[int, float] | None = None, dtype=None, **overrides
+):
+    """A tiny random transformers model; `boost` scales LM-head rows so those tokens come up often;
+    `overrides` change its config (e.g. head_dim=64 for KV quantization)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(tiny_config(model_type, vocab_size=TINY_VOCAB)).eval()
+    config = tiny_config(model_type, vocab_size=TINY_VOCAB, **overrides)
+    model = AutoModelForCausalLM.from_config(config).eval()
     if dtype is not None:
         model = model.to(dtype)
     with torch.no_grad():

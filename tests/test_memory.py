@@ -80,7 +80,10 @@ def test_eviction_holds_budget_plus_declared_slack():
     assert kv_bytes(spec, rkv, 30_000, samples=2) == 2 * ((4096 + 128) * per + state)
     h2o = KVPolicy.parse("h2o:4096")  # 128 queries and a fp32 score per held slot and KV head
     scores = spec.num_layers * spec.num_kv_heads * (4096 + 128) * 4
-    assert h2o.state_bytes(spec, 4096 + 128) == spec.num_layers * spec.num_heads * 129 * spec.head_dim * 2 + scores
+    assert (
+        h2o.state_bytes(spec, 4096 + 128)
+        == spec.num_layers * spec.num_heads * 129 * spec.head_dim * 2 + scores
+    )
     assert KVPolicy.parse("streaming:64").state_bytes(spec, 192) == 0
     both = KVPolicy.parse("quant:8+rkv:4096")
     assert str(both) == "rkv:4096+quant:8"

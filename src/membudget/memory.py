@@ -115,7 +115,9 @@ class KVPolicy:
         if self.eviction is None:
             return 0
         window = EVICTION_WINDOW[self.eviction]
-        queries = spec.num_layers * spec.num_heads * (window + 1) * spec.head_dim * element_bytes if window else 0
+        queries = (
+            spec.num_layers * spec.num_heads * (window + 1) * spec.head_dim * element_bytes if window else 0
+        )
         scores = spec.num_layers * spec.num_kv_heads * held * 4 if self.eviction in ACCUMULATING else 0
         return queries + scores
 
@@ -199,6 +201,7 @@ class Scenario:
     samples: int = 1
     prompt_tokens: int = 0
     convention: str = "all"
+    answer_slots: int = 0  # of `tokens`, slots a budget checkpoint's answer uses past an eviction limit
 
     def __post_init__(self) -> None:
         if self.weights not in WEIGHT_BITS:
@@ -254,9 +257,9 @@ def breakdown(spec: ModelSpec, scenario: Scenario) -> MemoryBreakdown:
         samples=scenario.samples,
         prompt_tokens=scenario.prompt_tokens,
         convention=scenario.convention,
-        kv_tokens_per_sequence=policy.held_tokens(per_seq),
+        kv_tokens_per_sequence=policy.held_tokens(per_seq, scenario.answer_slots),
         weights_bytes=weight_bytes(spec, scenario.weights),
-        kv_bytes=kv_bytes(spec, policy, per_seq, scenario.samples),
+        kv_bytes=kv_bytes(spec, policy, per_seq, scenario.samples, answer_slots=scenario.answer_slots),
         workspace_bytes=(
             workspace_bytes(spec, scenario.samples, scenario.prompt_tokens)
             if scenario.convention == "all"

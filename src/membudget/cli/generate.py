@@ -54,6 +54,9 @@ def generate(
     device: Annotated[str | None, typer.Option(help="cuda or cpu (default: cuda when available)")] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own Python code")] = False,
     weights: Annotated[int, typer.Option(help="Weight bits: 16, or 8/4 (round-to-nearest, group 128)")] = 16,
+    kv: Annotated[
+        str, typer.Option(help="KV policy: full, quant:Q, streaming|rkv|h2o|snapkv:B, or NAME:B+quant:Q")
+    ] = "full",
     as_json: JsonOpt = False,
 ) -> None:
     """Generate G samples with budget forcing and answers at every budget checkpoint."""
@@ -80,6 +83,7 @@ def generate(
         wait_text,
         sampling,
         seed,
+        kv=kv,
     )
     t0 = time.perf_counter()
     loaded = load_model(
@@ -107,9 +111,10 @@ def generate(
         bar.update(task, total=gen.max_steps(config))
         results = gen.generate(ids, config)
     capacity = gen.capacity(len(ids), config)
-    accounted = breakdown(
-        loaded.spec, Scenario(model, weights, "full", capacity - len(ids), samples, len(ids))
+    scenario = Scenario(
+        model, weights, kv, capacity - len(ids), samples, len(ids), answer_slots=gen.answer_slots(config)
     )
+    accounted = breakdown(loaded.spec, scenario)
     payload = {
         "samples": [
             {
@@ -124,7 +129,7 @@ def generate(
         "prompt_tokens": len(ids),
         "peak_memory_bytes": gen.peak_memory_bytes or None,
         "accounted_bytes": accounted.total_bytes,
-        "accounted_note": "membudget memory for this scenario at bf16 weights and KV, convention 'all'",
+        "accounted_note": "membudget memory for this scenario (16-bit activations), convention 'all'",
         "timings": {
             "load_s": load_s,
             "prefill_s": gen.timings.prefill_s,

@@ -75,7 +75,9 @@ class KVCache:
                 raise ValueError(f"{self.fill[0] + tokens} tokens exceed the cache capacity {self.capacity}")
             self._compact(list(range(len(self.fill))))
 
-    def prefill(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, position: int, scale: float):
+    def prefill(
+        self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, position: int, scale: float
+    ):
         """Write k, v [1, H_kv, S, D] at the next slots of every row; causal attention of q [1, H, S, D]
         over row 0's slots -> [1, H, S, D]. `position` is the chunk's first position."""
         slot, s = self.fill[0], k.shape[2]
@@ -85,7 +87,9 @@ class KVCache:
             ring = (self.seen[0] + torch.arange(s, device=q.device))[-window:] % window
             self.queries[layer][:, :, ring] = q[:, :, -window:]
         if self.positions is not None:
-            self.positions[layer][:, :, slot : slot + s] = torch.arange(position, position + s, device=q.device).int()
+            self.positions[layer][:, :, slot : slot + s] = torch.arange(
+                position, position + s, device=q.device
+            ).int()
         mask = torch.ones(s, slot + s, dtype=torch.bool, device=q.device).tril(diagonal=slot)
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale, enable_gqa=True)
 

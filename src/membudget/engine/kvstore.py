@@ -84,7 +84,9 @@ class QuantStore:
         self.bits, self.dtype, self.kv_heads = bits, dtype, kv_heads
 
         def make(width, kind):
-            return [torch.zeros(rows, kv_heads, capacity, width, dtype=kind, device=device) for _ in range(layers)]
+            return [
+                torch.zeros(rows, kv_heads, capacity, width, dtype=kind, device=device) for _ in range(layers)
+            ]
 
         codes, groups = head_dim * bits // 8, head_dim // 64
         self.kc, self.vc = make(codes, torch.uint8), make(codes, torch.uint8)
@@ -125,7 +127,13 @@ class QuantStore:
             (self.kc, self.ks, self.kz, self.kr),
             (self.vc, self.vs, self.vz, self.vr),
         ):
-            x = dequantize(codes[layer][rows, :, :end], scale[layer][rows, :, :end], zero[layer][rows, :, :end], self.bits, self.dtype)
+            x = dequantize(
+                codes[layer][rows, :, :end],
+                scale[layer][rows, :, :end],
+                zero[layer][rows, :, :end],
+                self.bits,
+                self.dtype,
+            )
             recent = torch.arange(max(0, end - RESIDUAL), end, device=x.device)
             x[:, :, recent] = ring[layer][rows][:, :, recent % RESIDUAL]
             out.append(x)
@@ -175,7 +183,11 @@ class QuantStore:
         index = torch.tensor([[(s + j) % RESIDUAL for j in range(min(count, RESIDUAL))] for s in starts])
         r = torch.tensor(rows)[:, None]
         index, r = index.to(self.rows.device), r.to(self.rows.device)
-        saved = [(ring, layer, ring[layer][r, :, index].clone()) for ring in (self.kr, self.vr) for layer in range(len(ring))]
+        saved = [
+            (ring, layer, ring[layer][r, :, index].clone())
+            for ring in (self.kr, self.vr)
+            for layer in range(len(ring))
+        ]
         return r, index, saved
 
     def restore_answer(self, saved) -> None:

@@ -193,7 +193,12 @@ class Decoder:
         return self._logits(self._prefill_chunk(ids, cache, 0)[0])
 
     def new_cache(
-        self, rows: int, tokens: int, kv: KVPolicy | str = "full", answer_slots: int = 0, track_positions: bool = False
+        self,
+        rows: int,
+        tokens: int,
+        kv: KVPolicy | str = "full",
+        answer_slots: int = 0,
+        track_positions: bool = False,
     ) -> KVCache:
         """A cache for rows that would each hold `tokens` tokens uncompressed, `answer_slots` of them the
         answer of a budget checkpoint (kept past the eviction limit); the RoPE table grows to cover
@@ -237,7 +242,9 @@ class Decoder:
             x = attention_output_and_mlp(x, attn, w, self.shape)
         return x
 
-    def decode(self, ids: torch.Tensor, positions: torch.Tensor, cache: KVCache, where: tuple | None = None) -> torch.Tensor:
+    def decode(
+        self, ids: torch.Tensor, positions: torch.Tensor, cache: KVCache, where: tuple | None = None
+    ) -> torch.Tensor:
         """ids [G] at positions [G] -> fp32 logits [G, V]. No host sync. `where` = (slots, query-ring
         entries, positions), each [G], as `KVCache.where` gives them; by default slots = positions
         (a cache without eviction, written token by token)."""

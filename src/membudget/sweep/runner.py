@@ -166,6 +166,7 @@ def run_group(config: SweepConfig, group: Group) -> Iterator[list[SampleRow]]:
             gen.wait_text,
             config.sampling,
             seed,
+            kv=unit.kv,
         )
         results = generator.generate(ids, settings)
         rows = []

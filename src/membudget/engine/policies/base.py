@@ -41,7 +41,9 @@ class EvictionPolicy:
         accumulated score (policies that accumulate) -> [R, H_kv, n]."""
         raise NotImplementedError
 
-    def accumulate(self, state: torch.Tensor, keys: torch.Tensor, queries: torch.Tensor, scale: float) -> None:
+    def accumulate(
+        self, state: torch.Tensor, keys: torch.Tensor, queries: torch.Tensor, scale: float
+    ) -> None:
         """Add to state [R, H_kv, n] what the queries [R, H, m, D] of slots n-m..n-1 contribute."""
 
     def select(self, scores: torch.Tensor) -> torch.Tensor:
@@ -61,5 +63,7 @@ def attention_logits(queries: torch.Tensor, keys: torch.Tensor, scale: float) ->
     kv_heads, n = keys.shape[1], keys.shape[2]
     q = queries.float().reshape(r, kv_heads, heads // kv_heads, m, d)
     logits = torch.einsum("bgrmd,bgnd->bgrmn", q, keys.float()) * scale
-    future = torch.arange(n, device=keys.device)[None, :] > torch.arange(n - m, n, device=keys.device)[:, None]
+    future = (
+        torch.arange(n, device=keys.device)[None, :] > torch.arange(n - m, n, device=keys.device)[:, None]
+    )
     return logits.masked_fill(future, float("-inf"))

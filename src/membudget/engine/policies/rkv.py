@@ -1,11 +1,11 @@
 """R-KV (arXiv 2505.24133): importance minus redundancy, for reasoning traces that repeat themselves.
 
-  importance: logits of the newest alpha = 8 queries, max over the query heads of a KV group, softmax
-              over the slots, mean over the alpha queries, 1-D max-pool (kernel 7);
-  redundancy: each key's mean cosine similarity to the other keys of its head, softmax over the slots;
-              a key with no newer near-duplicate (similarity > `threshold`) is exempt (0 before the
-              softmax), so of a run of near-identical keys the most recent survives;
-  score = lam * importance - (1 - lam) * redundancy, lam = 0.1; the alpha newest tokens are kept.
+importance: logits of the newest alpha = 8 queries, max over the query heads of a KV group, softmax
+            over the slots, mean over the alpha queries, 1-D max-pool (kernel 7);
+redundancy: each key's mean cosine similarity to the other keys of its head, softmax over the slots;
+            a key with no newer near-duplicate (similarity > `threshold`) is exempt (0 before the
+            softmax), so of a run of near-identical keys the most recent survives;
+score = lam * importance - (1 - lam) * redundancy, lam = 0.1; the alpha newest tokens are kept.
 """
 
 from __future__ import annotations
