@@ -4,7 +4,6 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from membudget.engine.generate import GenerationConfig, Generator
 from membudget.engine.kvquant import dequantize, pack, quantize, unpack

@@ -14,8 +14,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ..spec import ModelSpec
 from ..memory import KVPolicy
+from ..spec import ModelSpec
 from .cache import KVCache
 from .kvstore import DenseStore, QuantStore
 from .policies import make_policy
