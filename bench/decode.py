@@ -50,7 +50,7 @@ def check_graph() -> bool:
     tokens = {}
     for use_graph in (True, False):
         cache = model.new_cache(4, 256)
-        for t in cache.k + cache.v:
+        for t in cache.store.k + cache.store.v:
             t.zero_()
         step = DecodeStep(model, cache, SamplingParams(greedy=True), row_seeds(0, 4), use_graph=use_graph)
         model.prefill(torch.arange(100, 132, device="cuda"), cache)

@@ -1,4 +1,4 @@
-"""GPU kernels (split-KV decode attention), checked on the CPU by Triton's interpreter."""
+"""GPU kernels (split-KV decode attention, 16-bit and quantized caches), checked on the CPU by Triton's interpreter."""
 
 import os
 import subprocess
@@ -16,4 +16,4 @@ def test_kernel_matches_reference(check):
     env = dict(os.environ, TRITON_INTERPRET="1")
     done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "ok worst=" in done.stdout
+    assert "ok worst=" in done.stdout and "ok quantized" in done.stdout

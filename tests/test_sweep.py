@@ -145,7 +145,7 @@ def test_ray_writes_the_same_rows_as_a_local_run(tmp_path, tiny_dir):
     [
         ("bogus = 1", "bogus", "unknown key"),
         ('kv = ["rkv:abc"]', "kv", "malformed KV policy"),
-        ('kv = ["rkv:4096"]', "kv", "does not run it yet"),
+        ('kv = ["lru:4096"]', "kv", "unknown KV method"),
         ("weights = [3]", "weights", "must be among 16, 8, 4"),
         ('memory = "1MiB"', "memory", "drop it or raise memory"),
         ('memory = "lots"', "memory", "cannot read the memory size"),

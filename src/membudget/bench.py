@@ -108,7 +108,7 @@ def bench_engine(
     model.quantize_(weights)
     capacity = context + 64
     cache = model.new_cache(batch, capacity)
-    for t in cache.k + cache.v:  # real data, never zeros
+    for t in cache.store.k + cache.store.v:  # real data, never zeros
         t.normal_()
     before = torch.cuda.memory_allocated(dev)
     step = DecodeStep(model, cache, SamplingParams(), row_seeds(0, batch))

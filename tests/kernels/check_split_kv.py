@@ -45,3 +45,37 @@ short = split_kv_decode(q, k[:, :, :160], v[:, :, :160], lengths, 0.2, block_n=1
 if not torch.equal(full, short):
     sys.exit("the result changed with the cache capacity")
 print(f"ok worst={worst:.2e}")
+
+# the quantized cache: codes, scales, zeros and the exact ring of the newest 128 slots
+from membudget.engine.kvquant import RESIDUAL, quant_decode_attention_reference, quantize  # noqa: E402
+from membudget.engine.triton_attention import split_kv_decode_quant  # noqa: E402
+
+for bits, rows, heads, kv_heads, d, capacity, splits in [
+    (8, 2, 4, 2, 64, 300, None),
+    (4, 3, 8, 2, 128, 200, 3),
+    (2, 1, 2, 1, 64, 90, 2),  # capacity under the ring size
+]:
+    k, v = torch.randn(rows, kv_heads, capacity, d) * 2, torch.randn(rows, kv_heads, capacity, d)
+    k[..., 5] *= 8  # an outlier channel, as real keys have
+    ring = min(capacity, RESIDUAL)
+    store = []
+    for x in (k, v):
+        store += list(quantize(x, bits))
+    rings = [torch.zeros(rows, kv_heads, ring, d) for _ in range(2)]
+    lengths = torch.randint(1, capacity + 1, (rows,))
+    lengths[0] = capacity
+    for r in range(rows):
+        for s in range(max(0, int(lengths[r]) - RESIDUAL), int(lengths[r])):
+            rings[0][r, :, s % RESIDUAL], rings[1][r, :, s % RESIDUAL] = k[r, :, s], v[r, :, s]
+    quant = (store[0], store[1], store[2], store[3], store[4], store[5], rings[0], rings[1], bits)
+    q = torch.randn(rows, heads, 1, d)
+    ref = quant_decode_attention_reference(q.double(), quant, lengths, d**-0.5, chunk=64)
+    out = split_kv_decode_quant(q, quant, lengths, d**-0.5, splits=splits, block_n=16)
+    err = ((out.double() - ref).norm() / ref.norm()).item()
+    print(f"quant bits={bits} rows={rows} heads={heads}/{kv_heads} d={d} C={capacity} rel_err={err:.2e}")
+    if not torch.isfinite(out).all() or err > 1e-5:
+        sys.exit(f"quantized mismatch: relative error {err:.2e}")
+    exact = decode_attention_reference(q.double(), k.double(), v.double(), lengths, d**-0.5)
+    drift = ((out.double() - exact).norm() / exact.norm()).item()
+    print(f"  vs the unquantized cache: {drift:.2e}")
+print("ok quantized")

@@ -173,7 +173,7 @@ class KVCache:
             if pending == 0:
                 continue
             for layer in range(self.layers):
-                keys, _ = self.store.read(layer, index, fill)
+                keys = self.store.read_keys(layer, index, fill)
                 state = self.state[layer][index, :, :fill]
                 self.policy.accumulate(state, keys, self._recent_queries(layer, index, seen, pending), scale)
                 self.state[layer][index, :, :fill] = state
@@ -189,7 +189,7 @@ class KVCache:
             if fill <= self.policy.budget:
                 continue
             for layer in range(self.layers):
-                keys, _ = self.store.read(layer, index, fill)
+                keys = self.store.read_keys(layer, index, fill)
                 queries = None
                 if self.queries is not None and not self.policy.accumulates:
                     queries = self._recent_queries(layer, index, seen, min(self.policy.window, seen))

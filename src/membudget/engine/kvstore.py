@@ -48,6 +48,9 @@ class DenseStore:
         """Dense keys, values [R, H_kv, end, D] of `rows` [R]."""
         return self.k[layer][rows, :, :end], self.v[layer][rows, :, :end]
 
+    def read_keys(self, layer: int, rows: torch.Tensor, end: int) -> torch.Tensor:
+        return self.k[layer][rows, :, :end]
+
     def layer_buffers(self, layer: int) -> tuple:
         return self.k[layer], self.v[layer], self.rows
 
@@ -120,13 +123,13 @@ class QuantStore:
             ring[layer][:, :, tail % RESIDUAL] = x[:, :, -tail.shape[0] :]
         return torch.cat([old_k, k], dim=2), torch.cat([old_v, v], dim=2)
 
-    def read(self, layer: int, rows: torch.Tensor, end: int):
+    def read(self, layer: int, rows: torch.Tensor, end: int, values: bool = True):
         """Dense keys, values [R, H_kv, end, D] of `rows` [R] as attention sees them."""
         out = []
         for codes, scale, zero, ring in (
             (self.kc, self.ks, self.kz, self.kr),
             (self.vc, self.vs, self.vz, self.vr),
-        ):
+        )[: 2 if values else 1]:
             x = dequantize(
                 codes[layer][rows, :, :end],
                 scale[layer][rows, :, :end],
@@ -137,7 +140,10 @@ class QuantStore:
             recent = torch.arange(max(0, end - RESIDUAL), end, device=x.device)
             x[:, :, recent] = ring[layer][rows][:, :, recent % RESIDUAL]
             out.append(x)
-        return out[0], out[1]
+        return (out[0], out[1]) if values else (out[0], None)
+
+    def read_keys(self, layer: int, rows: torch.Tensor, end: int) -> torch.Tensor:
+        return self.read(layer, rows, end, values=False)[0]
 
     def layer_buffers(self, layer: int) -> tuple:
         return (

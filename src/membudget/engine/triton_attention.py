@@ -11,7 +11,11 @@ batch 16 on an H200 and buy nothing while the matrix products differ by batch si
 bench/RESULTS.md.)
 
 Shapes: q [G, H, 1, D]; k, v [G, H_kv, C, D] (last dim contiguous); lengths [G] -> out [G, H, 1, D].
-Tested on the CPU with TRITON_INTERPRET=1 against `decode_attention_reference`.
+The same kernel reads a quantized cache (BITS > 0: packed codes, per-group scale and zero, and the
+exact ring of the newest 128 slots; engine/kvquant.py) and dequantizes each block in registers, so
+decode never materializes a 16-bit copy of the cache.
+Tested on the CPU with TRITON_INTERPRET=1 against `decode_attention_reference` and
+`quant_decode_attention_reference`.
 """
 
 from __future__ import annotations
@@ -22,10 +26,46 @@ import triton.language as tl
 
 
 @triton.jit
+def _dequantize_block(
+    codes,
+    scales,
+    zeros,
+    ring,
+    offs_n,
+    offs_d,
+    mask,
+    recent,
+    s_cc,
+    s_sc,
+    s_rc,
+    BITS: tl.constexpr,
+):
+    """[BLOCK_N, BLOCK_D] fp32 values of slots offs_n: codes * scale + zero, or the exact ring entry
+    (slot % 128) where `recent` (the newest 128 slots of the row)."""
+    PER_BYTE: tl.constexpr = 8 // BITS
+    byte = tl.load(codes + offs_n[:, None] * s_cc + (offs_d // PER_BYTE)[None, :], mask=mask, other=0)
+    code = (byte.to(tl.int32) >> ((offs_d % PER_BYTE) * BITS)[None, :]) & ((1 << BITS) - 1)
+    group = offs_d // 64
+    scale = tl.load(scales + offs_n[:, None] * s_sc + group[None, :], mask=mask, other=0.0)
+    zero = tl.load(zeros + offs_n[:, None] * s_sc + group[None, :], mask=mask, other=0.0)
+    x = code.to(tl.float32) * scale.to(tl.float32) + zero.to(tl.float32)
+    exact = tl.load(
+        ring + (offs_n % 128)[:, None] * s_rc + offs_d[None, :], mask=mask & recent[:, None], other=0.0
+    )
+    return tl.where(recent[:, None], exact.to(tl.float32), x)
+
+
+@triton.jit
 def _partial_kernel(
     Q,
     K,
     V,
+    KS,
+    KZ,
+    VS,
+    VZ,
+    KR,
+    VR,
     Lengths,
     Partial,
     LSE,
@@ -42,6 +82,12 @@ def _partial_kernel(
     s_os,
     s_lg,
     s_lh,
+    s_sg,
+    s_sh,
+    s_sc,
+    s_rg,
+    s_rh,
+    s_rc,
     SCALE: tl.constexpr,  # a constant: torch.compile would pass a float argument as fp64
     KV_HEADS: tl.constexpr,
     N_REP: tl.constexpr,
@@ -50,6 +96,7 @@ def _partial_kernel(
     BLOCK_N: tl.constexpr,
     D: tl.constexpr,
     BLOCK_D: tl.constexpr,
+    BITS: tl.constexpr,  # 0: K, V are 16-bit values; else codes with scales, zeros and rings
 ):
     pid = tl.program_id(0)
     split = tl.program_id(1)
@@ -76,18 +123,53 @@ def _partial_kernel(
     acc = tl.zeros([BLOCK_H, BLOCK_D], tl.float32)
     k_base = K + g * s_kg + kvh * s_kh
     v_base = V + g * s_vg + kvh * s_vh
+    meta = g * s_sg + kvh * s_sh
+    rings = g * s_rg + kvh * s_rh
     for n0 in range(start, end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         n_mask = offs_n < end
         kv_mask = n_mask[:, None] & d_mask[None, :]
-        k = tl.load(k_base + offs_n[:, None] * s_kc + offs_d[None, :], mask=kv_mask, other=0.0)
+        if BITS == 0:
+            k = tl.load(k_base + offs_n[:, None] * s_kc + offs_d[None, :], mask=kv_mask, other=0.0)
+        else:
+            recent = offs_n >= length - 128
+            k = _dequantize_block(
+                k_base,
+                KS + meta,
+                KZ + meta,
+                KR + rings,
+                offs_n,
+                offs_d,
+                kv_mask,
+                recent,
+                s_kc,
+                s_sc,
+                s_rc,
+                BITS,
+            ).to(q.dtype)
         qk = tl.dot(q, tl.trans(k)) * SCALE  # [BLOCK_H, BLOCK_N] fp32
         qk = tl.where(n_mask[None, :], qk, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(qk, 1))
         p = tl.exp(qk - m_new[:, None])
         alpha = tl.exp(m_i - m_new)
         l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(v_base + offs_n[:, None] * s_vc + offs_d[None, :], mask=kv_mask, other=0.0)
+        if BITS == 0:
+            v = tl.load(v_base + offs_n[:, None] * s_vc + offs_d[None, :], mask=kv_mask, other=0.0)
+        else:
+            v = _dequantize_block(
+                v_base,
+                VS + meta,
+                VZ + meta,
+                VR + rings,
+                offs_n,
+                offs_d,
+                kv_mask,
+                recent,
+                s_vc,
+                s_sc,
+                s_rc,
+                BITS,
+            ).to(q.dtype)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
         m_i = m_new
 
@@ -153,7 +235,27 @@ def split_kv_decode(
     splits: int | None = None,
     block_n: int = 64,
 ) -> torch.Tensor:
-    """Decode attention; see the module docstring for shapes."""
+    """Decode attention over a 16-bit cache; see the module docstring for shapes."""
+    return _launch(q, (k, v, k, k, k, k, k, k), 0, lengths, scale, splits, block_n)
+
+
+def split_kv_decode_quant(
+    q: torch.Tensor,
+    store: tuple,
+    lengths: torch.Tensor,
+    scale: float,
+    splits: int | None = None,
+    block_n: int = 64,
+) -> torch.Tensor:
+    """Decode attention over a quantized cache (engine/kvquant.py), dequantizing inside the kernel.
+    store = (k_codes, k_scale, k_zero, v_codes, v_scale, v_zero, k_ring, v_ring, bits), codes
+    [G, H_kv, C, D*bits/8], scale/zero [G, H_kv, C, D/64], rings [G, H_kv, <=128, D]."""
+    kc, ks, kz, vc, vs, vz, kr, vr, bits = store
+    return _launch(q, (kc, vc, ks, kz, vs, vz, kr, vr), bits, lengths, scale, splits, block_n)
+
+
+def _launch(q, tensors, bits, lengths, scale, splits, block_n) -> torch.Tensor:
+    k, v, ks, kz, vs, vz, kr, vr = tensors
     g, heads, _, d = q.shape
     kv_heads = k.shape[1]
     n_rep = heads // kv_heads
@@ -166,6 +268,12 @@ def split_kv_decode(
         q,
         k,
         v,
+        ks,
+        kz,
+        vs,
+        vz,
+        kr,
+        vr,
         lengths,
         partial,
         lse,
@@ -182,6 +290,12 @@ def split_kv_decode(
         partial.stride(2),
         lse.stride(0),
         lse.stride(1),
+        ks.stride(0),
+        ks.stride(1),
+        ks.stride(2),
+        kr.stride(0),
+        kr.stride(1),
+        kr.stride(2),
         SCALE=scale,
         KV_HEADS=kv_heads,
         N_REP=n_rep,
@@ -190,6 +304,7 @@ def split_kv_decode(
         BLOCK_N=block_n,
         D=d,
         BLOCK_D=block_d,
+        BITS=bits,
     )
     _merge_kernel[(g * heads,)](
         partial,

@@ -25,7 +25,7 @@ class RKV(EvictionPolicy):
     lam: float = 0.1
     pool: int = 7
     threshold: float = 0.5
-    block: int = 1024  # key rows of the similarity matrix computed at once (bounds the memory)
+    block_elements: int = 2**26  # similarity entries computed at once (256 MiB in fp32)
     name = "rkv"
 
     def score(self, keys, queries, state, scale) -> torch.Tensor:
@@ -40,11 +40,12 @@ class RKV(EvictionPolicy):
     def redundancy(self, keys: torch.Tensor) -> torch.Tensor:
         """keys [R, H_kv, n, D] -> mean similarity to the other keys, 0 where exempt: [R, H_kv, n]."""
         unit = F.normalize(keys.float(), dim=-1)
-        n = keys.shape[2]
+        r, kv_heads, n, _ = keys.shape
         slots = torch.arange(n, device=keys.device)
+        block = max(1, self.block_elements // (r * kv_heads * n))
         out = []
-        for start in range(0, n, self.block):
-            rows = slots[start : start + self.block]
+        for start in range(0, n, block):
+            rows = slots[start : start + block]
             sim = unit[:, :, rows] @ unit.transpose(-1, -2)  # [R, H_kv, b, n]
             sim[:, :, torch.arange(rows.shape[0]), rows] = 0.0
             newer_twin = ((sim > self.threshold) & (slots[None, :] > rows[:, None])).any(dim=-1)

@@ -1,0 +1,173 @@
+"""KV-policy benchmarks on one GPU (Qwen3-8B shape, bf16, batch 16, random weights).
+
+Run on the device:  PYTHONPATH=src python3 bench/kv.py [--out DIR] [--model Qwen/Qwen3-8B] [--batch 16]
+  1. Correctness on the GPU: quantized split-KV kernel vs the chunked reference.
+  2. rkv:4096 vs a full cache of the same physical length: the same host loop (where -> graph replay
+     -> advance) for 512 steps; R-KV compacts every 128 (its cost is included); the full cache is
+     rewound every 128 steps so both attend over 4096..4224 slots.
+  3. quant:8 vs full at 16k slots and quant:4 vs full at 32k: graph replays at a fixed length.
+  Cache bytes are measured (torch.cuda.memory_allocated around the allocation) against the accounted.
+Writes kv.json and prints each figure with the bound it is compared with.
+"""
+
+import argparse
+import gc
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from membudget.bench import time_replays
+from membudget.engine.kvquant import RESIDUAL, quant_decode_attention_reference, quantize
+from membudget.engine.model import Decoder
+from membudget.engine.sampling import SamplingParams, row_seeds
+from membudget.engine.step import DecodeStep
+from membudget.engine.triton_attention import split_kv_decode_quant
+from membudget.memory import KVPolicy, kv_bytes
+from membudget.spec import resolve_spec
+
+
+def check_quant_kernel() -> float:
+    worst = 0.0
+    for bits in (8, 4, 2):
+        rows, heads, kv_heads, d, capacity = 4, 32, 8, 128, 3000
+        k = torch.randn(rows, kv_heads, capacity, d, device="cuda", dtype=torch.bfloat16)
+        v = torch.randn(rows, kv_heads, capacity, d, device="cuda", dtype=torch.bfloat16)
+        parts = [*quantize(k, bits), *quantize(v, bits)]
+        rings = [k[:, :, :RESIDUAL].clone(), v[:, :, :RESIDUAL].clone()]
+        store = (*parts, *rings, bits)
+        q = torch.randn(rows, heads, 1, d, device="cuda", dtype=torch.bfloat16)
+        lengths = torch.tensor([3000, 1, 129, 2047], device="cuda")
+        ref = quant_decode_attention_reference(q.double(), store, lengths, d**-0.5)
+        out = split_kv_decode_quant(q, store, lengths, d**-0.5)
+        err = ((out.double() - ref).norm() / ref.norm()).item()
+        assert torch.isfinite(out).all() and err < 1e-2, f"quantized kernel error {err}"
+        worst = max(worst, err)
+    return worst
+
+
+def check_graph(kv: str) -> bool:
+    """Greedy tokens of 300 steps (two compactions for eviction) from graph replays equal eager steps."""
+    spec = resolve_spec("Qwen/Qwen3-0.6B")
+    model = Decoder.random(spec, torch.bfloat16, "cuda")
+    tokens = {}
+    for use_graph in (True, False):
+        cache = model.new_cache(4, 400, kv)
+        step = DecodeStep(model, cache, SamplingParams(greedy=True), row_seeds(0, 4), use_graph=use_graph)
+        model.prefill(torch.arange(100, 132, device="cuda"), cache)
+        ids, out, rows = torch.tensor([5, 6, 7, 8]), [], [0, 1, 2, 3]
+        for p in range(32, 332):
+            slots, qslots, _ = cache.where([p] * 4, [True] * 4)
+            ids = step.run(ids, torch.full((4,), p), torch.tensor(slots), torch.tensor(qslots)).cpu()
+            cache.advance(rows, rows)
+            out.append(ids.tolist())
+        tokens[use_graph] = out
+    return tokens[True] == tokens[False]
+
+
+def fresh_cache(model, batch, tokens, kv):
+    gc.collect()
+    torch.cuda.empty_cache()
+    before = torch.cuda.memory_allocated()
+    cache = model.new_cache(batch, tokens, kv)
+    measured = torch.cuda.memory_allocated() - before
+    for t in getattr(cache.store, "k", []) + getattr(cache.store, "v", []):
+        t.normal_()
+    for t in getattr(cache.store, "kc", []) + getattr(cache.store, "vc", []):
+        t.random_(0, 256)
+    for t in getattr(cache.store, "ks", []) + getattr(cache.store, "vs", []):
+        t.fill_(0.01)
+    return cache, measured
+
+
+def loop(model, cache, batch, start, steps, rewind=None) -> float:
+    """ms per step of the generator's host loop: where -> replay -> advance (compactions included)."""
+    step = DecodeStep(model, cache, SamplingParams(), row_seeds(0, batch))
+    rows = list(range(batch))
+    ids = torch.randint(0, model.spec.vocab_size, (batch,))
+
+    def run(n):
+        cache.fill = [start] * batch
+        cache.seen = [start] * batch
+        position = start
+        for i in range(n):
+            if rewind and i and i % rewind == 0:
+                cache.fill = [start] * batch
+            slots, qslots, _ = cache.where([position] * batch, [True] * batch)
+            step.run(ids, torch.full((batch,), position), torch.tensor(slots), torch.tensor(qslots))
+            cache.advance(rows, rows)
+            position += 1
+        torch.cuda.synchronize()
+
+    run(130)  # warm-up, one compaction included
+    t0 = time.perf_counter()
+    run(steps)
+    return (time.perf_counter() - t0) / steps * 1e3
+
+
+def fixed(model, cache, batch, length) -> float:
+    """ms per graph replay with every row attending over `length` slots."""
+    step = DecodeStep(model, cache, SamplingParams(), row_seeds(0, batch))
+    ids = torch.randint(0, model.spec.vocab_size, (batch,))
+    where = torch.full((batch,), length - 1)
+    return time_replays(lambda: step.run(ids, where, where, where), reps=20, windows=5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=os.environ.get("OUT", "."))
+    parser.add_argument("--model", default="Qwen/Qwen3-8B")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--parts", default="rkv,quant8,quant4")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    spec = resolve_spec(args.model)
+    g = args.batch
+    result = {"device": torch.cuda.get_device_name(), "model": spec.name, "batch": g}
+    result["quant_kernel_rel_err"] = check_quant_kernel()
+    print(f"quantized split-KV kernel vs reference: worst rel err {result['quant_kernel_rel_err']:.2e}")
+    for kv in ("rkv:64", "h2o:64+quant:8", "quant:4", "snapkv:64", "streaming:64"):
+        result[f"graph_equals_eager[{kv}]"] = same = check_graph(kv)
+        print(f"graph replay == eager, {kv}: {same}")
+    model = Decoder.random(spec, torch.bfloat16, "cuda")
+    parts = args.parts.split(",")
+
+    def record(name, kv, tokens, cache_bytes, ms):
+        accounted = kv_bytes(spec, KVPolicy.parse(kv), tokens, g)
+        result[name] = {"kv": kv, "ms": ms, "cache_bytes": cache_bytes, "accounted_bytes": accounted}
+        print(
+            f"{name:>16}: {ms:7.3f} ms/step  cache {cache_bytes / 2**30:6.2f} GiB (accounted {accounted / 2**30:.2f})"
+        )
+
+    if "rkv" in parts:
+        physical = 4096 + 128
+        cache, measured = fresh_cache(model, g, 20_000, "rkv:4096")
+        record("rkv4096_loop", "rkv:4096", 20_000, measured, loop(model, cache, g, 4096, 512))
+        del cache
+        cache, measured = fresh_cache(model, g, physical, "full")
+        record("full4224_loop", "full", physical, measured, loop(model, cache, g, 4096, 512, rewind=128))
+        del cache
+        ratio = result["rkv4096_loop"]["ms"] / result["full4224_loop"]["ms"]
+        result["rkv_vs_full"] = ratio
+        print(f"rkv:4096 / full at the same physical length: {ratio:.3f}x (target <= 1.07x)")
+    for part, bits, length in (("quant8", 8, 16384), ("quant4", 4, 32768)):
+        if part not in parts:
+            continue
+        cache, measured = fresh_cache(model, g, length, "full")
+        record(f"full{length}", "full", length, measured, fixed(model, cache, g, length))
+        del cache
+        cache, measured = fresh_cache(model, g, length, f"quant:{bits}")
+        record(f"quant{bits}_{length}", f"quant:{bits}", length, measured, fixed(model, cache, g, length))
+        del cache
+        ratio = result[f"quant{bits}_{length}"]["ms"] / result[f"full{length}"]["ms"]
+        result[f"quant{bits}_vs_full_{length}"] = ratio
+        bound = 1.0 if bits == 8 else 0.8
+        print(f"quant:{bits} / full at {length}: {ratio:.3f}x (target <= {bound}x)")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "kv.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
