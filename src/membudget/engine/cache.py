@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .kvstore import dynamic_slots
 from .policies import EvictionPolicy
 
 
@@ -48,6 +49,7 @@ class KVCache:
         self.positions = [
             torch.full((g, kv_heads, capacity), -1, dtype=torch.int32, device=device) for _ in range(layers)
         ] if track_positions else None  # fmt: skip
+        dynamic_slots(self.positions or [])
         self.layers = layers
 
     @property

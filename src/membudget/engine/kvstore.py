@@ -17,6 +17,15 @@ from .attention import decode_attention
 from .kvquant import RESIDUAL, check_head_dim, dequantize, quant_decode_attention_reference, quantize
 
 
+def dynamic_slots(tensors: list[torch.Tensor]) -> None:
+    """Mark the slot dimension (2) of cache buffers dynamic for torch.compile, so that one compiled
+    decode layer serves every cache capacity (a sweep's prompts differ in length) instead of one
+    compile per capacity."""
+    for t in tensors:
+        if t.shape[2] > 1:
+            torch._dynamo.mark_dynamic(t, 2)
+
+
 def _gather(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """t [R, H_kv, C, X], index [R, H_kv, B] -> t at those slots [R, H_kv, B, X]."""
     return t.gather(2, index[..., None].expand(-1, -1, -1, t.shape[-1]))
@@ -31,6 +40,7 @@ class DenseStore:
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.rows = torch.arange(rows, device=device)
         self.capacity, self.kv_heads, self.dtype = capacity, kv_heads, dtype
+        dynamic_slots(self.k + self.v)
 
     @property
     def nbytes(self) -> int:
@@ -100,6 +110,7 @@ class QuantStore:
         self.vr = [torch.zeros(ring, dtype=dtype, device=device) for _ in range(layers)]
         self.rows = torch.arange(rows, device=device)
         self.capacity = capacity
+        dynamic_slots(self.kc + self.vc + self.ks + self.kz + self.vs + self.vz + self.kr + self.vr)
 
     @property
     def nbytes(self) -> int:

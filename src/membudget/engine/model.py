@@ -317,6 +317,9 @@ def compiled(fn, default: str = "1"):
     mode = os.environ.get("MEMBUDGET_COMPILE", default)
     if mode == "0":
         return fn
+    # one compiled copy per (batch size, cache layout: store kind, KV bits, policy state), shared by
+    # all models of a process; a sweep over KV policies needs more than torch's default of 8
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     return torch.compile(
         fn, fullgraph=True, dynamic=False, mode="max-autotune-no-cudagraphs" if mode == "autotune" else None
     )
