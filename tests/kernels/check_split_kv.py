@@ -54,6 +54,7 @@ for bits, rows, heads, kv_heads, d, capacity, splits in [
     (8, 2, 4, 2, 64, 300, None),
     (4, 3, 8, 2, 128, 200, 3),
     (2, 1, 2, 1, 64, 90, 2),  # capacity under the ring size
+    (2, 2, 4, 1, 64, 260, None),
 ]:
     k, v = torch.randn(rows, kv_heads, capacity, d) * 2, torch.randn(rows, kv_heads, capacity, d)
     k[..., 5] *= 8  # an outlier channel, as real keys have

@@ -32,25 +32,39 @@ def _dequantize_block(
     zeros,
     ring,
     offs_n,
-    offs_d,
-    mask,
+    n_mask,
     recent,
     s_cc,
     s_sc,
     s_rc,
     BITS: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    D: tl.constexpr,
 ):
-    """[BLOCK_N, BLOCK_D] fp32 values of slots offs_n: codes * scale + zero, or the exact ring entry
-    (slot % 128) where `recent` (the newest 128 slots of the row)."""
+    """[BLOCK_N, D] fp32 values of slots offs_n: codes * scale + zero, or the exact ring entry
+    (slot % 128) where `recent` (the newest 128 slots of the row). Bytes, scales and zeros are read
+    as contiguous rows and unpacked in registers (element i of a vector sits in byte i // (8 / BITS)
+    at bit (i % (8 / BITS)) * BITS)."""
     PER_BYTE: tl.constexpr = 8 // BITS
-    byte = tl.load(codes + offs_n[:, None] * s_cc + (offs_d // PER_BYTE)[None, :], mask=mask, other=0)
-    code = (byte.to(tl.int32) >> ((offs_d % PER_BYTE) * BITS)[None, :]) & ((1 << BITS) - 1)
-    group = offs_d // 64
-    scale = tl.load(scales + offs_n[:, None] * s_sc + group[None, :], mask=mask, other=0.0)
-    zero = tl.load(zeros + offs_n[:, None] * s_sc + group[None, :], mask=mask, other=0.0)
-    x = code.to(tl.float32) * scale.to(tl.float32) + zero.to(tl.float32)
+    GROUPS: tl.constexpr = D // 64
+    offs_b = tl.arange(0, D // PER_BYTE)
+    byte = tl.load(codes + offs_n[:, None] * s_cc + offs_b[None, :], mask=n_mask[:, None], other=0).to(tl.int32)
+    if BITS == 8:
+        code = byte
+    elif BITS == 4:
+        code = tl.reshape(tl.join(byte & 15, byte >> 4), (BLOCK_N, D))
+    else:
+        pairs = tl.join(tl.join(byte & 3, (byte >> 4) & 3), tl.join((byte >> 2) & 3, byte >> 6))
+        code = tl.reshape(pairs, (BLOCK_N, D))
+    offs_g = tl.arange(0, GROUPS)
+    meta = offs_n[:, None] * s_sc + offs_g[None, :]
+    scale = tl.load(scales + meta, mask=n_mask[:, None], other=0.0).to(tl.float32)
+    zero = tl.load(zeros + meta, mask=n_mask[:, None], other=0.0).to(tl.float32)
+    x = tl.reshape(code.to(tl.float32), (BLOCK_N, GROUPS, 64)) * scale[:, :, None] + zero[:, :, None]
+    x = tl.reshape(x, (BLOCK_N, D))
+    offs_d = tl.arange(0, D)
     exact = tl.load(
-        ring + (offs_n % 128)[:, None] * s_rc + offs_d[None, :], mask=mask & recent[:, None], other=0.0
+        ring + (offs_n % 128)[:, None] * s_rc + offs_d[None, :], mask=(n_mask & recent)[:, None], other=0.0
     )
     return tl.where(recent[:, None], exact.to(tl.float32), x)
 
@@ -139,13 +153,14 @@ def _partial_kernel(
                 KZ + meta,
                 KR + rings,
                 offs_n,
-                offs_d,
-                kv_mask,
+                n_mask,
                 recent,
                 s_kc,
                 s_sc,
                 s_rc,
                 BITS,
+                BLOCK_N,
+                D,
             ).to(q.dtype)
         qk = tl.dot(q, tl.trans(k)) * SCALE  # [BLOCK_H, BLOCK_N] fp32
         qk = tl.where(n_mask[None, :], qk, float("-inf"))
@@ -162,13 +177,14 @@ def _partial_kernel(
                 VZ + meta,
                 VR + rings,
                 offs_n,
-                offs_d,
-                kv_mask,
+                n_mask,
                 recent,
                 s_vc,
                 s_sc,
                 s_rc,
                 BITS,
+                BLOCK_N,
+                D,
             ).to(q.dtype)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
         m_i = m_new
@@ -251,6 +267,9 @@ def split_kv_decode_quant(
     store = (k_codes, k_scale, k_zero, v_codes, v_scale, v_zero, k_ring, v_ring, bits), codes
     [G, H_kv, C, D*bits/8], scale/zero [G, H_kv, C, D/64], rings [G, H_kv, <=128, D]."""
     kc, ks, kz, vc, vs, vz, kr, vr, bits = store
+    d = q.shape[-1]
+    if d & (d - 1):
+        raise ValueError(f"the quantized decode kernel needs a power-of-two head_dim, not {d}")
     return _launch(q, (kc, vc, ks, kz, vs, vz, kr, vr), bits, lengths, scale, splits, block_n)
 
 
