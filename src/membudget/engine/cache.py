@@ -156,22 +156,27 @@ class KVCache:
         self.store.restore_answer(store_saved)
 
     # --- policy work (outside the captured step) ---------------------------------------------------
-    def _groups(self, rows: list[int]) -> dict[tuple[int, int, int], torch.Tensor]:
-        """Rows by (fill, seen, pending), which fix the slots of their recorded queries."""
+    def _groups(self, rows: list[int]) -> list[tuple[tuple[int, int, int], list[int], torch.Tensor | slice]]:
+        """Rows by (fill, seen, pending), which fix the slots of their recorded queries; each group
+        with its index (a slice when it is every row: views instead of copies)."""
         groups: dict[tuple[int, int, int], list[int]] = {}
         for i in rows:
             groups.setdefault((self.fill[i], self.seen[i], self.pending[i]), []).append(i)
-        return {key: torch.tensor(r, device=self.rows.device) for key, r in groups.items()}
+        every = len(self.fill)
+        return [
+            (key, r, slice(None) if len(r) == every else torch.tensor(r, device=self.rows.device))
+            for key, r in groups.items()
+        ]
 
-    def _recent_queries(self, layer: int, rows: torch.Tensor, seen: int, count: int) -> torch.Tensor:
+    def _recent_queries(self, layer: int, rows, seen: int, count: int) -> torch.Tensor:
         """The newest `count` recorded queries of `rows`, oldest first: [R, H, count, D]."""
         window = self.queries[layer].shape[2] - 1
-        ring = torch.arange(seen - count, seen, device=rows.device) % window
+        ring = torch.arange(seen - count, seen, device=self.rows.device) % window
         return self.queries[layer][rows][:, :, ring]
 
     def _accumulate(self, rows: list[int]) -> None:
         scale = self.scale
-        for (fill, seen, pending), index in self._groups(rows).items():
+        for (fill, seen, pending), members, index in self._groups(rows):
             if pending == 0:
                 continue
             for layer in range(self.layers):
@@ -179,7 +184,7 @@ class KVCache:
                 state = self.state[layer][index, :, :fill]
                 self.policy.accumulate(state, keys, self._recent_queries(layer, index, seen, pending), scale)
                 self.state[layer][index, :, :fill] = state
-            for i in index.tolist():
+            for i in members:
                 self.pending[i] = 0
 
     def _compact(self, rows: list[int]) -> None:
@@ -187,7 +192,7 @@ class KVCache:
         if self.policy.accumulates:
             self._accumulate(rows)
         scale = self.scale
-        for (fill, seen, _), index in self._groups(rows).items():
+        for (fill, seen, _), members, index in self._groups(rows):
             if fill <= self.policy.budget:
                 continue
             for layer in range(self.layers):
@@ -204,5 +209,5 @@ class KVCache:
                         block = torch.full_like(extra[layer][index], 0 if extra is self.state else -1)
                         block[:, :, : keep.shape[-1]] = kept
                         extra[layer][index] = block
-            for i in index.tolist():
+            for i in members:
                 self.fill[i] = self.policy.budget

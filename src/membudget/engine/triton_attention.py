@@ -48,7 +48,9 @@ def _dequantize_block(
     PER_BYTE: tl.constexpr = 8 // BITS
     GROUPS: tl.constexpr = D // 64
     offs_b = tl.arange(0, D // PER_BYTE)
-    byte = tl.load(codes + offs_n[:, None] * s_cc + offs_b[None, :], mask=n_mask[:, None], other=0).to(tl.int32)
+    byte = tl.load(codes + offs_n[:, None] * s_cc + offs_b[None, :], mask=n_mask[:, None], other=0).to(
+        tl.int32
+    )
     if BITS == 8:
         code = byte
     elif BITS == 4:

@@ -25,7 +25,6 @@ class RKV(EvictionPolicy):
     lam: float = 0.1
     pool: int = 7
     threshold: float = 0.5
-    block_elements: int = 2**26  # similarity entries computed at once (256 MiB in fp32)
     name = "rkv"
 
     def score(self, keys, queries, state, scale) -> torch.Tensor:
@@ -38,16 +37,21 @@ class RKV(EvictionPolicy):
         return self.lam * importance - (1 - self.lam) * self.redundancy(keys).softmax(dim=-1)
 
     def redundancy(self, keys: torch.Tensor) -> torch.Tensor:
-        """keys [R, H_kv, n, D] -> mean similarity to the other keys, 0 where exempt: [R, H_kv, n]."""
-        unit = F.normalize(keys.float(), dim=-1)
-        r, kv_heads, n, _ = keys.shape
-        slots = torch.arange(n, device=keys.device)
-        block = max(1, self.block_elements // (r * kv_heads * n))
-        out = []
-        for start in range(0, n, block):
-            rows = slots[start : start + block]
-            sim = unit[:, :, rows] @ unit.transpose(-1, -2)  # [R, H_kv, b, n]
-            sim[:, :, torch.arange(rows.shape[0]), rows] = 0.0
-            newer_twin = ((sim > self.threshold) & (slots[None, :] > rows[:, None])).any(dim=-1)
-            out.append(torch.where(newer_twin, sim.sum(dim=-1) / max(n - 1, 1), 0.0))
-        return torch.cat(out, dim=-1)
+        """keys [R, H_kv, n, D] -> mean similarity to the other keys, 0 where exempt: [R, H_kv, n].
+
+        The mean comes from the sum of all unit keys (O(n D)); the near-duplicate test needs the
+        pairs, done by a fused Triton kernel on CUDA (never writing the n x n matrix)."""
+        r, kv_heads, n, d = keys.shape
+        unit = F.normalize(keys.float(), dim=-1)  # [R, H_kv, n, D]
+        own = (unit * unit).sum(-1)  # 1, or 0 for a zero key
+        mean = ((unit @ unit.sum(dim=2, keepdim=True).transpose(-1, -2))[..., 0] - own) / max(n - 1, 1)
+        flat = unit.reshape(r * kv_heads, n, d)
+        if keys.is_cuda and d & (d - 1) == 0:
+            from ..triton_similarity import newer_twins
+
+            twins = newer_twins(flat.to(keys.dtype), self.threshold).bool()
+        else:
+            from ..triton_similarity import newer_twins_reference
+
+            twins = newer_twins_reference(flat, self.threshold)
+        return torch.where(twins.reshape(r, kv_heads, n), mean, 0.0)
