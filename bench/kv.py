@@ -67,6 +67,60 @@ def check_graph(kv: str) -> bool:
     return tokens[True] == tokens[False]
 
 
+def kernel_configs(g: int, heads: int, kv_heads: int, d: int) -> dict:
+    """Attention kernels alone (no model): dense vs quantized at 16k and 32k, per (block_n, warps)."""
+    from membudget.engine.triton_attention import split_kv_decode
+
+    out = {}
+    for length in (16384, 32768):
+        q = torch.randn(g, heads, 1, d, device="cuda", dtype=torch.bfloat16)
+        lengths = torch.full((g,), length, device="cuda")
+        k = torch.randn(g, kv_heads, length, d, device="cuda", dtype=torch.bfloat16)
+        v = torch.randn_like(k)
+        out[f"dense{length}"] = time_replays(lambda: split_kv_decode(q, k, v, lengths, d**-0.5))
+        for bits in (8, 4):
+            store = (
+                *quantize(k, bits),
+                *quantize(v, bits),
+                k[:, :, :RESIDUAL].clone(),
+                v[:, :, :RESIDUAL].clone(),
+                bits,
+            )
+            for block_n, warps in ((64, 4), (32, 4), (64, 8), (128, 8), (32, 2)):
+                ms = time_replays(
+                    lambda: split_kv_decode_quant(
+                        q, store, lengths, d**-0.5, block_n=block_n, num_warps=warps
+                    )
+                )
+                out[f"quant{bits}_{length}_n{block_n}_w{warps}"] = ms
+            del store
+        del k, v
+        print({key: round(val, 3) for key, val in out.items() if str(length) in key})
+    return out
+
+
+def profile_compaction(model, g: int) -> list:
+    """The CUDA kernels of one R-KV compaction of every row, by total time."""
+    cache, _ = fresh_cache(model, g, 20_000, "rkv:4096")
+    cache.fill = [4096 + 127] * g
+    cache.seen = [4096 + 127] * g
+    rows = list(range(g))
+    cache.advance(rows, rows)  # warm-up compaction
+    cache.fill = [4096 + 127] * g
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        cache.advance(rows, rows)
+        torch.cuda.synchronize()
+    wall = (time.perf_counter() - t0) * 1e3
+    events = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)[:12]
+    top = [(e.key[:60], round(e.device_time_total / 1e3, 2), e.count) for e in events]
+    print(f"one compaction: {wall:.1f} ms wall (profiled)")
+    for row in top:
+        print("  ", row)
+    return [wall, top]
+
+
 def fresh_cache(model, batch, tokens, kv):
     gc.collect()
     torch.cuda.empty_cache()
@@ -143,6 +197,10 @@ def main() -> None:
             f"{name:>16}: {ms:7.3f} ms/step  cache {cache_bytes / 2**30:6.2f} GiB (accounted {accounted / 2**30:.2f})"
         )
 
+    if "kernels" in parts:
+        result["kernels"] = kernel_configs(g, spec.num_heads, spec.num_kv_heads, spec.head_dim)
+    if "profile" in parts:
+        result["compaction_profile"] = profile_compaction(model, g)
     if "rkv" in parts:
         physical = 4096 + 128
         cache, measured = fresh_cache(model, g, 20_000, "rkv:4096")

@@ -30,19 +30,15 @@ def _dequantize_block(
     codes,
     scales,
     zeros,
-    ring,
     offs_n,
     n_mask,
-    recent,
     s_cc,
     s_sc,
-    s_rc,
     BITS: tl.constexpr,
     BLOCK_N: tl.constexpr,
     D: tl.constexpr,
 ):
-    """[BLOCK_N, D] fp32 values of slots offs_n: codes * scale + zero, or the exact ring entry
-    (slot % 128) where `recent` (the newest 128 slots of the row). Bytes, scales and zeros are read
+    """[BLOCK_N, D] fp32 values codes * scale + zero of slots offs_n. Bytes, scales and zeros are read
     as contiguous rows and unpacked in registers (element i of a vector sits in byte i // (8 / BITS)
     at bit (i % (8 / BITS)) * BITS)."""
     PER_BYTE: tl.constexpr = 8 // BITS
@@ -63,12 +59,20 @@ def _dequantize_block(
     scale = tl.load(scales + meta, mask=n_mask[:, None], other=0.0).to(tl.float32)
     zero = tl.load(zeros + meta, mask=n_mask[:, None], other=0.0).to(tl.float32)
     x = tl.reshape(code.to(tl.float32), (BLOCK_N, GROUPS, 64)) * scale[:, :, None] + zero[:, :, None]
-    x = tl.reshape(x, (BLOCK_N, D))
-    offs_d = tl.arange(0, D)
-    exact = tl.load(
-        ring + (offs_n % 128)[:, None] * s_rc + offs_d[None, :], mask=(n_mask & recent)[:, None], other=0.0
-    )
-    return tl.where(recent[:, None], exact.to(tl.float32), x)
+    return tl.reshape(x, (BLOCK_N, D))
+
+
+@triton.jit
+def _attend(q, k, v, n_mask, m_i, l_i, acc, SCALE: tl.constexpr):
+    """One block of the online softmax: q [BLOCK_H, D], k, v [BLOCK_N, D] -> updated (m, l, acc)."""
+    qk = tl.dot(q, tl.trans(k)) * SCALE  # [BLOCK_H, BLOCK_N] fp32
+    qk = tl.where(n_mask[None, :], qk, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(qk, 1))
+    p = tl.exp(qk - m_new[:, None])
+    alpha = tl.exp(m_i - m_new)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+    return m_new, l_i, acc
 
 
 @triton.jit
@@ -141,55 +145,31 @@ def _partial_kernel(
     v_base = V + g * s_vg + kvh * s_vh
     meta = g * s_sg + kvh * s_sh
     rings = g * s_rg + kvh * s_rh
-    for n0 in range(start, end, BLOCK_N):
-        offs_n = n0 + tl.arange(0, BLOCK_N)
-        n_mask = offs_n < end
-        kv_mask = n_mask[:, None] & d_mask[None, :]
-        if BITS == 0:
+    if BITS == 0:
+        for n0 in range(start, end, BLOCK_N):
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            n_mask = offs_n < end
+            kv_mask = n_mask[:, None] & d_mask[None, :]
             k = tl.load(k_base + offs_n[:, None] * s_kc + offs_d[None, :], mask=kv_mask, other=0.0)
-        else:
-            recent = offs_n >= length - 128
-            k = _dequantize_block(
-                k_base,
-                KS + meta,
-                KZ + meta,
-                KR + rings,
-                offs_n,
-                n_mask,
-                recent,
-                s_kc,
-                s_sc,
-                s_rc,
-                BITS,
-                BLOCK_N,
-                D,
-            ).to(q.dtype)
-        qk = tl.dot(q, tl.trans(k)) * SCALE  # [BLOCK_H, BLOCK_N] fp32
-        qk = tl.where(n_mask[None, :], qk, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
-        p = tl.exp(qk - m_new[:, None])
-        alpha = tl.exp(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        if BITS == 0:
             v = tl.load(v_base + offs_n[:, None] * s_vc + offs_d[None, :], mask=kv_mask, other=0.0)
-        else:
-            v = _dequantize_block(
-                v_base,
-                VS + meta,
-                VZ + meta,
-                VR + rings,
-                offs_n,
-                n_mask,
-                recent,
-                s_vc,
-                s_sc,
-                s_rc,
-                BITS,
-                BLOCK_N,
-                D,
-            ).to(q.dtype)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
+            m_i, l_i, acc = _attend(q, k, v, n_mask, m_i, l_i, acc, SCALE)
+    else:
+        # slots [start, cut) come from the codes, [cut, end) (the row's newest 128) from the ring
+        cut = tl.maximum(tl.minimum(length - 128, end), start)
+        for n0 in range(start, cut, BLOCK_N):
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            n_mask = offs_n < cut
+            k = _dequantize_block(k_base, KS + meta, KZ + meta, offs_n, n_mask, s_kc, s_sc, BITS, BLOCK_N, D)
+            v = _dequantize_block(v_base, VS + meta, VZ + meta, offs_n, n_mask, s_vc, s_sc, BITS, BLOCK_N, D)
+            m_i, l_i, acc = _attend(q, k.to(q.dtype), v.to(q.dtype), n_mask, m_i, l_i, acc, SCALE)
+        for n0 in range(cut, end, BLOCK_N):
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            n_mask = offs_n < end
+            ring = (offs_n % 128)[:, None] * s_rc + offs_d[None, :]
+            kv_mask = n_mask[:, None] & d_mask[None, :]
+            k = tl.load(KR + rings + ring, mask=kv_mask, other=0.0)
+            v = tl.load(VR + rings + ring, mask=kv_mask, other=0.0)
+            m_i, l_i, acc = _attend(q, k, v, n_mask, m_i, l_i, acc, SCALE)
 
     filled = l_i > 0
     out = acc / tl.where(filled, l_i, 1.0)[:, None]
@@ -264,6 +244,7 @@ def split_kv_decode_quant(
     scale: float,
     splits: int | None = None,
     block_n: int = 64,
+    num_warps: int = 4,
 ) -> torch.Tensor:
     """Decode attention over a quantized cache (engine/kvquant.py), dequantizing inside the kernel.
     store = (k_codes, k_scale, k_zero, v_codes, v_scale, v_zero, k_ring, v_ring, bits), codes
@@ -272,10 +253,10 @@ def split_kv_decode_quant(
     d = q.shape[-1]
     if d & (d - 1):
         raise ValueError(f"the quantized decode kernel needs a power-of-two head_dim, not {d}")
-    return _launch(q, (kc, vc, ks, kz, vs, vz, kr, vr), bits, lengths, scale, splits, block_n)
+    return _launch(q, (kc, vc, ks, kz, vs, vz, kr, vr), bits, lengths, scale, splits, block_n, num_warps)
 
 
-def _launch(q, tensors, bits, lengths, scale, splits, block_n) -> torch.Tensor:
+def _launch(q, tensors, bits, lengths, scale, splits, block_n, num_warps=4) -> torch.Tensor:
     k, v, ks, kz, vs, vz, kr, vr = tensors
     g, heads, _, d = q.shape
     kv_heads = k.shape[1]
@@ -326,6 +307,7 @@ def _launch(q, tensors, bits, lengths, scale, splits, block_n) -> torch.Tensor:
         D=d,
         BLOCK_D=block_d,
         BITS=bits,
+        num_warps=num_warps,
     )
     _merge_kernel[(g * heads,)](
         partial,
