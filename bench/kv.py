@@ -77,7 +77,9 @@ def kernel_configs(g: int, heads: int, kv_heads: int, d: int) -> dict:
         lengths = torch.full((g,), length, device="cuda")
         k = torch.randn(g, kv_heads, length, d, device="cuda", dtype=torch.bfloat16)
         v = torch.randn_like(k)
-        out[f"dense{length}"] = time_replays(lambda: split_kv_decode(q, k, v, lengths, d**-0.5))
+        out[f"dense{length}"] = time_replays(
+            lambda q=q, k=k, v=v, n=lengths: split_kv_decode(q, k, v, n, d**-0.5)
+        )
         for bits in (8, 4):
             store = (
                 *quantize(k, bits),
@@ -86,10 +88,10 @@ def kernel_configs(g: int, heads: int, kv_heads: int, d: int) -> dict:
                 v[:, :, :RESIDUAL].clone(),
                 bits,
             )
-            for block_n, warps in ((64, 4), (32, 4), (64, 8), (128, 8), (32, 2)):
+            for block_n, warps in ((64, 4), (32, 4), (16, 4), (32, 2), (64, 8)):
                 ms = time_replays(
-                    lambda: split_kv_decode_quant(
-                        q, store, lengths, d**-0.5, block_n=block_n, num_warps=warps
+                    lambda q=q, s=store, n=lengths, b=block_n, w=warps: split_kv_decode_quant(
+                        q, s, n, d**-0.5, block_n=b, num_warps=w
                     )
                 )
                 out[f"quant{bits}_{length}_n{block_n}_w{warps}"] = ms
