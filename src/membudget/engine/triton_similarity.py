@@ -44,7 +44,9 @@ def _newer_twin_kernel(
     tl.store(Out + b * s_ob + offs_i, found.to(tl.int8), mask=i_mask)
 
 
-def newer_twins(unit: torch.Tensor, threshold: float, block_i: int = 64, block_j: int = 64) -> torch.Tensor:
+def newer_twins(
+    unit: torch.Tensor, threshold: float, block_i: int = 128, block_j: int = 64, num_warps: int = 8
+) -> torch.Tensor:
     """unit [B, n, D] -> int8 [B, n]: 1 where a newer key has similarity > threshold."""
     b, n, d = unit.shape
     out = torch.empty(b, n, dtype=torch.int8, device=unit.device)
@@ -59,6 +61,7 @@ def newer_twins(unit: torch.Tensor, threshold: float, block_i: int = 64, block_j
         D=d,
         BLOCK_I=block_i,
         BLOCK_J=block_j,
+        num_warps=num_warps,
     )
     return out
 

@@ -42,14 +42,16 @@ class RKV(EvictionPolicy):
         The mean comes from the sum of all unit keys (O(n D)); the near-duplicate test needs the
         pairs, done by a fused Triton kernel on CUDA (never writing the n x n matrix)."""
         r, kv_heads, n, d = keys.shape
-        unit = F.normalize(keys.float(), dim=-1)  # [R, H_kv, n, D]
-        own = (unit * unit).sum(-1)  # 1, or 0 for a zero key
-        mean = ((unit @ unit.sum(dim=2, keepdim=True).transpose(-1, -2))[..., 0] - own) / max(n - 1, 1)
+        norm = torch.linalg.vector_norm(keys, dim=-1, dtype=torch.float32)  # [R, H_kv, n]
+        unit = keys / norm.clamp_min(1e-12)[..., None].to(keys.dtype)  # in the keys' dtype: no fp32 copy
+        total = unit.sum(dim=2, dtype=torch.float32)  # [R, H_kv, D]
+        own = (norm > 1e-12).float()  # a key's similarity to itself (0 for a zero key)
+        mean = ((unit @ total.to(unit.dtype)[..., None])[..., 0].float() - own) / max(n - 1, 1)
         flat = unit.reshape(r * kv_heads, n, d)
         if keys.is_cuda and d & (d - 1) == 0:
             from ..triton_similarity import newer_twins
 
-            twins = newer_twins(flat.to(keys.dtype), self.threshold).bool()
+            twins = newer_twins(flat, self.threshold).bool()
         else:
             from ..triton_similarity import newer_twins_reference
 
