@@ -26,60 +26,40 @@ import triton.language as tl
 
 
 @triton.jit
-def _codes(
-    codes, offs_n, n_mask, s_cc, DT: tl.constexpr, BITS: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr
+def _dequantize_block(
+    codes,
+    scales,
+    zeros,
+    offs_n,
+    n_mask,
+    s_cc,
+    s_sc,
+    BITS: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    D: tl.constexpr,
 ):
-    """[BLOCK_N, D] integer codes of slots offs_n in dtype DT (exact in bf16: at most 255). Bytes are read as
-    contiguous rows and unpacked in registers (element i of a vector sits in byte i // (8 / BITS) at
-    bit (i % (8 / BITS)) * BITS)."""
+    """[BLOCK_N, D] fp32 values codes * scale + zero of slots offs_n. Bytes, scales and zeros are read
+    as contiguous rows and unpacked in registers (element i of a vector sits in byte i // (8 / BITS)
+    at bit (i % (8 / BITS)) * BITS)."""
     PER_BYTE: tl.constexpr = 8 // BITS
+    GROUPS: tl.constexpr = D // 64
     offs_b = tl.arange(0, D // PER_BYTE)
     byte = tl.load(codes + offs_n[:, None] * s_cc + offs_b[None, :], mask=n_mask[:, None], other=0).to(
         tl.int32
     )
     if BITS == 8:
-        code = byte.to(DT)
+        code = byte
     elif BITS == 4:
-        code = tl.reshape(tl.join((byte & 15).to(DT), (byte >> 4).to(DT)), (BLOCK_N, D))
+        code = tl.reshape(tl.join(byte & 15, byte >> 4), (BLOCK_N, D))
     else:
-        low = tl.join((byte & 3).to(DT), ((byte >> 4) & 3).to(DT))
-        high = tl.join(((byte >> 2) & 3).to(DT), (byte >> 6).to(DT))
-        code = tl.reshape(tl.join(low, high), (BLOCK_N, D))
-    return code
-
-
-@triton.jit
-def _attend_quant(
-    q0, q1, qs0, qs1, in0, k_codes, v_codes, KS, KZ, VS, VZ, offs_n, n_mask, s_sc, m_i, l_i, acc,
-    SCALE: tl.constexpr, GROUPS: tl.constexpr, DT: tl.constexpr,
-):  # fmt: skip
-    """The online-softmax step on codes, never forming dequantized values: with x = code * s + z per
-    group g, q.k = sum_g s_g (q_g . code) + z_g sum(q_g), and p @ v = sum_g (p * s_g) @ code_g +
-    (p @ z_g) on group g's columns. q0/q1: q with the other group's columns zeroed; qs0/qs1 their sums;
-    in0 [D]: column in group 0."""
-    meta = offs_n * s_sc
-    s0 = tl.load(KS + meta, mask=n_mask, other=0.0).to(tl.float32)
-    z0 = tl.load(KZ + meta, mask=n_mask, other=0.0).to(tl.float32)
-    qk = tl.dot(q0, tl.trans(k_codes)) * s0[None, :] + qs0[:, None] * z0[None, :]
-    if GROUPS == 2:
-        s1 = tl.load(KS + meta + 1, mask=n_mask, other=0.0).to(tl.float32)
-        z1 = tl.load(KZ + meta + 1, mask=n_mask, other=0.0).to(tl.float32)
-        qk += tl.dot(q1, tl.trans(k_codes)) * s1[None, :] + qs1[:, None] * z1[None, :]
-    qk = tl.where(n_mask[None, :], qk * SCALE, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(qk, 1))
-    p = tl.exp(qk - m_new[:, None])
-    alpha = tl.exp(m_i - m_new)
-    l_i = l_i * alpha + tl.sum(p, 1)
-    vs0 = tl.load(VS + meta, mask=n_mask, other=0.0).to(tl.float32)
-    vz0 = tl.load(VZ + meta, mask=n_mask, other=0.0).to(tl.float32)
-    part = tl.dot((p * vs0[None, :]).to(DT), v_codes) + tl.sum(p * vz0[None, :], 1)[:, None]
-    if GROUPS == 2:
-        vs1 = tl.load(VS + meta + 1, mask=n_mask, other=0.0).to(tl.float32)
-        vz1 = tl.load(VZ + meta + 1, mask=n_mask, other=0.0).to(tl.float32)
-        other = tl.dot((p * vs1[None, :]).to(DT), v_codes) + tl.sum(p * vz1[None, :], 1)[:, None]
-        part = tl.where(in0[None, :], part, other)
-    acc = acc * alpha[:, None] + part
-    return m_new, l_i, acc
+        pairs = tl.join(tl.join(byte & 3, (byte >> 4) & 3), tl.join((byte >> 2) & 3, byte >> 6))
+        code = tl.reshape(pairs, (BLOCK_N, D))
+    offs_g = tl.arange(0, GROUPS)
+    meta = offs_n[:, None] * s_sc + offs_g[None, :]
+    scale = tl.load(scales + meta, mask=n_mask[:, None], other=0.0).to(tl.float32)
+    zero = tl.load(zeros + meta, mask=n_mask[:, None], other=0.0).to(tl.float32)
+    x = tl.reshape(code.to(tl.float32), (BLOCK_N, GROUPS, 64)) * scale[:, :, None] + zero[:, :, None]
+    return tl.reshape(x, (BLOCK_N, D))
 
 
 @triton.jit
@@ -176,21 +156,12 @@ def _partial_kernel(
     else:
         # slots [start, cut) come from the codes, [cut, end) (the row's newest 128) from the ring
         cut = tl.maximum(tl.minimum(length - 128, end), start)
-        in0 = offs_d < 64
-        qf = q.to(tl.float32)
-        q0 = tl.where(in0[None, :], qf, 0.0)
-        q1 = qf - q0
-        qs0, qs1 = tl.sum(q0, 1), tl.sum(q1, 1)
-        q0, q1 = q0.to(q.dtype), q1.to(q.dtype)
         for n0 in range(start, cut, BLOCK_N):
             offs_n = n0 + tl.arange(0, BLOCK_N)
             n_mask = offs_n < cut
-            k_codes = _codes(k_base, offs_n, n_mask, s_kc, q.dtype, BITS, BLOCK_N, D)
-            v_codes = _codes(v_base, offs_n, n_mask, s_vc, q.dtype, BITS, BLOCK_N, D)
-            m_i, l_i, acc = _attend_quant(
-                q0, q1, qs0, qs1, in0, k_codes, v_codes, KS + meta, KZ + meta, VS + meta, VZ + meta,
-                offs_n, n_mask, s_sc, m_i, l_i, acc, SCALE, D // 64, q.dtype,
-            )  # fmt: skip
+            k = _dequantize_block(k_base, KS + meta, KZ + meta, offs_n, n_mask, s_kc, s_sc, BITS, BLOCK_N, D)
+            v = _dequantize_block(v_base, VS + meta, VZ + meta, offs_n, n_mask, s_vc, s_sc, BITS, BLOCK_N, D)
+            m_i, l_i, acc = _attend(q, k.to(q.dtype), v.to(q.dtype), n_mask, m_i, l_i, acc, SCALE)
         for n0 in range(cut, end, BLOCK_N):
             offs_n = n0 + tl.arange(0, BLOCK_N)
             n_mask = offs_n < end
@@ -272,16 +243,17 @@ def split_kv_decode_quant(
     lengths: torch.Tensor,
     scale: float,
     splits: int | None = None,
-    block_n: int = 32,
+    block_n: int | None = None,
     num_warps: int = 4,
 ) -> torch.Tensor:
     """Decode attention over a quantized cache (engine/kvquant.py), dequantizing inside the kernel.
     store = (k_codes, k_scale, k_zero, v_codes, v_scale, v_zero, k_ring, v_ring, bits), codes
     [G, H_kv, C, D*bits/8], scale/zero [G, H_kv, C, D/64], rings [G, H_kv, <=128, D]."""
     kc, ks, kz, vc, vs, vz, kr, vr, bits = store
+    block_n = block_n or (32 if bits == 8 else 64)  # measured best on an H200 (bench/RESULTS.md)
     d = q.shape[-1]
-    if d not in (64, 128):
-        raise ValueError(f"the quantized decode kernel handles head_dim 64 or 128, not {d}")
+    if d & (d - 1):
+        raise ValueError(f"the quantized decode kernel needs a power-of-two head_dim, not {d}")
     return _launch(q, (kc, vc, ks, kz, vs, vz, kr, vr), bits, lengths, scale, splits, block_n, num_warps)
 
 
