@@ -1,6 +1,7 @@
 """KV policies: eviction (streaming, rkv, h2o, snapkv) and packed quantization, on the CPU."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -261,3 +262,16 @@ def test_quant_needs_a_head_dim_multiple_of_64(qwen):
         decoder.new_cache(1, 10, "quant:8")
     with pytest.raises(ValueError, match="malformed KV policy"):
         GenerationConfig(kv="rkv")
+
+
+@pytest.mark.parametrize("kv", ["full", "rkv:24", "h2o:24+quant:8", "quant:4"])
+def test_prompts_batched_together_equal_each_alone(qwen, kv):
+    prompts = [PROMPT, [1, 20, 21], list(range(30, 60))]  # the last one past rkv's budget already
+    config = GenerationConfig(
+        budgets=(40, 90), samples=2, answer_tokens=5, answer_prefix="w7 w8", sampling=SAMPLING, kv=kv
+    )
+    together = qwen.generate_batch(prompts, config, seeds=[11, 12, 13])
+    for prompt, seed, batch in zip(prompts, (11, 12, 13), together, strict=True):
+        alone = qwen.generate(prompt, dataclasses.replace(config, seed=seed))
+        assert [s.token_ids for s in alone] == [s.token_ids for s in batch]
+        assert [s.answers for s in alone] == [s.answers for s in batch]

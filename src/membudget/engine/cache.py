@@ -71,33 +71,44 @@ class KVCache:
             return min(default, self.policy.buffer)
         return default
 
-    def before_chunk(self, tokens: int) -> None:
-        if tokens > self.capacity - self.fill[0]:
-            if self.policy is None or self.fill[0] <= self.policy.budget:
-                raise ValueError(f"{self.fill[0] + tokens} tokens exceed the cache capacity {self.capacity}")
-            self._compact(list(range(len(self.fill))))
+    def before_chunk(self, tokens: int, rows: slice) -> None:
+        """Before a prompt chunk of `tokens` goes into `rows` (one prompt's rows, equal so far)."""
+        members = list(range(len(self.fill)))[rows]
+        fill = self.fill[members[0]]
+        if tokens > self.capacity - fill:
+            if self.policy is None or fill <= self.policy.budget:
+                raise ValueError(f"{fill + tokens} tokens exceed the cache capacity {self.capacity}")
+            self._compact(members)
 
     def prefill(
-        self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, position: int, scale: float
-    ):
-        """Write k, v [1, H_kv, S, D] at the next slots of every row; causal attention of q [1, H, S, D]
-        over row 0's slots -> [1, H, S, D]. `position` is the chunk's first position."""
-        slot, s = self.fill[0], k.shape[2]
-        keys, values = self.store.prefill_kv(layer, k, v, slot)
+        self,
+        layer: int,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        position: int,
+        scale: float,
+        rows: slice,
+    ) -> torch.Tensor:
+        """Write k, v [1, H_kv, S, D] at the next slots of `rows`; causal attention of q [1, H, S, D]
+        over their slots -> [1, H, S, D]. `position` is the chunk's first position."""
+        first = rows.start or 0
+        slot, s = self.fill[first], k.shape[2]
+        keys, values = self.store.prefill_kv(layer, k, v, slot, rows)
         if self.queries is not None:
             window = self.queries[layer].shape[2] - 1
-            ring = (self.seen[0] + torch.arange(s, device=q.device))[-window:] % window
-            self.queries[layer][:, :, ring] = q[:, :, -window:]
+            ring = (self.seen[first] + torch.arange(s, device=q.device))[-window:] % window
+            block = self.queries[layer][rows]  # a view
+            block[:, :, ring] = q[:, :, -window:]
         if self.positions is not None:
-            self.positions[layer][:, :, slot : slot + s] = torch.arange(
-                position, position + s, device=q.device
-            ).int()
+            span = torch.arange(position, position + s, device=q.device).int()
+            self.positions[layer][rows, :, slot : slot + s] = span
         mask = torch.ones(s, slot + s, dtype=torch.bool, device=q.device).tril(diagonal=slot)
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale, enable_gqa=True)
 
-    def after_chunk(self, tokens: int) -> None:
-        rows = list(range(len(self.fill)))
-        self.advance(rows, rows, tokens)
+    def after_chunk(self, tokens: int, rows: slice) -> None:
+        members = list(range(len(self.fill)))[rows]
+        self.advance(members, members, tokens)
 
     # --- decode: one token per row -----------------------------------------------------------------
     def where(self, positions: list[int], record: list[bool]) -> tuple[list[int], list[int], list[int]]:

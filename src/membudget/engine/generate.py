@@ -123,29 +123,46 @@ class Generator:
         return close + self._encode(config.answer_prefix)
 
     def generate(self, prompt_ids: list[int], config: GenerationConfig) -> list[Sample]:
-        if not prompt_ids:
-            raise ValueError("the prompt is empty")
+        """G samples of one prompt (seed `config.seed`)."""
+        return self.generate_batch([prompt_ids], config)[0]
+
+    def generate_batch(
+        self, prompts: list[list[int]], config: GenerationConfig, seeds: list[int] | None = None
+    ) -> list[list[Sample]]:
+        """G samples of each prompt (prompt i with seed seeds[i], default config.seed), all rows in one
+        cache and one decode step. A row's tokens depend only on its seed, its sample index and its
+        positions, so each prompt's samples equal those of a run of that prompt alone (tested)."""
+        if not prompts or any(not p for p in prompts):
+            raise ValueError("a prompt is empty")
+        seeds = [config.seed] * len(prompts) if seeds is None else seeds
         model, device = self.model, self.model.device
-        g, p = config.samples, len(prompt_ids)
+        g = config.samples
         forced, wait = self._forced(config), self._encode(config.wait_text)
         if config.budget_forcing and not wait:
             raise ValueError("budget forcing needs a non-empty wait text")
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        cache = model.new_cache(g, self.capacity(p, config), config.kv, self.answer_slots(config))
+        longest = max(len(p) for p in prompts)
+        cache = model.new_cache(
+            g * len(prompts), self.capacity(longest, config), config.kv, self.answer_slots(config)
+        )
         self.cache = cache
-        seeds = row_seeds(config.seed, config.first_sample + g)[config.first_sample :]
-        step = DecodeStep(model, cache, config.sampling, seeds, self.use_graph)  # captures before prefill
+        row_seed = [
+            s for seed in seeds for s in row_seeds(seed, config.first_sample + g)[config.first_sample :]
+        ]
+        step = DecodeStep(model, cache, config.sampling, row_seed, self.use_graph)  # captures before prefill
 
         t0 = time.perf_counter()
-        logits = model.prefill(torch.tensor(prompt_ids, device=device), cache)  # [V]
-        first = sample(logits.expand(g, -1), config.sampling, step.seeds, torch.full((g,), p, device=device))
-        first = first.tolist()
+        rows: list[_Row] = []
+        for i, prompt in enumerate(prompts):
+            p, span = len(prompt), slice(i * g, (i + 1) * g)
+            logits = model.prefill(torch.tensor(prompt, device=device), cache, rows=span)  # [V]
+            positions = torch.full((g,), p, device=device)
+            first = sample(logits.expand(g, -1), config.sampling, step.seeds[span], positions).tolist()
+            for token in first:
+                rows.append(_Row(tokens=[], length=p))
+                self._emit(rows[-1], token, config, wait)
         self.timings = Timings(prefill_s=time.perf_counter() - t0)
-
-        rows = [_Row(tokens=[], length=p) for _ in range(g)]
-        for row, token in zip(rows, first, strict=True):
-            self._emit(row, token, config, wait)
         t0 = time.perf_counter()
         for budget in config.budgets:
             # think until every thinking row holds `budget` tokens (natural answers go on alongside)
@@ -161,7 +178,8 @@ class Generator:
         self.timings.decode_s = time.perf_counter() - t0
         if device.type == "cuda":
             self.peak_memory_bytes = torch.cuda.max_memory_allocated(device)
-        return [self._result(r, config) for r in rows]
+        results = [self._result(r, config) for r in rows]
+        return [results[i * g : (i + 1) * g] for i in range(len(prompts))]
 
     def _step(
         self, step: DecodeStep, ids: list[int], positions: list[int], live: list[bool], record: bool

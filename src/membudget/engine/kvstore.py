@@ -46,13 +46,14 @@ class DenseStore:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.k + self.v)
 
-    def prefill_kv(self, layer: int, k: torch.Tensor, v: torch.Tensor, slot: int):
-        """Write k, v [1, H_kv, S, D] at slots slot.. of every row -> row 0's keys, values [1, H_kv,
-        slot + S, D] (the earlier slots and the chunk)."""
+    def prefill_kv(self, layer: int, k: torch.Tensor, v: torch.Tensor, slot: int, rows: slice):
+        """Write k, v [1, H_kv, S, D] at slots slot.. of `rows` (one prompt's rows) -> the first row's
+        keys, values [1, H_kv, slot + S, D] (the earlier slots and the chunk)."""
         end = slot + k.shape[2]
-        self.k[layer][:, :, slot:end] = k
-        self.v[layer][:, :, slot:end] = v
-        return self.k[layer][:1, :, :end], self.v[layer][:1, :, :end]
+        self.k[layer][rows, :, slot:end] = k
+        self.v[layer][rows, :, slot:end] = v
+        first = slice(rows.start or 0, (rows.start or 0) + 1)
+        return self.k[layer][first, :, :end], self.v[layer][first, :, :end]
 
     def read(self, layer: int, rows: torch.Tensor, end: int):
         """Dense keys, values [R, H_kv, end, D] of `rows` [R]."""
@@ -117,10 +118,10 @@ class QuantStore:
         tensors = self.kc + self.vc + self.ks + self.kz + self.vs + self.vz + self.kr + self.vr
         return sum(t.numel() * t.element_size() for t in tensors)
 
-    def prefill_kv(self, layer: int, k: torch.Tensor, v: torch.Tensor, slot: int):
+    def prefill_kv(self, layer: int, k: torch.Tensor, v: torch.Tensor, slot: int, rows: slice):
         """As DenseStore.prefill_kv; earlier slots come back as attention sees them (dequantized, or
         exact from the ring), the chunk itself exact."""
-        old_k, old_v = self.read(layer, self.rows[:1], slot)
+        old_k, old_v = self.read(layer, self.rows[rows][:1], slot)
         s = k.shape[2]
         slots = torch.arange(slot, slot + s, device=k.device)
         tail = slots[-RESIDUAL:]  # only the newest RESIDUAL of the chunk can be in the ring
@@ -129,9 +130,10 @@ class QuantStore:
             (v, self.vc, self.vs, self.vz, self.vr),
         ):
             c, sc, z = quantize(x, self.bits)  # [1, H_kv, S, *]
-            codes[layer][:, :, slot : slot + s], scale[layer][:, :, slot : slot + s] = c, sc
-            zero[layer][:, :, slot : slot + s] = z
-            ring[layer][:, :, tail % RESIDUAL] = x[:, :, -tail.shape[0] :]
+            codes[layer][rows, :, slot : slot + s], scale[layer][rows, :, slot : slot + s] = c, sc
+            zero[layer][rows, :, slot : slot + s] = z
+            block = ring[layer][rows]
+            block[:, :, tail % RESIDUAL] = x[:, :, -tail.shape[0] :]
         return torch.cat([old_k, k], dim=2), torch.cat([old_v, v], dim=2)
 
     def read(self, layer: int, rows: torch.Tensor, end: int, values: bool = True):

@@ -220,25 +220,30 @@ class Decoder:
         """x [B, hidden] -> fp32 logits [B, V]."""
         return F.linear(rms_norm(x, self.norm, self.eps), self.lm_head).float()
 
-    def prefill(self, ids: torch.Tensor, cache: KVCache, chunk: int = 512) -> torch.Tensor:
-        """ids [S] of one prompt, written into every cache row in chunks of `chunk` tokens (each chunk
-        attends causally to itself and to all earlier slots) -> fp32 logits [V] of the last token."""
+    def prefill(
+        self, ids: torch.Tensor, cache: KVCache, chunk: int = 512, rows: slice = slice(None)
+    ) -> torch.Tensor:
+        """ids [S] of one prompt, written into the cache rows `rows` (default: all) in chunks of `chunk`
+        tokens (each chunk attends causally to itself and to all earlier slots) -> fp32 logits [V] of
+        the last token."""
         chunk = cache.prefill_chunk(ids.shape[0], chunk)
         for start in range(0, ids.shape[0], chunk):
             part = ids[start : start + chunk]
-            cache.before_chunk(part.shape[0])
-            x = self._prefill_chunk(part, cache, start)
-            cache.after_chunk(part.shape[0])
+            cache.before_chunk(part.shape[0], rows)
+            x = self._prefill_chunk(part, cache, start, rows)
+            cache.after_chunk(part.shape[0], rows)
         return self._logits(x[0, -1:])[0]
 
-    def _prefill_chunk(self, ids: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
+    def _prefill_chunk(
+        self, ids: torch.Tensor, cache: KVCache, start: int, rows: slice = slice(None)
+    ) -> torch.Tensor:
         """ids [S] at positions start.. -> hidden states [1, S, hidden]."""
         s = ids.shape[0]
         x = F.embedding(ids[None], self.embed)  # [1, S, hidden]
         cos, sin = self.cos[start : start + s][None], self.sin[start : start + s][None]  # [1, S, D]
         for i, w in enumerate(self.layers):
             q, k, v = attention_inputs(x, cos, sin, w, self.shape)
-            attn = cache.prefill(i, q, k, v, start, self.scale)  # [1, H, S, D]
+            attn = cache.prefill(i, q, k, v, start, self.scale, rows)  # [1, H, S, D]
             x = attention_output_and_mlp(x, attn, w, self.shape)
         return x
 
