@@ -10,6 +10,8 @@
     memory = "24GiB"            # optional: every scenario must fit
     device = "auto"             # auto, cpu, cuda
     dtype = "auto"              # auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32
+    batch = 1                   # problems generated together (one cache, one step); results do not
+                                # depend on it, throughput does (on a CPU most of all)
 
     [sampling]                  # Qwen3 thinking defaults
     temperature = 0.6
@@ -60,6 +62,7 @@ TOP_KEYS = {
     "memory",
     "device",
     "dtype",
+    "batch",
     "sampling",
     "generation",
     "tasks",
@@ -108,6 +111,7 @@ class SweepConfig:
     dtype: str = "auto"
     sampling: SamplingParams = field(default_factory=SamplingParams)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
+    batch: int = 1  # problems per generation (throughput only: not part of settings_key)
 
     @property
     def max_samples(self) -> int:
@@ -231,6 +235,9 @@ def parse_sweep(raw: dict, path: Path, text: str = "", check_models: bool = True
     dtype = raw.get("dtype", "auto")
     if dtype not in ("auto", "bfloat16", "float16", "float32"):
         fail("dtype", "expected auto, bfloat16, float16 or float32")
+    batch = raw.get("batch", 1)
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        fail("batch", "expected a whole number >= 1 (problems generated together)")
     memory = None
     if "memory" in raw:
         try:
@@ -283,6 +290,7 @@ def parse_sweep(raw: dict, path: Path, text: str = "", check_models: bool = True
         dtype,
         sampling,
         generation,
+        batch,
     )
     problems: dict[str, list[Problem]] = {}
     for task in tasks:

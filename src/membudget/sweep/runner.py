@@ -150,13 +150,16 @@ def run_group(config: SweepConfig, group: Group) -> Iterator[list[SampleRow]]:
     tok = loaded.tokenizer
     generator = Generator(loaded.decoder, tok)
     gen = config.generation
-    for unit in group.units:
-        task = get_task(unit.task)
-        text = task.prompt(unit.problem)
-        if tok.chat_template:
-            text = chat_prompt(tok, text, gen.thinking)
-        ids = tok.encode(text, add_special_tokens=not tok.chat_template)
-        seed = problem_seed(config.seed, unit.task, unit.problem.id)
+    for batch in _batches(group.units, config.batch):
+        first = batch[0]
+        task = get_task(first.task)
+        prompts, seeds = [], []
+        for unit in batch:
+            text = task.prompt(unit.problem)
+            if tok.chat_template:
+                text = chat_prompt(tok, text, gen.thinking)
+            prompts.append(tok.encode(text, add_special_tokens=not tok.chat_template))
+            seeds.append(problem_seed(config.seed, unit.task, unit.problem.id))
         settings = GenerationConfig(
             config.budgets,
             config.max_samples,
@@ -165,40 +168,58 @@ def run_group(config: SweepConfig, group: Group) -> Iterator[list[SampleRow]]:
             gen.budget_forcing,
             gen.wait_text,
             config.sampling,
-            seed,
-            kv=unit.kv,
+            kv=first.kv,
         )
-        results = generator.generate(ids, settings)
-        rows = []
-        for index, sample in enumerate(results):
-            for budget in config.budgets:
-                answer = sample.answers.get(budget, "")
-                extracted = task.extract(answer)
-                forced = sample.thinking_tokens >= budget
-                rows.append(
-                    SampleRow(
-                        unit.run_key,
-                        unit.model,
-                        unit.weights,
-                        unit.kv,
-                        unit.task,
-                        unit.problem.id,
-                        index,
-                        budget,
-                        seed,
-                        unit.problem.answer,
-                        answer,
-                        extracted,
-                        task.grade(extracted, unit.problem.answer),
-                        min(budget, sample.thinking_tokens),
-                        len(sample.answer_token_ids.get(budget, [])),
-                        "budget" if forced else sample.finish_reason,
-                        generator.timings.prefill_s,
-                        generator.timings.decode_s,
-                        generator.peak_memory_bytes or None,
-                    )
+        for unit, seed, results in zip(
+            batch, seeds, generator.generate_batch(prompts, settings, seeds), strict=True
+        ):
+            yield _rows(unit, seed, results, config, task, generator)
+
+
+def _batches(units: tuple[Unit, ...], size: int) -> Iterator[list[Unit]]:
+    """Consecutive units of the same KV policy and task, at most `size` at a time."""
+    batch: list[Unit] = []
+    for unit in units:
+        if batch and (len(batch) == size or (unit.kv, unit.task) != (batch[0].kv, batch[0].task)):
+            yield batch
+            batch = []
+        batch.append(unit)
+    if batch:
+        yield batch
+
+
+def _rows(unit: Unit, seed: int, results, config: SweepConfig, task, generator) -> list[SampleRow]:
+    """The store rows of one problem's samples: one per (sample, budget)."""
+    rows = []
+    for index, sample in enumerate(results):
+        for budget in config.budgets:
+            answer = sample.answers.get(budget, "")
+            extracted = task.extract(answer)
+            forced = sample.thinking_tokens >= budget
+            rows.append(
+                SampleRow(
+                    unit.run_key,
+                    unit.model,
+                    unit.weights,
+                    unit.kv,
+                    unit.task,
+                    unit.problem.id,
+                    index,
+                    budget,
+                    seed,
+                    unit.problem.answer,
+                    answer,
+                    extracted,
+                    task.grade(extracted, unit.problem.answer),
+                    min(budget, sample.thinking_tokens),
+                    len(sample.answer_token_ids.get(budget, [])),
+                    "budget" if forced else sample.finish_reason,
+                    generator.timings.prefill_s,
+                    generator.timings.decode_s,
+                    generator.peak_memory_bytes or None,
                 )
-        yield rows
+            )
+    return rows
 
 
 def run_local(
