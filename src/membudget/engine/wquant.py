@@ -84,14 +84,24 @@ def unpacked(weight: QuantWeight) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def dequantize(weight: QuantWeight, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The weight [N, K] in `dtype` (computed in fp32)."""
+    """The weight [N, K] in `dtype` (computed in fp32, in place on one fresh buffer)."""
     n, k = weight.shape
-    q, zeros = unpacked(weight)
-    groups = zeros.shape[1]
+    groups = math.ceil(k / GROUP)
     pad = groups * GROUP - k
-    qg = F.pad(q.float(), (0, pad)).view(n, groups, GROUP)
-    w = (qg - zeros.float()[..., None]) * weight.scales.float()[..., None]
-    return w.view(n, -1)[:, :k].to(dtype)
+    if weight.bits == 4:
+        q = torch.empty(weight.qweight.numel(), 2, dtype=torch.float32, device=weight.qweight.device)
+        q[:, 0] = weight.qweight & 0xF
+        q[:, 1] = weight.qweight >> 4
+        q = q.view(-1)[: n * k].view(n, k)
+        zeros = unpack4(weight.zeros, n * groups).view(n, groups)
+    else:
+        q, zeros = weight.qweight.float(), weight.zeros
+    if pad:
+        q = F.pad(q, (0, pad))
+    grouped = q.view(n, groups, GROUP)
+    grouped.sub_(zeros.float()[..., None]).mul_(weight.scales.float()[..., None])
+    w = grouped.view(n, -1)
+    return (w[:, :k] if pad else w).to(dtype)
 
 
 def linear(x: torch.Tensor, w: torch.Tensor | QuantWeight, bias: torch.Tensor | None = None) -> torch.Tensor:
