@@ -44,6 +44,11 @@ def test_quantized_engine_allocates_what_memory_accounts(model_type, bits):
     assert decoder.weight_bytes == weight_bytes(decoder.spec, bits)
     logits = decoder.decode(torch.tensor([5, 6]), torch.tensor([0, 0]), decoder.new_cache(2, 4))
     assert logits.shape == (2, 300) and torch.isfinite(logits).all()
+    # the CPU's once-dequantized matrices give exactly what the per-step reference kernel gives
+    assert decoder.compute_layers is not decoder.layers
+    decoder.compute_layers = decoder.layers  # the reference: dequantize inside every linear()
+    again = decoder.decode(torch.tensor([5, 6]), torch.tensor([0, 0]), decoder.new_cache(2, 4))
+    assert torch.equal(logits, again)
 
 
 TEXT = (
