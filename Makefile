@@ -19,11 +19,17 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-QWEN3 := $(foreach m,0.6B 1.7B 4B 8B 14B 32B,-m Qwen/Qwen3-$(m))
-
-# Until the end-to-end demo lands: the memory table of the Qwen3 family at the study's 30k budget.
+# The main job on an embedded default: a real study of SmolLM2-135M on the CPU (weights x KV policy x
+# budget x G on arithmetic problems), its report, and the planner's advice at two memory budgets.
+# Rerunning reuses every finished row of demo/results.db.
+DEMO := $(VENV)/bin/membudget
 demo: $(STAMP)
-	$(VENV)/bin/membudget memory $(QWEN3) --weights 16 --weights 8 --weights 4 --tokens 30000 --convention study
+	mkdir -p demo
+	$(DEMO) sweep examples/smollm2-arithmetic.toml --db demo/results.db
+	$(DEMO) report demo/results.db --out demo/report
+	$(DEMO) plan --memory 330MiB --task arithmetic --model smollm2 --db demo/results.db --top 3
+	$(DEMO) plan --memory 450MiB --task arithmetic --model smollm2 --db demo/results.db --top 3
+	@echo "open demo/report/index.html for the figures"
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -94,3 +94,11 @@ def test_plan_cli_json_and_errors(monkeypatch, capsys, tmp_path):
     ]:
         code, _, err = run(monkeypatch, capsys, "plan", *args)
         assert code == 2 and message in err, args
+
+
+def test_an_alias_plans_like_its_full_name():
+    from membudget.memory import parse_size
+    from membudget.plan import plan
+
+    rows = plan(parse_size("1GiB"), "math", ["smollm2"])
+    assert rows and all(r.model == "smollm2" for r in rows)

@@ -85,7 +85,9 @@ def test_weight_precisions_load_once_each(tmp_path, tiny_dir):
 def test_batched_problems_and_kv_policies_equal_one_at_a_time(tmp_path, tiny_dir):
     kv = 'kv = ["full", "streaming:8", "rkv:12"]'
     alone = run_sweep(write_sweep(tmp_path / "a.toml", tiny_dir, extra=kv), tmp_path / "a.db")
-    together = run_sweep(write_sweep(tmp_path / "b.toml", tiny_dir, extra=kv + "\nbatch = 3"), tmp_path / "b.db")
+    together = run_sweep(
+        write_sweep(tmp_path / "b.toml", tiny_dir, extra=kv + "\nbatch = 3"), tmp_path / "b.db"
+    )
     assert sorted(together) == sorted(alone) and len(alone) == 3 * 5 * 3 * 2
     policy = KEEP.index(RESULT_COLUMNS.index("kv"))
     assert {r[policy] for r in alone} == {"full", "streaming:8", "rkv:12"}

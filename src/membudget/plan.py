@@ -8,6 +8,8 @@ such); anything else by the study prior (prior.py), and measured candidates alwa
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -66,9 +68,10 @@ def plan(
     """The `top` best feasible scenarios (never over `memory_bytes`), best first."""
     kind = task_kind(task)
     specs = {m: resolve_spec(m) for m in models}
+    given = {spec.name: m for m, spec in specs.items()}  # `smollm2` -> the registry's full name and back
     grid = grid or Grid()
     candidates = {
-        (b.model, b.weights, b.kv, b.tokens, b.samples): b
+        (given.get(b.model, b.model), b.weights, b.kv, b.tokens, b.samples): b
         for b in fit(list(specs.values()), memory_bytes, grid)
     }
     measured = _measurements(db, kind, set(specs)) if db is not None else {}
@@ -79,6 +82,7 @@ def plan(
     rows = []
     for key, b in candidates.items():
         model, weights, kv, tokens, samples = key
+        b = dataclasses.replace(b, model=model)  # the name the user gave
         hit = measured.get(key) or _interpolate(measured, key)
         if hit is not None:
             accuracy, note = hit

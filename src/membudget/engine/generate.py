@@ -298,7 +298,8 @@ class Generator:
         )
 
     def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=False)
+        # no clean-up: it is meant for WordPiece and only strips spaces from BPE output
+        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
 
 def _eos_ids(tokenizer) -> set[int]:

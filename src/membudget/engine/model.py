@@ -195,7 +195,9 @@ class Decoder:
             layer = None
         if self.device.type == "cpu":
             self.compute_layers = [
-                w._replace(**{n: dequantize(getattr(w, n), self.dtype) for n in ("qkv", "o", "gate_up", "down")})
+                w._replace(
+                    **{n: dequantize(getattr(w, n), self.dtype) for n in ("qkv", "o", "gate_up", "down")}
+                )
                 for w in self.layers
             ]
 
