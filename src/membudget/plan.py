@@ -9,7 +9,6 @@ such); anything else by the study prior (prior.py), and measured candidates alwa
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
