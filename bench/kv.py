@@ -80,6 +80,10 @@ def kernel_configs(g: int, heads: int, kv_heads: int, d: int) -> dict:
         out[f"dense{length}"] = time_replays(
             lambda q=q, k=k, v=v, n=lengths: split_kv_decode(q, k, v, n, d**-0.5)
         )
+        for splits in (8, 16):
+            out[f"dense{length}_s{splits}"] = time_replays(
+                lambda q=q, k=k, v=v, n=lengths, p=splits: split_kv_decode(q, k, v, n, d**-0.5, splits=p)
+            )
         for bits in (8, 4):
             store = (
                 *quantize(k, bits),
@@ -88,13 +92,22 @@ def kernel_configs(g: int, heads: int, kv_heads: int, d: int) -> dict:
                 v[:, :, :RESIDUAL].clone(),
                 bits,
             )
-            for block_n, warps in ((64, 4), (32, 4), (16, 4), (32, 2), (64, 8)):
+            for block_n, warps, splits in (
+                (32, 4, None),
+                (64, 4, None),
+                (32, 4, 8),
+                (64, 4, 8),
+                (32, 4, 16),
+                (64, 4, 16),
+                (32, 4, 32),
+                (64, 8, 16),
+            ):
                 ms = time_replays(
-                    lambda q=q, s=store, n=lengths, b=block_n, w=warps: split_kv_decode_quant(
-                        q, s, n, d**-0.5, block_n=b, num_warps=w
+                    lambda q=q, s=store, n=lengths, b=block_n, w=warps, p=splits: split_kv_decode_quant(
+                        q, s, n, d**-0.5, splits=p, block_n=b, num_warps=w
                     )
                 )
-                out[f"quant{bits}_{length}_n{block_n}_w{warps}"] = ms
+                out[f"quant{bits}_{length}_n{block_n}_w{warps}_s{splits}"] = ms
             del store
         del k, v
         print({key: round(val, 3) for key, val in out.items() if str(length) in key})
