@@ -53,6 +53,7 @@ def _run(config, problems, db: Path, ray: bool, ray_address: str | None, dry_run
             transient=False,
         ) as bar:
             task = bar.add_task(f"{config.name}: problems", total=total, completed=total - todo)
+            steps = bar.add_task("decode steps", total=None)  # moves between problems (batches)
             tokens = [0]
 
             def on_problem(rows):
@@ -72,7 +73,7 @@ def _run(config, problems, db: Path, ray: bool, ray_address: str | None, dry_run
 
                 written = run_ray(config, groups, store, ray_address, on_problem)
             else:
-                written = run_local(config, groups, store, on_problem)
+                written = run_local(config, groups, store, on_problem, lambda: bar.advance(steps))
         scores = scenario_scores(config, store)
         table = Table(title=f"{config.name}: {written} new rows in {db}")
         for col in (

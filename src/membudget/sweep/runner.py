@@ -140,15 +140,16 @@ def resolve_device(config: SweepConfig) -> tuple[str, str]:
     return device, dtype
 
 
-def run_group(config: SweepConfig, group: Group) -> Iterator[list[SampleRow]]:
-    """Load the group's model once; yield each problem's rows as soon as its generation ends."""
+def run_group(config: SweepConfig, group: Group, on_step=None) -> Iterator[list[SampleRow]]:
+    """Load the group's model once; yield each problem's rows as soon as its generation ends.
+    `on_step()` is called after every decode step (progress)."""
     from ..engine.generate import GenerationConfig, Generator
     from ..engine.load import load_model
 
     device, dtype = resolve_device(config)
     loaded = load_model(group.model, dtype, device, weights=group.weights)
     tok = loaded.tokenizer
-    generator = Generator(loaded.decoder, tok)
+    generator = Generator(loaded.decoder, tok, on_step=on_step)
     gen = config.generation
     for batch in _batches(group.units, config.batch):
         first = batch[0]
@@ -227,11 +228,13 @@ def run_local(
     groups: list[Group],
     store: Store,
     on_problem: Callable[[list[SampleRow]], None] = lambda rows: None,
+    on_step: Callable[[], None] | None = None,
 ) -> int:
-    """Run every group in this process; returns the number of new rows."""
+    """Run every group in this process; returns the number of new rows. `on_step()` follows every
+    decode step (a progress bar between problems)."""
     written = 0
     for group in groups:
-        for rows in run_group(config, group):
+        for rows in run_group(config, group, on_step):
             written += store.add_samples(rows)
             on_problem(rows)
     return written
