@@ -61,8 +61,9 @@ def attention_logits(queries: torch.Tensor, keys: torch.Tensor, scale: float) ->
     [R, H_kv, n, D] -> fp32 [R, H_kv, H/H_kv, m, n]; query j (slot n-m+j) sees slots <= its own."""
     r, heads, m, d = queries.shape
     kv_heads, n = keys.shape[1], keys.shape[2]
-    q = queries.float().reshape(r, kv_heads, heads // kv_heads, m, d)
-    logits = torch.einsum("bgrmd,bgnd->bgrmn", q, keys.float()) * scale
+    q = queries.to(keys.dtype).reshape(r, kv_heads, heads // kv_heads, m, d)
+    # in the keys' dtype (no fp32 copy of the cache); only the small [.., m, n] result goes to fp32
+    logits = torch.einsum("bgrmd,bgnd->bgrmn", q, keys).float() * scale
     future = (
         torch.arange(n, device=keys.device)[None, :] > torch.arange(n - m, n, device=keys.device)[:, None]
     )
