@@ -1,10 +1,10 @@
-"""R-KV's redundancy on the GPU. `unit_keys` normalizes the keys and sums them in one read;
-`newer_twins` answers: does a key have a newer key of its head with cosine
+"""R-KV's near-duplicate test on the GPU: does a key have a newer key of its head with cosine
 similarity above a threshold? One fused pass over the upper triangle of the similarity matrix, so
 the n x n matrix is never written (on an H200 it would be ~2.3 G entries per layer for 16 rows of
 Qwen3-8B at 4k+128 slots).
 
-Shapes: unit keys [B, n, D] (B = rows x KV heads, D a power of two, L2-normalized) -> int8 [B, n].
+Shapes: keys [B, n, D] (B = rows x KV heads, D a power of two) and their inverse norms [B, n] (fp32,
+0 for a zero key; the kernel normalizes on the fly, so no normalized copy is written) -> int8 [B, n].
 Tested on the CPU with TRITON_INTERPRET=1 against `newer_twins_reference`.
 """
 
@@ -18,10 +18,12 @@ import triton.language as tl
 @triton.jit
 def _newer_twin_kernel(
     K,
+    Inv,
     Out,
     n,
     s_kb,
     s_kn,
+    s_ib,
     s_ob,
     THRESHOLD: tl.constexpr,
     D: tl.constexpr,
@@ -34,78 +36,48 @@ def _newer_twin_kernel(
     offs_d = tl.arange(0, D)
     i_mask = offs_i < n
     ki = tl.load(K + b * s_kb + offs_i[:, None] * s_kn + offs_d[None, :], mask=i_mask[:, None], other=0.0)
+    inv_i = tl.load(Inv + b * s_ib + offs_i, mask=i_mask, other=0.0)
     found = tl.zeros([BLOCK_I], tl.int32)
     for j0 in range(block * BLOCK_I, n, BLOCK_J):  # only newer keys (j > i) matter
         offs_j = j0 + tl.arange(0, BLOCK_J)
         j_mask = offs_j < n
         kj = tl.load(K + b * s_kb + offs_j[:, None] * s_kn + offs_d[None, :], mask=j_mask[:, None], other=0.0)
-        sim = tl.dot(ki, tl.trans(kj))  # [BLOCK_I, BLOCK_J] fp32
+        inv_j = tl.load(Inv + b * s_ib + offs_j, mask=j_mask, other=0.0)
+        sim = tl.dot(ki, tl.trans(kj)) * inv_i[:, None] * inv_j[None, :]  # cosines [BLOCK_I, BLOCK_J]
         hit = (sim > THRESHOLD) & (offs_j[None, :] > offs_i[:, None]) & j_mask[None, :]
         found = tl.maximum(found, tl.max(hit.to(tl.int32), 1))
     tl.store(Out + b * s_ob + offs_i, found.to(tl.int8), mask=i_mask)
 
 
-@triton.jit
-def _unit_kernel(
-    K, Unit, Inv, Total, n, s_kb, s_kn, s_ub, s_un, s_ib, s_tb, D: tl.constexpr, BLOCK_N: tl.constexpr
-):
-    b = tl.program_id(0)
-    offs_d = tl.arange(0, D)
-    total = tl.zeros([D], tl.float32)
-    for n0 in range(0, n, BLOCK_N):
-        offs_n = n0 + tl.arange(0, BLOCK_N)
-        mask = offs_n < n
-        k = tl.load(K + b * s_kb + offs_n[:, None] * s_kn + offs_d[None, :], mask=mask[:, None], other=0.0)
-        kf = k.to(tl.float32)
-        norm = tl.sqrt(tl.sum(kf * kf, 1))
-        inv = tl.where(norm > 1e-12, 1.0 / tl.maximum(norm, 1e-12), 0.0)
-        unit = (kf * inv[:, None]).to(k.dtype)
-        tl.store(Unit + b * s_ub + offs_n[:, None] * s_un + offs_d[None, :], unit, mask=mask[:, None])
-        tl.store(Inv + b * s_ib + offs_n, inv, mask=mask)
-        total += tl.sum(unit.to(tl.float32), 0)
-    tl.store(Total + b * s_tb + offs_d, total)
-
-
-def unit_keys(keys: torch.Tensor, block_n: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """keys [B, n, D] -> (unit keys [B, n, D] in the keys' dtype, inverse norms [B, n] fp32 (0 for a
-    zero key), sum of the unit keys [B, D] fp32), reading the keys once."""
-    b, n, d = keys.shape
-    unit = torch.empty_like(keys)
-    inv = torch.empty(b, n, dtype=torch.float32, device=keys.device)
-    total = torch.empty(b, d, dtype=torch.float32, device=keys.device)
-    _unit_kernel[(b,)](
-        keys, unit, inv, total, n, keys.stride(0), keys.stride(1), unit.stride(0), unit.stride(1),
-        inv.stride(0), total.stride(0), D=d, BLOCK_N=block_n,
-    )  # fmt: skip
-    return unit, inv, total
-
-
-def unit_keys_reference(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The same in torch."""
-    norm = torch.linalg.vector_norm(keys, dim=-1, dtype=torch.float32)
-    inv = torch.where(norm > 1e-12, 1.0 / norm.clamp_min(1e-12), 0.0)
-    unit = (keys.float() * inv[..., None]).to(keys.dtype)
-    return unit, inv, unit.float().sum(dim=1)
-
-
 def newer_twins(
-    unit: torch.Tensor, threshold: float, block_i: int = 128, block_j: int = 64, num_warps: int = 8
+    keys: torch.Tensor,
+    inv: torch.Tensor,
+    threshold: float,
+    block_i: int = 128,
+    block_j: int = 64,
+    num_warps: int = 8,
+    num_stages: int | None = None,
 ) -> torch.Tensor:
-    """unit [B, n, D] -> int8 [B, n]: 1 where a newer key has similarity > threshold."""
-    b, n, d = unit.shape
-    out = torch.empty(b, n, dtype=torch.int8, device=unit.device)
+    """keys [B, n, D], inverse norms [B, n] -> int8 [B, n]: 1 where a newer key has cosine
+    similarity > threshold."""
+    b, n, d = keys.shape
+    out = torch.empty(b, n, dtype=torch.int8, device=keys.device)
+    extra = {} if num_stages is None else {"num_stages": num_stages}
     _newer_twin_kernel[(b, triton.cdiv(n, block_i))](
-        unit,
+        keys,
+        inv,
         out,
         n,
-        unit.stride(0),
-        unit.stride(1),
+        keys.stride(0),
+        keys.stride(1),
+        inv.stride(0),
         out.stride(0),
         THRESHOLD=threshold,
         D=d,
         BLOCK_I=block_i,
         BLOCK_J=block_j,
         num_warps=num_warps,
+        **extra,
     )
     return out
 

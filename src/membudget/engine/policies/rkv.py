@@ -41,17 +41,20 @@ class RKV(EvictionPolicy):
 
         The mean comes from the sum of all unit keys (O(n D)); the near-duplicate test needs the
         pairs, done by a fused Triton kernel on CUDA (never writing the n x n matrix)."""
-        from .. import triton_similarity as sim
-
         r, kv_heads, n, d = keys.shape
-        flat = keys.reshape(r * kv_heads, n, d)
-        fused = keys.is_cuda and d & (d - 1) == 0
-        unit, inv, total = sim.unit_keys(flat) if fused else sim.unit_keys_reference(flat)
-        dots = (unit @ total.to(unit.dtype)[..., None])[..., 0].float()  # unit_i . sum_j unit_j
-        mean = ((dots - (inv > 0).float()) / max(n - 1, 1)).reshape(r, kv_heads, n)
-        twins = (
-            sim.newer_twins(unit, self.threshold).bool()
-            if fused
-            else sim.newer_twins_reference(unit, self.threshold)
-        )
+        norm = torch.linalg.vector_norm(keys, dim=-1, dtype=torch.float32)  # [R, H_kv, n]
+        inv = torch.where(norm > 1e-12, 1.0 / norm.clamp_min(1e-12), 0.0)  # 0 for a zero key
+        # no normalized copy of the keys: sum_j unit_j = inv @ keys, unit_i . sum = inv_i (k_i . sum)
+        total = inv[:, :, None, :].to(keys.dtype) @ keys  # [R, H_kv, 1, D]
+        dots = (keys @ total.transpose(-1, -2))[..., 0].float()  # [R, H_kv, n]
+        mean = (inv * dots - (inv > 0).float()) / max(n - 1, 1)
+        flat, flat_inv = keys.reshape(r * kv_heads, n, d), inv.reshape(r * kv_heads, n)
+        if keys.is_cuda and d & (d - 1) == 0:
+            from ..triton_similarity import newer_twins
+
+            twins = newer_twins(flat, flat_inv, self.threshold).bool()
+        else:
+            from ..triton_similarity import newer_twins_reference
+
+            twins = newer_twins_reference(flat.float() * flat_inv[..., None], self.threshold)
         return torch.where(twins.reshape(r, kv_heads, n), mean, 0.0)
