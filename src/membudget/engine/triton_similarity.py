@@ -3,8 +3,7 @@ similarity above a threshold? One fused pass over the upper triangle of the simi
 the n x n matrix is never written (on an H200 it would be ~2.3 G entries per layer for 16 rows of
 Qwen3-8B at 4k+128 slots).
 
-Shapes: keys [B, n, D] (B = rows x KV heads, D a power of two) and their inverse norms [B, n] (fp32,
-0 for a zero key; the kernel normalizes on the fly, so no normalized copy is written) -> int8 [B, n].
+Shapes: unit keys [B, n, D] (B = rows x KV heads, D a power of two, L2-normalized) -> int8 [B, n].
 Tested on the CPU with TRITON_INTERPRET=1 against `newer_twins_reference`.
 """
 
@@ -18,12 +17,10 @@ import triton.language as tl
 @triton.jit
 def _newer_twin_kernel(
     K,
-    Inv,
     Out,
     n,
     s_kb,
     s_kn,
-    s_ib,
     s_ob,
     THRESHOLD: tl.constexpr,
     D: tl.constexpr,
@@ -36,48 +33,35 @@ def _newer_twin_kernel(
     offs_d = tl.arange(0, D)
     i_mask = offs_i < n
     ki = tl.load(K + b * s_kb + offs_i[:, None] * s_kn + offs_d[None, :], mask=i_mask[:, None], other=0.0)
-    inv_i = tl.load(Inv + b * s_ib + offs_i, mask=i_mask, other=0.0)
     found = tl.zeros([BLOCK_I], tl.int32)
     for j0 in range(block * BLOCK_I, n, BLOCK_J):  # only newer keys (j > i) matter
         offs_j = j0 + tl.arange(0, BLOCK_J)
         j_mask = offs_j < n
         kj = tl.load(K + b * s_kb + offs_j[:, None] * s_kn + offs_d[None, :], mask=j_mask[:, None], other=0.0)
-        inv_j = tl.load(Inv + b * s_ib + offs_j, mask=j_mask, other=0.0)
-        sim = tl.dot(ki, tl.trans(kj)) * inv_i[:, None] * inv_j[None, :]  # cosines [BLOCK_I, BLOCK_J]
+        sim = tl.dot(ki, tl.trans(kj))  # [BLOCK_I, BLOCK_J] fp32
         hit = (sim > THRESHOLD) & (offs_j[None, :] > offs_i[:, None]) & j_mask[None, :]
         found = tl.maximum(found, tl.max(hit.to(tl.int32), 1))
     tl.store(Out + b * s_ob + offs_i, found.to(tl.int8), mask=i_mask)
 
 
 def newer_twins(
-    keys: torch.Tensor,
-    inv: torch.Tensor,
-    threshold: float,
-    block_i: int = 128,
-    block_j: int = 64,
-    num_warps: int = 8,
-    num_stages: int | None = None,
+    unit: torch.Tensor, threshold: float, block_i: int = 128, block_j: int = 64, num_warps: int = 8
 ) -> torch.Tensor:
-    """keys [B, n, D], inverse norms [B, n] -> int8 [B, n]: 1 where a newer key has cosine
-    similarity > threshold."""
-    b, n, d = keys.shape
-    out = torch.empty(b, n, dtype=torch.int8, device=keys.device)
-    extra = {} if num_stages is None else {"num_stages": num_stages}
+    """unit [B, n, D] -> int8 [B, n]: 1 where a newer key has similarity > threshold."""
+    b, n, d = unit.shape
+    out = torch.empty(b, n, dtype=torch.int8, device=unit.device)
     _newer_twin_kernel[(b, triton.cdiv(n, block_i))](
-        keys,
-        inv,
+        unit,
         out,
         n,
-        keys.stride(0),
-        keys.stride(1),
-        inv.stride(0),
+        unit.stride(0),
+        unit.stride(1),
         out.stride(0),
         THRESHOLD=threshold,
         D=d,
         BLOCK_I=block_i,
         BLOCK_J=block_j,
         num_warps=num_warps,
-        **extra,
     )
     return out
 

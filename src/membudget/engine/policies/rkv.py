@@ -44,17 +44,17 @@ class RKV(EvictionPolicy):
         r, kv_heads, n, d = keys.shape
         norm = torch.linalg.vector_norm(keys, dim=-1, dtype=torch.float32)  # [R, H_kv, n]
         inv = torch.where(norm > 1e-12, 1.0 / norm.clamp_min(1e-12), 0.0)  # 0 for a zero key
-        # no normalized copy of the keys: sum_j unit_j = inv @ keys, unit_i . sum = inv_i (k_i . sum)
+        # no fp32 copy of the keys: sum_j unit_j = inv @ keys, unit_i . sum = inv_i (k_i . sum)
         total = inv[:, :, None, :].to(keys.dtype) @ keys  # [R, H_kv, 1, D]
         dots = (keys @ total.transpose(-1, -2))[..., 0].float()  # [R, H_kv, n]
         mean = (inv * dots - (inv > 0).float()) / max(n - 1, 1)
-        flat, flat_inv = keys.reshape(r * kv_heads, n, d), inv.reshape(r * kv_heads, n)
+        unit = (keys * inv[..., None].to(keys.dtype)).reshape(r * kv_heads, n, d)  # keys' dtype
         if keys.is_cuda and d & (d - 1) == 0:
             from ..triton_similarity import newer_twins
 
-            twins = newer_twins(flat, flat_inv, self.threshold).bool()
+            twins = newer_twins(unit, self.threshold).bool()
         else:
             from ..triton_similarity import newer_twins_reference
 
-            twins = newer_twins_reference(flat.float() * flat_inv[..., None], self.threshold)
+            twins = newer_twins_reference(unit, self.threshold)
         return torch.where(twins.reshape(r, kv_heads, n), mean, 0.0)
