@@ -59,7 +59,7 @@ def check_graph(kv: str) -> bool:
         model.prefill(torch.arange(100, 132, device="cuda"), cache)
         ids, out, rows = torch.tensor([5, 6, 7, 8]), [], [0, 1, 2, 3]
         for p in range(32, 332):
-            slots, qslots, _ = cache.where([p] * 4, [True] * 4)
+            slots, qslots = cache.where([True] * 4)
             ids = step.run(ids, torch.full((4,), p), torch.tensor(slots), torch.tensor(qslots)).cpu()
             cache.advance(rows, rows)
             out.append(ids.tolist())
@@ -170,7 +170,7 @@ def loop(model, cache, batch, start, steps, rewind=None) -> float:
         for i in range(n):
             if rewind and i and i % rewind == 0:
                 cache.fill = [start] * batch
-            slots, qslots, _ = cache.where([position] * batch, [True] * batch)
+            slots, qslots = cache.where([True] * batch)
             step.run(ids, torch.full((batch,), position), torch.tensor(slots), torch.tensor(qslots))
             cache.advance(rows, rows)
             position += 1

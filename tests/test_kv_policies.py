@@ -47,7 +47,7 @@ def step_through(decoder, cache, ids: list[int], prompt: int, rows: int = 1, aft
     out = []
     for p in range(prompt, len(ids)):
         every = list(range(rows))
-        slots, qslots, _ = cache.where([p] * rows, [True] * rows)
+        slots, qslots = cache.where([True] * rows)
         where = (torch.tensor(slots), torch.tensor(qslots), torch.full((rows,), p))
         out.append(decoder.decode(torch.full((rows,), ids[p]), torch.full((rows,), p), cache, where))
         if after_write is not None:
@@ -135,7 +135,7 @@ def test_eviction_equals_full_attention_with_the_evicted_positions_masked(qwen, 
         ref.k[layer][:, :, :prompt], ref.v[layer][:, :, :prompt] = ref_keys, ref_values
     compactions, worst = 0, 0.0
     for p in range(prompt, len(ids)):
-        slots, qslots, _ = cache.where([p] * rows, [True] * rows)
+        slots, qslots = cache.where([True] * rows)
         where = (torch.tensor(slots), torch.tensor(qslots), torch.full((rows,), p))
         ids_t, pos_t = torch.full((rows,), ids[p]), torch.full((rows,), p)
         ours = decoder.decode(ids_t, pos_t, cache, where)

@@ -111,14 +111,15 @@ class KVCache:
         self.advance(members, members, tokens)
 
     # --- decode: one token per row -----------------------------------------------------------------
-    def where(self, positions: list[int], record: list[bool]) -> tuple[list[int], list[int], list[int]]:
-        """Host-side inputs of a step: (slots, query-ring entries, positions), each a list of G ints."""
+    def where(self, record: list[bool]) -> tuple[list[int], list[int]]:
+        """Host-side inputs of a step besides the positions: (slots, query-ring entries), each a list
+        of G ints; rows with `record` off write their query into the spare entry."""
         if self.queries is None:
-            qslots = [0] * len(positions)
-        else:
-            window = self.queries[0].shape[2] - 1
-            qslots = [s % window if on else window for s, on in zip(self.seen, record, strict=True)]
-        return list(self.fill), qslots, positions
+            return list(self.fill), [0] * len(record)
+        window = self.queries[0].shape[2] - 1
+        return list(self.fill), [
+            s % window if on else window for s, on in zip(self.seen, record, strict=True)
+        ]
 
     def layer_buffers(self, layer: int) -> tuple:
         """What `decode_op` needs of one layer."""
@@ -185,34 +186,38 @@ class KVCache:
         ring = torch.arange(seen - count, seen, device=self.rows.device) % window
         return self.queries[layer][rows][:, :, ring]
 
+    def _accumulate_layer(self, layer: int, index, keys: torch.Tensor, seen: int, pending: int) -> None:
+        """Add the attention of the `pending` newest recorded queries to the running scores."""
+        fill = keys.shape[2]
+        state = self.state[layer][index, :, :fill]
+        self.policy.accumulate(state, keys, self._recent_queries(layer, index, seen, pending), self.scale)
+        self.state[layer][index, :, :fill] = state
+
     def _accumulate(self, rows: list[int]) -> None:
-        scale = self.scale
         for (fill, seen, pending), members, index in self._groups(rows):
             if pending == 0:
                 continue
             for layer in range(self.layers):
-                keys = self.store.read_keys(layer, index, fill)
-                state = self.state[layer][index, :, :fill]
-                self.policy.accumulate(state, keys, self._recent_queries(layer, index, seen, pending), scale)
-                self.state[layer][index, :, :fill] = state
+                self._accumulate_layer(layer, index, self.store.read_keys(layer, index, fill), seen, pending)
             for i in members:
                 self.pending[i] = 0
 
     def _compact(self, rows: list[int]) -> None:
-        """Keep `policy.budget` slots of every layer and KV head of `rows`."""
-        if self.policy.accumulates:
-            self._accumulate(rows)
-        scale = self.scale
-        for (fill, seen, _), members, index in self._groups(rows):
+        """Keep `policy.budget` slots of every layer and KV head of `rows` (reading each layer's keys
+        once: pending H2O queries are added to the scores first)."""
+        for (fill, seen, pending), members, index in self._groups(rows):
             if fill <= self.policy.budget:
                 continue
             for layer in range(self.layers):
                 keys = self.store.read_keys(layer, index, fill)
-                queries = None
-                if self.queries is not None and not self.policy.accumulates:
+                queries = state = None
+                if self.policy.accumulates:
+                    if pending:
+                        self._accumulate_layer(layer, index, keys, seen, pending)
+                    state = self.state[layer][index, :, :fill]
+                elif self.queries is not None:
                     queries = self._recent_queries(layer, index, seen, min(self.policy.window, seen))
-                state = None if self.state is None else self.state[layer][index, :, :fill]
-                keep = self.policy.select(self.policy.score(keys, queries, state, scale))  # [R, H_kv, B]
+                keep = self.policy.select(self.policy.score(keys, queries, state, self.scale))  # [R, H_kv, B]
                 self.store.keep(layer, index, keep, fill)
                 for extra in (self.state, self.positions):
                     if extra is not None:
@@ -222,3 +227,4 @@ class KVCache:
                         extra[layer][index] = block
             for i in members:
                 self.fill[i] = self.policy.budget
+                self.pending[i] = 0

@@ -187,7 +187,7 @@ class Generator:
         """One decode step; `live` rows advance (the others write a dummy into a free slot), and
         with `record` they advance their main trajectory (what eviction policies see)."""
         self.timings.steps += 1
-        slots, qslots, _ = self.cache.where(positions, [on and record for on in live])
+        slots, qslots = self.cache.where([on and record for on in live])
         out = step.run(torch.tensor(ids), torch.tensor(positions), torch.tensor(slots), torch.tensor(qslots))
         out = out.tolist()
         advanced = [i for i, on in enumerate(live) if on]

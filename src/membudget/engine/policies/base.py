@@ -12,11 +12,13 @@ from dataclasses import dataclass
 
 import torch
 
+from ...memory import EVICTION_BUFFER
+
 
 @dataclass(frozen=True)
 class EvictionPolicy:
     budget: int  # B: tokens per row and KV head after a compaction
-    buffer: int = 128  # tokens written between compactions (the slack above B)
+    buffer: int = EVICTION_BUFFER  # tokens written between compactions (the slack above B)
     sinks: int = 0  # the first tokens, always kept
     recent: int = 0  # the newest tokens, always kept
     window: int = 0  # queries the cache records per row for `score` (the newest ones)

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ...memory import EVICTION_WINDOW
 from .base import EvictionPolicy, attention_logits
 
 
 @dataclass(frozen=True)
 class RKV(EvictionPolicy):
-    window: int = 8  # alpha
+    window: int = EVICTION_WINDOW["rkv"]  # alpha
     recent: int = 8
     lam: float = 0.1
     pool: int = 7

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ...memory import EVICTION_WINDOW
 from .base import EvictionPolicy, attention_logits
 
 
 @dataclass(frozen=True)
 class SnapKV(EvictionPolicy):
-    window: int = 32
+    window: int = EVICTION_WINDOW["snapkv"]
     recent: int = 32
     pool: int = 7
     name = "snapkv"
