@@ -10,10 +10,10 @@ import pytest
 pytest.importorskip("triton", reason="Triton is installed by `make test` on Linux")
 
 
-@pytest.mark.parametrize("check", ["check_split_kv.py", "check_similarity.py"])
+@pytest.mark.parametrize("check", ["check_split_kv.py", "check_similarity.py", "check_wquant.py"])
 def test_kernel_matches_reference(check):
     script = Path(__file__).parent / "kernels" / check
     env = dict(os.environ, TRITON_INTERPRET="1")
     done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.rstrip().endswith(("ok quantized", "ok twins"))
+    assert done.stdout.rstrip().endswith(("ok quantized", "ok twins", "ok qlinear"))

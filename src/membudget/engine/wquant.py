@@ -8,7 +8,9 @@ with G = ceil(K / 128) groups per output row along the input dimension, and
   w[n, k] = (q[n, k] - zero[n, k // 128]) * scale[n, k // 128].
 
 `quantize` is round-to-nearest (RTN) with the range widened to include 0 (as GPTQ's quantizer does).
-`linear` is the correct reference: it dequantizes and multiplies. A fused GPU kernel is future work.
+`linear` multiplies: on CUDA with the fused Triton kernel (engine/triton_wquant.py), which reads the
+packed codes and never forms a 16-bit copy of the weight; elsewhere with the reference, which
+dequantizes and multiplies.
 """
 
 from __future__ import annotations
@@ -105,7 +107,13 @@ def dequantize(weight: QuantWeight, dtype: torch.dtype = torch.float32) -> torch
 
 
 def linear(x: torch.Tensor, w: torch.Tensor | QuantWeight, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """F.linear for plain or quantized weights (quantized: dequantize, then multiply)."""
+    """F.linear for plain or quantized weights (quantized: the fused kernel on CUDA, else dequantize and
+    multiply)."""
     if isinstance(w, QuantWeight):
+        if x.is_cuda and (w.bits == 8 or w.shape[1] % 2 == 0):
+            from .triton_wquant import qlinear
+
+            y = qlinear(x, w)
+            return y if bias is None else y + bias
         return F.linear(x, dequantize(w, x.dtype), bias)
     return F.linear(x, w, bias)

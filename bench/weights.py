@@ -1,0 +1,152 @@
+"""Weight-only int8 / int4 on one GPU: the fused kernel's correctness, its speed per matrix, and the
+whole decode step against bf16 (Qwen3-8B shape, batch 1, 8k context: the weight-precision issue's targets).
+
+Run on the device:  MEMBUDGET_COMPILE=autotune PYTHONPATH=src python3 bench/weights.py [--out DIR]
+Writes weights.json and prints a table. `--tune` also times kernel configurations per matrix shape.
+"""
+
+import argparse
+import itertools
+import json
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from membudget.bench import bench_engine, copy_bandwidth
+from membudget.engine.triton_wquant import qlinear
+from membudget.engine.wquant import dequantize, quantize
+from membudget.spec import resolve_spec
+
+TARGETS = {8: 0.65, 4: 0.45}  # step time vs bf16, Qwen3-8B batch 1
+
+
+def check_kernel() -> float:
+    """Worst relative error of the fused kernel vs an fp64 dequantize-and-multiply, bf16 inputs, one row
+    (CUDA cores) and several (tensor cores)."""
+    worst = 0.0
+    for bits, rows, n, k in itertools.product((8, 4), (1, 3, 16, 200), (1000,), (576, 4096)):
+        w = quantize(torch.randn(n, k, device="cuda") * 0.05, bits)
+        x = torch.randn(rows, k, device="cuda", dtype=torch.bfloat16)
+        ref = x.double() @ dequantize(w, torch.float64).T
+        err = float((qlinear(x, w).double() - ref).norm() / ref.norm())
+        assert err < 1e-2, f"qlinear error {err} (bits {bits}, rows {rows}, K {k})"
+        worst = max(worst, err)
+    return worst
+
+
+def graph_ms(fn, *args, calls: int = 20, replays: int = 20, **kwargs) -> float:
+    """Milliseconds per call of fn(*args, **kwargs), from CUDA-graph replays of `calls` calls (no launch
+    overhead)."""
+    fn(*args, **kwargs)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            fn(*args, **kwargs)
+    graph.replay()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(5):
+        start.record()
+        for _ in range(replays):
+            graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / (replays * calls))
+    return sorted(times)[2]
+
+
+def matrices(spec, bandwidth: float, tune: bool) -> list[dict]:
+    h, inter = spec.hidden_size, spec.intermediate_size
+    qkv = (spec.num_heads + 2 * spec.num_kv_heads) * spec.head_dim
+    shapes = {
+        "qkv": (qkv, h),
+        "o": (h, spec.num_heads * spec.head_dim),
+        "gate_up": (2 * inter, h),
+        "down": (h, inter),
+    }
+    rows = []
+    for (name, (n, k)), bits in itertools.product(shapes.items(), (16, 8, 4)):
+        w16 = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02
+        x = torch.randn(1, k, device="cuda", dtype=torch.bfloat16)
+        if bits == 16:
+            ms, nbytes = graph_ms(F.linear, x, w16), w16.numel() * 2
+            configs = {"cublas": ms}
+        else:
+            w = quantize(w16, bits)
+            nbytes = w.nbytes
+            configs = {"default": graph_ms(qlinear, x, w)}
+            if tune:
+                for bn, splits, warps, stages in itertools.product(
+                    (16, 32, 64), (1, 2, 4, 8), (2, 4, 8), (2, 3, 4)
+                ):
+                    key = f"bn{bn}-s{splits}-w{warps}-st{stages}"
+                    configs[key] = graph_ms(
+                        qlinear, x, w, block_n=bn, splits=splits, num_warps=warps, num_stages=stages
+                    )
+        best = min(configs, key=configs.get)
+        row = {
+            "matrix": name,
+            "n": n,
+            "k": k,
+            "bits": bits,
+            "bytes": nbytes,
+            "ms": configs.get("default", configs[best]),
+            "best": best,
+            "best_ms": configs[best],
+            "pct_of_copy_bw": 100 * nbytes / bandwidth * 1e3 / configs[best],
+        }
+        if tune:
+            row["configs"] = configs
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k != "configs"}), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=os.environ.get("OUT", "."))
+    parser.add_argument("--name", default="weights")
+    parser.add_argument("--tune", action="store_true")
+    parser.add_argument("--batches", default="1")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    spec = resolve_spec("Qwen/Qwen3-8B")
+    result = {
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "compile": os.environ.get("MEMBUDGET_COMPILE", "1"),
+    }
+    result["kernel_rel_err"] = check_kernel()
+    print(f"kernel rel err {result['kernel_rel_err']:.2e}", flush=True)
+    bandwidth = copy_bandwidth(torch.device("cuda"))
+    result["copy_bandwidth_gbps"] = bandwidth / 1e9
+    result["matrices"] = matrices(spec, bandwidth, args.tune)
+    steps = []
+    for batch in map(int, args.batches.split(",")):
+        base = None
+        for bits in (16, 8, 4):
+            row = bench_engine(spec, batch, 8192, bandwidth, weights=bits).to_dict()
+            base = base or row["ms_per_step"]
+            row["vs_bf16"] = row["ms_per_step"] / base
+            steps.append(row)
+            print(json.dumps(row), flush=True)
+    result["steps"] = steps
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / f"{args.name}.json").write_text(json.dumps(result, indent=1))
+    print(f"\ncopy bandwidth {bandwidth / 1e9:.0f} GB/s")
+    print(
+        f"{'G':>3}{'bits':>5}{'ms/step':>9}{'bound ms':>9}{'% bound':>8}{'x bf16':>8}{'target':>8}{'peak GiB':>9}{'acct GiB':>9}"
+    )
+    for r in steps:
+        target = f"<={TARGETS[r['weights']]}" if r["weights"] in TARGETS and r["batch"] == 1 else "-"
+        print(
+            f"{r['batch']:>3}{r['weights']:>5}{r['ms_per_step']:>9.3f}{r['hbm_bound_ms']:>9.3f}{r['pct_of_bound']:>7.1f}%"
+            f"{r['vs_bf16']:>8.3f}{target:>8}{r['peak_bytes'] / 2**30:>9.2f}{r['accounted_bytes'] / 2**30:>9.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
