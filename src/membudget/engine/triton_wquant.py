@@ -25,7 +25,7 @@ import triton.language as tl
 
 from .wquant import GROUP, QuantWeight
 
-MAGIC = 0x4B000000  # the float 2**23: its low 23 bits are mantissa, one unit each
+MAGIC = tl.constexpr(0x4B000000)  # the float 2**23: its low 23 bits are mantissa, one unit each
 
 
 @triton.jit
