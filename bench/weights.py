@@ -79,14 +79,29 @@ def matrices(spec, bandwidth: float, tune: bool) -> list[dict]:
             nbytes = w.nbytes
             configs = {"default": graph_ms(qlinear, x, w)}
             if tune:
-                for bn, splits, warps, stages in itertools.product(
-                    (16, 32, 64), (1, 2, 4, 8), (2, 4, 8), (2, 3, 4)
-                ):
-                    key = f"bn{bn}-s{splits}-w{warps}-st{stages}"
+                grid = [
+                    (bn, sp, wa, st, False)
+                    for bn in (32, 64, 128)
+                    for sp in (2, 4, 8, 16)
+                    for wa in (4, 8)
+                    for st in (2, 3, 4)
+                ]
+                grid += [(bn, sp, 4, st, True) for bn in (64, 128) for sp in (4, 8, 16) for st in (3, 4)]
+                for bn, splits, warps, stages, dot in grid:
+                    key = f"bn{bn}-s{splits}-w{warps}-st{stages}" + ("-dot" if dot else "")
                     configs[key] = graph_ms(
-                        qlinear, x, w, block_n=bn, splits=splits, num_warps=warps, num_stages=stages
+                        qlinear,
+                        x,
+                        w,
+                        block_n=bn,
+                        splits=splits,
+                        num_warps=warps,
+                        num_stages=stages,
+                        use_dot=dot,
                     )
-        best = min(configs, key=configs.get)
+                x16 = torch.randn(16, k, device="cuda", dtype=torch.bfloat16)
+                configs["rows16-default"] = graph_ms(qlinear, x16, w)
+        best = min((c for c in configs if not c.startswith("rows16")), key=configs.get)
         row = {
             "matrix": name,
             "n": n,

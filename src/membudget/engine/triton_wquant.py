@@ -35,17 +35,44 @@ def _as_float(bits):
 
 
 @triton.jit
-def _group_dot(x_lo, x_hi, w_lo, w_hi, USE_DOT: tl.constexpr, PRECISION: tl.constexpr):
-    """[BLOCK_M, BLOCK_N] sum over the group's inputs of x * w (x halves [BLOCK_M, L], w [BLOCK_N, L])."""
-    if USE_DOT:
-        dtype = x_lo.dtype
-        d = tl.dot(x_lo, tl.trans(w_lo.to(dtype)), input_precision=PRECISION)
-        d = tl.dot(x_hi, tl.trans(w_hi.to(dtype)), d, input_precision=PRECISION)
+def _codes(codes, offs_n, n_mask, g, K, BITS: tl.constexpr, HALF: tl.constexpr):
+    """Group g's codes of rows offs_n as two fp32 halves [BLOCK_N, HALF] and the input offsets of each
+    half [HALF]. 8-bit (HALF = 64): inputs 0..63 and 64..127 of the group; 4-bit (HALF = 64): the low
+    nibbles (even inputs) and the high nibbles kept in place (odd inputs, 16 * code) of its 64 bytes.
+    8-bit with HALF = 128: the whole group in the first half (the second is empty)."""
+    half = tl.arange(0, HALF)
+    if BITS == 8:
+        k_lo = g * 128 + half
+        k_hi = k_lo + HALF
+        rows = codes + offs_n[:, None].to(tl.int64) * K
+        b_lo = tl.load(rows + k_lo[None, :], mask=n_mask[:, None] & (k_lo < K)[None, :], other=0)
+        w_lo = _as_float(b_lo.to(tl.int32))
+        if HALF == 64:
+            b_hi = tl.load(rows + k_hi[None, :], mask=n_mask[:, None] & (k_hi < K)[None, :], other=0)
+            w_hi = _as_float(b_hi.to(tl.int32))
+        else:
+            w_hi = w_lo
     else:
-        xl = x_lo.to(tl.float32)
-        xh = x_hi.to(tl.float32)
-        d = tl.sum(xl[:, None, :] * w_lo[None, :, :] + xh[:, None, :] * w_hi[None, :, :], axis=2)
-    return d
+        byte = g * 64 + half
+        k_lo = 2 * byte
+        k_hi = k_lo + 1
+        rows = codes + offs_n[:, None].to(tl.int64) * (K // 2)
+        b = tl.load(rows + byte[None, :], mask=n_mask[:, None] & (k_lo < K)[None, :], other=0).to(tl.int32)
+        w_lo = _as_float(b & 15)
+        w_hi = _as_float(b & 240)  # 16 * the high code
+    return w_lo, w_hi, k_lo, k_hi
+
+
+@triton.jit
+def _scale_zero(scales, zeros, offs_n, n_mask, g, GROUPS, BITS: tl.constexpr):
+    """fp32 scale and zero [BLOCK_N] of group g of rows offs_n."""
+    meta = offs_n * GROUPS + g
+    scale = tl.load(scales + meta, mask=n_mask, other=0.0).to(tl.float32)
+    if BITS == 8:
+        zero = tl.load(zeros + meta, mask=n_mask, other=0).to(tl.int32)
+    else:
+        zero = (tl.load(zeros + meta // 2, mask=n_mask, other=0).to(tl.int32) >> ((meta % 2) * 4)) & 15
+    return scale, _as_float(zero)
 
 
 @triton.jit
@@ -73,49 +100,43 @@ def _qlinear_kernel(
     pid_s = tl.program_id(1)
     pid_m = tl.program_id(2)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     n_mask = offs_n < N
-    m_mask = offs_m < M
-    # a group is split into two halves of 64 inputs: 8-bit, inputs 0..63 and 64..127; 4-bit, the low
-    # and the high nibbles of its 64 bytes (the even and the odd inputs)
-    half = tl.arange(0, 64)
-    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     g_end = tl.minimum(GROUPS, (pid_s + 1) * GROUPS_PER_SPLIT)
-    for g in range(pid_s * GROUPS_PER_SPLIT, g_end):
-        if BITS == 8:
-            k_lo = g * 128 + half
-            k_hi = k_lo + 64
-            w_ptr = codes + offs_n[:, None].to(tl.int64) * K
-            b_lo = tl.load(w_ptr + k_lo[None, :], mask=n_mask[:, None] & (k_lo < K)[None, :], other=0)
-            b_hi = tl.load(w_ptr + k_hi[None, :], mask=n_mask[:, None] & (k_hi < K)[None, :], other=0)
-            w_lo = _as_float(b_lo.to(tl.int32))
-            w_hi = _as_float(b_hi.to(tl.int32))
-            step_hi = 1.0
-        else:
-            byte = g * 64 + half
-            k_lo = 2 * byte
-            k_hi = k_lo + 1
-            w_ptr = codes + offs_n[:, None].to(tl.int64) * (K // 2)
-            b = tl.load(w_ptr + byte[None, :], mask=n_mask[:, None] & (k_lo < K)[None, :], other=0)
-            b = b.to(tl.int32)
-            w_lo = _as_float(b & 15)
-            w_hi = _as_float(b & 240)  # 16 * the high code
-            step_hi = 0.0625
-        x_ptr = x + offs_m[:, None] * s_xm
-        x_lo = tl.load(x_ptr + k_lo[None, :], mask=m_mask[:, None] & (k_lo < K)[None, :], other=0.0)
-        x_hi = tl.load(x_ptr + k_hi[None, :], mask=m_mask[:, None] & (k_hi < K)[None, :], other=0.0)
-        x_hi = (x_hi.to(tl.float32) * step_hi).to(x_hi.dtype)  # exact: a power of two
-        x_sum = tl.sum(x_lo.to(tl.float32), axis=1) + tl.sum(x_hi.to(tl.float32), axis=1) / step_hi
-        d = _group_dot(x_lo, x_hi, w_lo, w_hi, USE_DOT, PRECISION)
-        meta = offs_n * GROUPS + g
-        scale = tl.load(scales + meta, mask=n_mask, other=0.0).to(tl.float32)
-        if BITS == 8:
-            zero = tl.load(zeros + meta, mask=n_mask, other=0).to(tl.int32)
-        else:
-            zero = (tl.load(zeros + meta // 2, mask=n_mask, other=0).to(tl.int32) >> ((meta % 2) * 4)) & 15
-        acc += (d - x_sum[:, None] * _as_float(zero)[None, :]) * scale[None, :]
-    ptr = out + pid_s * s_os + offs_m[:, None] * s_om + offs_n[None, :]
-    tl.store(ptr, acc.to(out.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
+    step_hi = 0.0625 if BITS == 4 else 1.0  # the high nibble holds 16 * code
+    if USE_DOT:  # rows on tensor cores: [BLOCK_M, 64] x [64, BLOCK_N] per half group
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        m_mask = offs_m < M
+        x_rows = x + offs_m[:, None] * s_xm
+        acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+        for g in range(pid_s * GROUPS_PER_SPLIT, g_end):
+            w_lo, w_hi, k_lo, k_hi = _codes(codes, offs_n, n_mask, g, K, BITS, 64)
+            x_lo = tl.load(x_rows + k_lo[None, :], mask=m_mask[:, None] & (k_lo < K)[None, :], other=0.0)
+            x_hi = tl.load(x_rows + k_hi[None, :], mask=m_mask[:, None] & (k_hi < K)[None, :], other=0.0)
+            x_sum = tl.sum(x_lo.to(tl.float32), axis=1) + tl.sum(x_hi.to(tl.float32), axis=1)
+            x_hi = (x_hi.to(tl.float32) * step_hi).to(x_hi.dtype)  # exact: a power of two
+            d = tl.dot(x_lo, tl.trans(w_lo.to(x_lo.dtype)), input_precision=PRECISION)
+            d = tl.dot(x_hi, tl.trans(w_hi.to(x_lo.dtype)), d, input_precision=PRECISION)
+            scale, zero = _scale_zero(scales, zeros, offs_n, n_mask, g, GROUPS, BITS)
+            acc += (d - x_sum[:, None] * zero[None, :]) * scale[None, :]
+        ptr = out + pid_s * s_os + offs_m[:, None] * s_om + offs_n[None, :]
+        tl.store(ptr, acc.to(out.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
+    else:  # one row on the CUDA cores: multiply and sum along the group, all in 2-D tiles
+        HALF: tl.constexpr = 128 if BITS == 8 else 64
+        x_row = x + pid_m * s_xm
+        acc = tl.zeros([BLOCK_N], dtype=tl.float32)
+        for g in range(pid_s * GROUPS_PER_SPLIT, g_end):
+            w_lo, w_hi, k_lo, k_hi = _codes(codes, offs_n, n_mask, g, K, BITS, HALF)
+            x_lo = tl.load(x_row + k_lo, mask=k_lo < K, other=0.0).to(tl.float32)
+            if BITS == 8:
+                x_sum = tl.sum(x_lo, axis=0)
+                d = tl.sum(w_lo * x_lo[None, :], axis=1)
+            else:
+                x_hi = tl.load(x_row + k_hi, mask=k_hi < K, other=0.0).to(tl.float32)
+                x_sum = tl.sum(x_lo, axis=0) + tl.sum(x_hi, axis=0)
+                d = tl.sum(w_lo * x_lo[None, :] + w_hi * (x_hi * step_hi)[None, :], axis=1)
+            scale, zero = _scale_zero(scales, zeros, offs_n, n_mask, g, GROUPS, BITS)
+            acc += (d - x_sum * zero) * scale
+        tl.store(out + pid_s * s_os + pid_m * s_om + offs_n, acc.to(out.dtype.element_ty), mask=n_mask)
 
 
 def splits_for(n: int, groups: int, block_n: int, target_programs: int) -> int:
@@ -132,6 +153,7 @@ def qlinear(
     num_warps: int = 4,
     num_stages: int = 3,
     target_programs: int = 264,
+    use_dot: bool | None = None,
 ) -> torch.Tensor:
     """x [..., K] @ dequantize(w).T -> [..., N] in x's dtype (fp32, bf16 or fp16), one fused kernel."""
     n, k = w.shape
@@ -145,9 +167,9 @@ def qlinear(
         x2 = x2.contiguous()
     m = x2.shape[0]
     groups = triton.cdiv(k, GROUP)
-    use_dot = m > 1
+    use_dot = m > 1 if use_dot is None else use_dot
     block_m = 1 if not use_dot else (16 if m <= 16 else 64)
-    block_n = block_n or (64 if use_dot else 32)
+    block_n = block_n or 64
     splits = splits or splits_for(n, groups, block_n, target_programs // triton.cdiv(m, block_m))
     per_split = triton.cdiv(groups, splits)
     splits = triton.cdiv(groups, per_split)
