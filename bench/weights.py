@@ -86,7 +86,7 @@ def matrices(spec, bandwidth: float, tune: bool) -> list[dict]:
                     for wa in (4, 8)
                     for st in (2, 3, 4)
                 ]
-                grid += [(bn, sp, 4, st, True) for bn in (64, 128) for sp in (4, 8, 16) for st in (3, 4)]
+                grid += [(bn, sp, 4, 3, True) for bn in (64, 128) for sp in (8, 16)]
                 for bn, splits, warps, stages, dot in grid:
                     key = f"bn{bn}-s{splits}-w{warps}-st{stages}" + ("-dot" if dot else "")
                     configs[key] = graph_ms(

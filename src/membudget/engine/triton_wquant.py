@@ -35,32 +35,37 @@ def _as_float(bits):
 
 
 @triton.jit
-def _codes(codes, offs_n, n_mask, g, K, BITS: tl.constexpr, HALF: tl.constexpr):
-    """Group g's codes of rows offs_n as two fp32 halves [BLOCK_N, HALF] and the input offsets of each
-    half [HALF]. 8-bit (HALF = 64): inputs 0..63 and 64..127 of the group; 4-bit (HALF = 64): the low
-    nibbles (even inputs) and the high nibbles kept in place (odd inputs, 16 * code) of its 64 bytes.
-    8-bit with HALF = 128: the whole group in the first half (the second is empty)."""
-    half = tl.arange(0, HALF)
+def _load_codes(codes, offs_n, n_mask, g, K, valid, BITS: tl.constexpr):
+    """The bytes of group g of rows offs_n (all masked off unless `valid`): [BLOCK_N, 128] (8-bit) or
+    [BLOCK_N, 64] (4-bit, input 2i in the low nibble of byte i, 2i + 1 in the high one), uint8."""
     if BITS == 8:
-        k_lo = g * 128 + half
-        k_hi = k_lo + HALF
-        rows = codes + offs_n[:, None].to(tl.int64) * K
-        b_lo = tl.load(rows + k_lo[None, :], mask=n_mask[:, None] & (k_lo < K)[None, :], other=0)
-        w_lo = _as_float(b_lo.to(tl.int32))
-        if HALF == 64:
-            b_hi = tl.load(rows + k_hi[None, :], mask=n_mask[:, None] & (k_hi < K)[None, :], other=0)
-            w_hi = _as_float(b_hi.to(tl.int32))
-        else:
-            w_hi = w_lo
+        k = g * 128 + tl.arange(0, 128)
+        row_bytes = K
     else:
-        byte = g * 64 + half
-        k_lo = 2 * byte
-        k_hi = k_lo + 1
-        rows = codes + offs_n[:, None].to(tl.int64) * (K // 2)
-        b = tl.load(rows + byte[None, :], mask=n_mask[:, None] & (k_lo < K)[None, :], other=0).to(tl.int32)
-        w_lo = _as_float(b & 15)
-        w_hi = _as_float(b & 240)  # 16 * the high code
-    return w_lo, w_hi, k_lo, k_hi
+        k = g * 64 + tl.arange(0, 64)
+        row_bytes = K // 2
+    mask = (n_mask[:, None] & (k < row_bytes)[None, :]) & valid
+    return tl.load(codes + offs_n[:, None].to(tl.int64) * row_bytes + k[None, :], mask=mask, other=0)
+
+
+@triton.jit
+def _unpack(b, BITS: tl.constexpr):
+    """Bytes from _load_codes -> fp32 codes (w_lo, w_hi): 8-bit, all 128 in w_lo (w_hi unused); 4-bit,
+    the low nibbles (even inputs) and the high nibbles left in place (odd inputs, 16 * code)."""
+    b = b.to(tl.int32)
+    if BITS == 8:
+        return _as_float(b), _as_float(b)
+    return _as_float(b & 15), _as_float(b & 240)
+
+
+@triton.jit
+def _load_inputs(x_rows, g, K, row_mask):
+    """Group g's inputs of the rows at x_rows [R] (pointers), as [R, 128] and as its even and odd
+    inputs [R, 64] each (one contiguous load, split in registers)."""
+    k = g * 128 + tl.arange(0, 128)
+    x = tl.load(x_rows[:, None] + k[None, :], mask=row_mask[:, None] & (k < K)[None, :], other=0.0)
+    even, odd = tl.split(tl.reshape(x, (x.shape[0], 64, 2)))
+    return x, even, odd
 
 
 @triton.jit
@@ -101,48 +106,45 @@ def _qlinear_kernel(
     pid_m = tl.program_id(2)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     n_mask = offs_n < N
-    g_end = tl.minimum(GROUPS, (pid_s + 1) * GROUPS_PER_SPLIT)
-    step_hi = 0.0625 if BITS == 4 else 1.0  # the high nibble holds 16 * code
-    if USE_DOT:  # rows on tensor cores: [BLOCK_M, 64] x [64, BLOCK_N] per half group
-        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-        m_mask = offs_m < M
-        x_rows = x + offs_m[:, None] * s_xm
-        acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-        for g in range(pid_s * GROUPS_PER_SPLIT, g_end):
-            w_lo, w_hi, k_lo, k_hi = _codes(codes, offs_n, n_mask, g, K, BITS, 64)
-            x_lo = tl.load(x_rows + k_lo[None, :], mask=m_mask[:, None] & (k_lo < K)[None, :], other=0.0)
-            x_hi = tl.load(x_rows + k_hi[None, :], mask=m_mask[:, None] & (k_hi < K)[None, :], other=0.0)
-            x_sum = tl.sum(x_lo.to(tl.float32), axis=1) + tl.sum(x_hi.to(tl.float32), axis=1)
-            x_hi = (x_hi.to(tl.float32) * step_hi).to(x_hi.dtype)  # exact: a power of two
-            d = tl.dot(x_lo, tl.trans(w_lo.to(x_lo.dtype)), input_precision=PRECISION)
-            d = tl.dot(x_hi, tl.trans(w_hi.to(x_lo.dtype)), d, input_precision=PRECISION)
-            scale, zero = _scale_zero(scales, zeros, offs_n, n_mask, g, GROUPS, BITS)
-            acc += (d - x_sum[:, None] * zero[None, :]) * scale[None, :]
-        ptr = out + pid_s * s_os + offs_m[:, None] * s_om + offs_n[None, :]
-        tl.store(ptr, acc.to(out.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
-    else:  # one row on the CUDA cores: multiply and sum along the group, all in 2-D tiles
-        HALF: tl.constexpr = 128 if BITS == 8 else 64
-        x_row = x + pid_m * s_xm
-        acc = tl.zeros([BLOCK_N], dtype=tl.float32)
-        for g in range(pid_s * GROUPS_PER_SPLIT, g_end):
-            w_lo, w_hi, k_lo, k_hi = _codes(codes, offs_n, n_mask, g, K, BITS, HALF)
-            x_lo = tl.load(x_row + k_lo, mask=k_lo < K, other=0.0).to(tl.float32)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    m_mask = offs_m < M
+    x_rows = x + offs_m * s_xm
+    g_start = pid_s * GROUPS_PER_SPLIT
+    g_end = tl.minimum(GROUPS, g_start + GROUPS_PER_SPLIT)
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    # the next group's codes are loaded while this group's are multiplied (a register double buffer)
+    b_next = _load_codes(codes, offs_n, n_mask, g_start, K, g_start < g_end, BITS)
+    for g in range(g_start, g_end):
+        w_lo, w_hi = _unpack(b_next, BITS)
+        b_next = _load_codes(codes, offs_n, n_mask, g + 1, K, g + 1 < g_end, BITS)
+        xg, x_even, x_odd = _load_inputs(x_rows, g, K, m_mask)
+        x_sum = tl.sum(xg.to(tl.float32), axis=1)  # [BLOCK_M]
+        if USE_DOT:  # rows on tensor cores (codes are exact in 16-bit floats)
             if BITS == 8:
-                x_sum = tl.sum(x_lo, axis=0)
-                d = tl.sum(w_lo * x_lo[None, :], axis=1)
+                d = tl.dot(xg, tl.trans(w_lo.to(xg.dtype)), input_precision=PRECISION)
             else:
-                x_hi = tl.load(x_row + k_hi, mask=k_hi < K, other=0.0).to(tl.float32)
-                x_sum = tl.sum(x_lo, axis=0) + tl.sum(x_hi, axis=0)
-                d = tl.sum(w_lo * x_lo[None, :] + w_hi * (x_hi * step_hi)[None, :], axis=1)
-            scale, zero = _scale_zero(scales, zeros, offs_n, n_mask, g, GROUPS, BITS)
-            acc += (d - x_sum * zero) * scale
-        tl.store(out + pid_s * s_os + pid_m * s_om + offs_n, acc.to(out.dtype.element_ty), mask=n_mask)
+                x_odd = (x_odd.to(tl.float32) * 0.0625).to(xg.dtype)  # exact: a power of two
+                d = tl.dot(x_even, tl.trans(w_lo.to(xg.dtype)), input_precision=PRECISION)
+                d = tl.dot(x_odd, tl.trans(w_hi.to(xg.dtype)), d, input_precision=PRECISION)
+        else:  # one row on the CUDA cores, in 2-D tiles
+            if BITS == 8:
+                d = tl.sum(w_lo * tl.reshape(xg.to(tl.float32), (128,))[None, :], axis=1)
+            else:
+                x_even = tl.reshape(x_even.to(tl.float32), (64,))
+                x_odd = tl.reshape(x_odd.to(tl.float32), (64,)) * 0.0625
+                d = tl.sum(w_lo * x_even[None, :] + w_hi * x_odd[None, :], axis=1)
+            d = d[None, :]
+        scale, zero = _scale_zero(scales, zeros, offs_n, n_mask, g, GROUPS, BITS)
+        acc += (d - x_sum[:, None] * zero[None, :]) * scale[None, :]
+    ptr = out + pid_s * s_os + offs_m[:, None] * s_om + offs_n[None, :]
+    tl.store(ptr, acc.to(out.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
 
 
 def splits_for(n: int, groups: int, block_n: int, target_programs: int) -> int:
-    """Split-K factor: enough programs to fill the GPU, each with at least 4 groups."""
+    """Split-K factor: about `target_programs` programs (many small ones keep more loads in flight than
+    a few long loops: bench/RESULTS.md), each with at least 2 groups."""
     programs = triton.cdiv(n, block_n)
-    return max(1, min(groups // 4, target_programs // programs))
+    return max(1, min(groups // 2, target_programs // programs))
 
 
 def qlinear(
@@ -152,7 +154,7 @@ def qlinear(
     splits: int | None = None,
     num_warps: int = 4,
     num_stages: int = 3,
-    target_programs: int = 264,
+    target_programs: int = 2048,
     use_dot: bool | None = None,
 ) -> torch.Tensor:
     """x [..., K] @ dequantize(w).T -> [..., N] in x's dtype (fp32, bf16 or fp16), one fused kernel."""
@@ -169,7 +171,7 @@ def qlinear(
     groups = triton.cdiv(k, GROUP)
     use_dot = m > 1 if use_dot is None else use_dot
     block_m = 1 if not use_dot else (16 if m <= 16 else 64)
-    block_n = block_n or 64
+    block_n = block_n or 128
     splits = splits or splits_for(n, groups, block_n, target_programs // triton.cdiv(m, block_m))
     per_split = triton.cdiv(groups, splits)
     splits = triton.cdiv(groups, per_split)
