@@ -58,6 +58,30 @@ def graph_ms(fn, *args, calls: int = 20, replays: int = 20, **kwargs) -> float:
     return sorted(times)[2]
 
 
+def tinygemm(x, w) -> dict:
+    """Experiment: torch's own int4 kernel (`_weight_int4pack_mm`, bf16 scale and zero per group) on the
+    same codes, with its error against our dequantized weight; ms per call, or the error it raised."""
+    from membudget.engine.wquant import unpacked
+
+    q, z = unpacked(w)
+    s = w.scales.float()
+    scale_zero = torch.stack([s, (8 - z.float()) * s], -1).transpose(0, 1).contiguous().bfloat16()
+    ref = x.double() @ dequantize(w, torch.float64).T
+    found = {}
+    for order in ("hi", "lo"):
+        packed = (q[:, ::2] << 4 | q[:, 1::2]) if order == "hi" else (q[:, ::2] | q[:, 1::2] << 4)
+        for tiles in (2, 4, 8):
+            key = f"tinygemm-{order}-ikt{tiles}"
+            try:
+                wp = torch._convert_weight_to_int4pack(packed.contiguous(), tiles)
+                y = torch._weight_int4pack_mm(x, wp, 128, scale_zero)
+                found[key + "-relerr"] = float((y.double() - ref).norm() / ref.norm())
+                found[key] = graph_ms(torch._weight_int4pack_mm, x, wp, 128, scale_zero)
+            except Exception as err:  # noqa: BLE001 -- an experiment: record what failed
+                found[key + "-error"] = str(err)[:200]
+    return found
+
+
 def matrices(spec, bandwidth: float, tune: bool) -> list[dict]:
     h, inter = spec.hidden_size, spec.intermediate_size
     qkv = (spec.num_heads + 2 * spec.num_kv_heads) * spec.head_dim
@@ -80,13 +104,9 @@ def matrices(spec, bandwidth: float, tune: bool) -> list[dict]:
             configs = {"default": graph_ms(qlinear, x, w)}
             if tune:
                 grid = [
-                    (bn, sp, wa, st, False)
-                    for bn in (32, 64, 128)
-                    for sp in (2, 4, 8, 16)
-                    for wa in (4, 8)
-                    for st in (2, 3, 4)
+                    (bn, sp, wa, 3, False) for bn in (64, 128, 256) for sp in (4, 8, 16, 32) for wa in (4, 8)
                 ]
-                grid += [(bn, sp, 4, 3, True) for bn in (64, 128) for sp in (8, 16)]
+                grid += [(128, sp, 4, 3, True) for sp in (8, 16)]
                 for bn, splits, warps, stages, dot in grid:
                     key = f"bn{bn}-s{splits}-w{warps}-st{stages}" + ("-dot" if dot else "")
                     configs[key] = graph_ms(
@@ -99,9 +119,16 @@ def matrices(spec, bandwidth: float, tune: bool) -> list[dict]:
                         num_stages=stages,
                         use_dot=dot,
                     )
+                if bits == 4:
+                    configs.update(tinygemm(x, w))
                 x16 = torch.randn(16, k, device="cuda", dtype=torch.bfloat16)
                 configs["rows16-default"] = graph_ms(qlinear, x16, w)
-        best = min((c for c in configs if not c.startswith("rows16")), key=configs.get)
+        timed = {
+            c: v
+            for c, v in configs.items()
+            if isinstance(v, float) and not c.startswith("rows16") and "-rel" not in c
+        }
+        best = min(timed, key=timed.get)
         row = {
             "matrix": name,
             "n": n,
