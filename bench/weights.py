@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from membudget.bench import bench_engine, copy_bandwidth
+from membudget.engine.torch_int4 import eligible, to_tiles
+from membudget.engine.torch_int4 import linear as int4_linear
 from membudget.engine.triton_wquant import qlinear
 from membudget.engine.wquant import dequantize, quantize
 from membudget.spec import resolve_spec
@@ -23,16 +25,20 @@ TARGETS = {8: 0.65, 4: 0.45}  # step time vs bf16, Qwen3-8B batch 1
 
 
 def check_kernel() -> float:
-    """Worst relative error of the fused kernel vs an fp64 dequantize-and-multiply, bf16 inputs, one row
-    (CUDA cores) and several (tensor cores)."""
+    """Worst relative error of the kernels vs an fp64 dequantize-and-multiply, bf16 inputs: Triton at one
+    row (CUDA cores) and several (tensor cores), and torch's int4 kernel on the re-packed 4-bit weights."""
     worst = 0.0
-    for bits, rows, n, k in itertools.product((8, 4), (1, 3, 16, 200), (1000,), (576, 4096)):
+    for bits, rows, n, k in itertools.product((8, 4), (1, 3, 16, 200), (1024,), (576, 4096)):
         w = quantize(torch.randn(n, k, device="cuda") * 0.05, bits)
         x = torch.randn(rows, k, device="cuda", dtype=torch.bfloat16)
         ref = x.double() @ dequantize(w, torch.float64).T
-        err = float((qlinear(x, w).double() - ref).norm() / ref.norm())
-        assert err < 1e-2, f"qlinear error {err} (bits {bits}, rows {rows}, K {k})"
-        worst = max(worst, err)
+        outs = {"triton": qlinear(x, w)}
+        if eligible(w, x.dtype):
+            outs["torch-int4"] = int4_linear(x, to_tiles(w))
+        for kernel, out in outs.items():
+            err = float((out.double() - ref).norm() / ref.norm())
+            assert err < 1e-2, f"{kernel} error {err} (bits {bits}, rows {rows}, K {k})"
+            worst = max(worst, err)
     return worst
 
 
@@ -58,30 +64,6 @@ def graph_ms(fn, *args, calls: int = 20, replays: int = 20, **kwargs) -> float:
     return sorted(times)[2]
 
 
-def tinygemm(x, w) -> dict:
-    """Experiment: torch's own int4 kernel (`_weight_int4pack_mm`, bf16 scale and zero per group) on the
-    same codes, with its error against our dequantized weight; ms per call, or the error it raised."""
-    from membudget.engine.wquant import unpacked
-
-    q, z = unpacked(w)
-    s = w.scales.float()
-    scale_zero = torch.stack([s, (8 - z.float()) * s], -1).transpose(0, 1).contiguous().bfloat16()
-    ref = x.double() @ dequantize(w, torch.float64).T
-    found = {}
-    for order in ("hi", "lo"):
-        packed = (q[:, ::2] << 4 | q[:, 1::2]) if order == "hi" else (q[:, ::2] | q[:, 1::2] << 4)
-        for tiles in (2, 4, 8):
-            key = f"tinygemm-{order}-ikt{tiles}"
-            try:
-                wp = torch._convert_weight_to_int4pack(packed.contiguous(), tiles)
-                y = torch._weight_int4pack_mm(x, wp, 128, scale_zero)
-                found[key + "-relerr"] = float((y.double() - ref).norm() / ref.norm())
-                found[key] = graph_ms(torch._weight_int4pack_mm, x, wp, 128, scale_zero)
-            except Exception as err:  # noqa: BLE001 -- an experiment: record what failed
-                found[key + "-error"] = str(err)[:200]
-    return found
-
-
 def matrices(spec, bandwidth: float, tune: bool) -> list[dict]:
     h, inter = spec.hidden_size, spec.intermediate_size
     qkv = (spec.num_heads + 2 * spec.num_kv_heads) * spec.head_dim
@@ -101,7 +83,11 @@ def matrices(spec, bandwidth: float, tune: bool) -> list[dict]:
         else:
             w = quantize(w16, bits)
             nbytes = w.nbytes
-            configs = {"default": graph_ms(qlinear, x, w)}
+            configs = {"triton": graph_ms(qlinear, x, w)}
+            if eligible(w, x.dtype):  # what the engine runs for this 4-bit matrix
+                configs["default"] = graph_ms(int4_linear, x, to_tiles(w))
+            else:
+                configs["default"] = configs["triton"]
             if tune:
                 grid = [
                     (bn, sp, wa, 3, False) for bn in (64, 128, 256) for sp in (4, 8, 16, 32) for wa in (4, 8)
@@ -119,8 +105,6 @@ def matrices(spec, bandwidth: float, tune: bool) -> list[dict]:
                         num_stages=stages,
                         use_dot=dot,
                     )
-                if bits == 4:
-                    configs.update(tinygemm(x, w))
                 x16 = torch.randn(16, k, device="cuda", dtype=torch.bfloat16)
                 configs["rows16-default"] = graph_ms(qlinear, x16, w)
         timed = {

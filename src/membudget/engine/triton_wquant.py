@@ -35,8 +35,8 @@ def _as_float(bits):
 
 
 @triton.jit
-def _load_codes(codes, offs_n, n_mask, g, K, valid, BITS: tl.constexpr):
-    """The bytes of group g of rows offs_n (all masked off unless `valid`): [BLOCK_N, 128] (8-bit) or
+def _load_codes(codes, offs_n, n_mask, g, K, BITS: tl.constexpr):
+    """The bytes of group g of rows offs_n: [BLOCK_N, 128] (8-bit) or
     [BLOCK_N, 64] (4-bit, input 2i in the low nibble of byte i, 2i + 1 in the high one), uint8."""
     if BITS == 8:
         k = g * 128 + tl.arange(0, 128)
@@ -44,7 +44,7 @@ def _load_codes(codes, offs_n, n_mask, g, K, valid, BITS: tl.constexpr):
     else:
         k = g * 64 + tl.arange(0, 64)
         row_bytes = K // 2
-    mask = (n_mask[:, None] & (k < row_bytes)[None, :]) & valid
+    mask = n_mask[:, None] & (k < row_bytes)[None, :]
     return tl.load(codes + offs_n[:, None].to(tl.int64) * row_bytes + k[None, :], mask=mask, other=0)
 
 
@@ -112,11 +112,9 @@ def _qlinear_kernel(
     g_start = pid_s * GROUPS_PER_SPLIT
     g_end = tl.minimum(GROUPS, g_start + GROUPS_PER_SPLIT)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-    # the next group's codes are loaded while this group's are multiplied (a register double buffer)
-    b_next = _load_codes(codes, offs_n, n_mask, g_start, K, g_start < g_end, BITS)
+    # (loading the next group's codes ahead, a register double buffer, measured slower: RESULTS.md)
     for g in range(g_start, g_end):
-        w_lo, w_hi = _unpack(b_next, BITS)
-        b_next = _load_codes(codes, offs_n, n_mask, g + 1, K, g + 1 < g_end, BITS)
+        w_lo, w_hi = _unpack(_load_codes(codes, offs_n, n_mask, g, K, BITS), BITS)
         xg, x_even, x_odd = _load_inputs(x_rows, g, K, m_mask)
         x_sum = tl.sum(xg.to(tl.float32), axis=1)  # [BLOCK_M]
         if USE_DOT:  # rows on tensor cores (codes are exact in 16-bit floats)
@@ -141,10 +139,10 @@ def _qlinear_kernel(
 
 
 def splits_for(n: int, groups: int, block_n: int, target_programs: int) -> int:
-    """Split-K factor: about `target_programs` programs (many small ones keep more loads in flight than
-    a few long loops: bench/RESULTS.md), each with at least 2 groups."""
+    """Split-K factor: about `target_programs` programs (many short loops keep more loads in flight than
+    a few long ones: bench/RESULTS.md), at most 16 splits, each with at least 2 groups."""
     programs = triton.cdiv(n, block_n)
-    return max(1, min(groups // 2, target_programs // programs))
+    return max(1, min(16, groups // 2, target_programs // programs))
 
 
 def qlinear(
