@@ -94,3 +94,89 @@ def test_torch_int4_tiles_multiply_like_the_reference():
     out = linear(x, tiles)
     assert out.shape == (3, 32) and out.dtype == torch.bfloat16
     assert float((out.double() - ref).norm() / ref.norm()) < 1e-2
+
+
+# Short questions for the greedy-answer comparison (fixed; SmolLM2 answers most in a sentence).
+QUESTIONS = [
+    "What is the capital of France?",
+    "Name three primary colors.",
+    "How many legs does a spider have?",
+    "What is 12 times 12?",
+    "Who wrote Romeo and Juliet?",
+    "What is the boiling point of water in Celsius?",
+    "Give a synonym for happy.",
+    "What planet is known as the Red Planet?",
+    "Translate 'thank you' into Spanish.",
+    "What is the largest ocean on Earth?",
+    "How many days are in a leap year?",
+    "What gas do plants absorb?",
+    "What is the square root of 81?",
+    "Name a mammal that can fly.",
+    "What is the chemical symbol for gold?",
+    "Who painted the Mona Lisa?",
+    "What is the freezing point of water in Fahrenheit?",
+    "How many continents are there?",
+    "What is the opposite of cold?",
+    "What language is spoken in Brazil?",
+    "What is 7 plus 8?",
+    "Which animal is known as the king of the jungle?",
+    "What is the tallest mountain in the world?",
+    "How many hours are in a day?",
+    "What color is the sky on a clear day?",
+    "What is the capital of Japan?",
+    "Name a fruit that is yellow.",
+    "What do bees make?",
+    "How many sides does a hexagon have?",
+    "What is the main ingredient of guacamole?",
+    "Who was the first person to walk on the Moon?",
+    "What is the largest planet in our solar system?",
+    "What is H2O commonly called?",
+    "How many minutes are in an hour?",
+    "What is the currency of the United Kingdom?",
+    "Name an instrument with keys.",
+    "What is 100 divided by 4?",
+    "Which season comes after winter?",
+    "What is the fastest land animal?",
+    "What is the capital of Italy?",
+]
+
+
+def greedy_answers(loaded, new_tokens: int = 16) -> list[list[int]]:
+    """Greedy continuations of every question (chat template), all in one batch, each cut after EOS."""
+    tok, decoder = loaded.tokenizer, loaded.decoder
+    prompts = [
+        tok.encode(
+            tok.apply_chat_template(
+                [{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True
+            )
+        )
+        for q in QUESTIONS
+    ]
+    cache = decoder.new_cache(len(prompts), max(map(len, prompts)) + new_tokens)
+    logits = torch.stack(
+        [decoder.prefill(torch.tensor(p), cache, rows=slice(i, i + 1)) for i, p in enumerate(prompts)]
+    )
+    positions, out = torch.tensor([len(p) for p in prompts]), []
+    for _ in range(new_tokens):
+        out.append(logits.argmax(-1))
+        logits = decoder.decode(out[-1], positions, cache)
+        positions = positions + 1
+    rows = torch.stack(out, 1).tolist()
+    return [r[: r.index(tok.eos_token_id) + 1] if tok.eos_token_id in r else r for r in rows]
+
+
+def test_smollm2_int8_greedy_answers_match_as_often_as_bf16_arithmetic(smollm2_fp32):
+    """Greedy answers (16 tokens) to 40 short questions, weights 8/4 bits vs the 16-bit checkpoint, all in
+    fp32 arithmetic so that only the weights differ. Measured: int8 25/40 identical, int4 1/40; computing
+    the 16-bit model in bf16 instead of fp32 changes as many (24/40 identical): SmolLM2-135M's greedy
+    continuations flip at near-ties under any perturbation of that size. The issue's >= 95 % is not
+    reachable by a weight format on this model (bench/RESULTS.md); this test guards what is measured."""
+    from membudget.engine.load import load_model
+
+    reference = greedy_answers(smollm2_fp32)
+    same = {}
+    for bits in (8, 4):
+        answers = greedy_answers(load_model("smollm2", dtype="float32", weights=bits))
+        same[bits] = sum(a == b for a, b in zip(answers, reference, strict=True))
+    print(f"identical greedy answers of {len(QUESTIONS)}: int8 {same[8]}, int4 {same[4]}")
+    assert same[8] >= 22 and same[4] < same[8]
