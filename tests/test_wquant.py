@@ -94,6 +94,9 @@ def test_torch_int4_tiles_multiply_like_the_reference():
     out = linear(x, tiles)
     assert out.shape == (3, 32) and out.dtype == torch.bfloat16
     assert float((out.double() - ref).norm() / ref.norm()) < 1e-2
+    # traced as the engine's compiled step traces it (an opaque op; eager kernels, no code generation)
+    traced = torch.compile(lambda v: linear(v, tiles), fullgraph=True, backend="aot_eager")
+    assert torch.equal(traced(x[None]), out[None])
 
 
 # Short questions for the greedy-answer comparison (fixed; SmolLM2 answers most in a sentence).

@@ -68,12 +68,23 @@ def scale_and_zero(w: Int4Tiles) -> torch.Tensor:
     return torch.stack([s, (8 - z) * s], dim=-1).transpose(0, 1).contiguous().to(torch.bfloat16)
 
 
+@torch.library.custom_op("membudget::int4_mm", mutates_args=())
+def int4_mm(x: torch.Tensor, tiles: torch.Tensor, scale_zero: torch.Tensor) -> torch.Tensor:
+    """x [M, K] bf16, torch's tiles and [G, N, 2] scale and zero -> [M, N] bf16.
+
+    Opaque to torch.compile on purpose: its kernel reads raw row-major buffers, and measured on the GPU,
+    Inductor handed it a scale-and-zero buffer in another memory order (garbage out); here every
+    input is made contiguous right before the call."""
+    op = torch.ops.aten._weight_int4pack_mm if x.is_cuda else torch.ops.aten._weight_int4pack_mm_for_cpu
+    return op(x.contiguous(), tiles.contiguous(), GROUP, scale_zero.contiguous())
+
+
+@int4_mm.register_fake
+def _(x: torch.Tensor, tiles: torch.Tensor, scale_zero: torch.Tensor) -> torch.Tensor:
+    return x.new_empty(x.shape[0], scale_zero.shape[1])
+
+
 def linear(x: torch.Tensor, w: Int4Tiles) -> torch.Tensor:
     """x [..., K] bf16 @ w.T -> [..., N] bf16."""
     n, k = w.shape
-    x2 = x.reshape(-1, k).contiguous()
-    if x.is_cuda:
-        y = torch.ops.aten._weight_int4pack_mm(x2, w.tiles, GROUP, scale_and_zero(w))
-    else:
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, w.tiles, GROUP, scale_and_zero(w))
-    return y.view(*x.shape[:-1], n)
+    return int4_mm(x.reshape(-1, k), w.tiles, scale_and_zero(w)).view(*x.shape[:-1], n)
