@@ -186,6 +186,7 @@ def main() -> None:
     parser.add_argument("--name", default="weights")
     parser.add_argument("--tune", action="store_true")
     parser.add_argument("--checks-only", action="store_true", help="correctness checks, no timing")
+    parser.add_argument("--no-model-check", action="store_true", help="skip the Qwen3-0.6B step checks")
     parser.add_argument("--batches", default="1")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -197,7 +198,7 @@ def main() -> None:
     }
     result["kernel_rel_err"] = check_kernel()
     print(f"kernel rel err {result['kernel_rel_err']:.2e}", flush=True)
-    result["model_checks"] = check_model()
+    result["model_checks"] = {} if args.no_model_check else check_model()
     if args.checks_only:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / f"{args.name}.json").write_text(json.dumps(result, indent=1))
