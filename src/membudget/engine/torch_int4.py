@@ -68,13 +68,14 @@ def scale_and_zero(w: Int4Tiles) -> torch.Tensor:
     return torch.stack([s, (8 - z) * s], dim=-1).transpose(0, 1).contiguous().to(torch.bfloat16)
 
 
-@torch.library.custom_op("membudget::int4_mm", mutates_args=())
+@torch.library.custom_op("membudget::int4_mm", mutates_args=(), tags=(torch.Tag.needs_fixed_stride_order,))
 def int4_mm(x: torch.Tensor, tiles: torch.Tensor, scale_zero: torch.Tensor) -> torch.Tensor:
     """x [M, K] bf16, torch's tiles and [G, N, 2] scale and zero -> [M, N] bf16.
 
     Opaque to torch.compile on purpose: its kernel reads raw row-major buffers, and measured on the GPU,
-    Inductor handed it a scale-and-zero buffer in another memory order (garbage out); here every
-    input is made contiguous right before the call."""
+    Inductor handed it a scale-and-zero buffer in another memory order (garbage out). The tag asks
+    Inductor for the traced (contiguous) strides, and every input is made contiguous before the call
+    anyway (a no-op when Inductor complies)."""
     op = torch.ops.aten._weight_int4pack_mm if x.is_cuda else torch.ops.aten._weight_int4pack_mm_for_cpu
     return op(x.contiguous(), tiles.contiguous(), GROUP, scale_zero.contiguous())
 
