@@ -15,8 +15,6 @@ import torch
 import torch.nn.functional as F
 
 from membudget.bench import bench_engine, copy_bandwidth
-from membudget.engine.torch_int4 import eligible, to_tiles
-from membudget.engine.torch_int4 import linear as int4_linear
 from membudget.engine.triton_wquant import qlinear
 from membudget.engine.wquant import dequantize, quantize
 from membudget.spec import resolve_spec
@@ -25,20 +23,16 @@ TARGETS = {8: 0.65, 4: 0.45}  # step time vs bf16, Qwen3-8B batch 1
 
 
 def check_kernel() -> float:
-    """Worst relative error of the kernels vs an fp64 dequantize-and-multiply, bf16 inputs: Triton at one
-    row (CUDA cores) and several (tensor cores), and torch's int4 kernel on the re-packed 4-bit weights."""
+    """Worst relative error of the fused kernel vs an fp64 dequantize-and-multiply, bf16 inputs, one row
+    (CUDA cores) and several (tensor cores)."""
     worst = 0.0
     for bits, rows, n, k in itertools.product((8, 4), (1, 3, 16, 200), (1024,), (576, 4096)):
         w = quantize(torch.randn(n, k, device="cuda") * 0.05, bits)
         x = torch.randn(rows, k, device="cuda", dtype=torch.bfloat16)
         ref = x.double() @ dequantize(w, torch.float64).T
-        outs = {"triton": qlinear(x, w)}
-        if eligible(w, x.dtype):
-            outs["torch-int4"] = int4_linear(x, to_tiles(w))
-        for kernel, out in outs.items():
-            err = float((out.double() - ref).norm() / ref.norm())
-            assert err < 1e-2, f"{kernel} error {err} (bits {bits}, rows {rows}, K {k})"
-            worst = max(worst, err)
+        err = float((qlinear(x, w).double() - ref).norm() / ref.norm())
+        assert err < 1e-2, f"qlinear error {err} (bits {bits}, rows {rows}, K {k})"
+        worst = max(worst, err)
     return worst
 
 
@@ -62,7 +56,7 @@ def check_model() -> dict:
         plain.layers = plain.compute_layers = [
             q._replace(**{n: dequantize(getattr(q, n), torch.bfloat16) for n in LINEARS}) for q in quantized
         ]
-        model.layers = model.compute_layers = [model._for_kernels(q) for q in quantized]
+        model.layers = model.compute_layers = quantized
         kinds = sorted({type(getattr(layer, n)).__name__ for layer in model.layers for n in LINEARS})
         ids = torch.randint(0, spec.vocab_size, (4, 32), device="cuda")
         caches = [m.new_cache(4, 64) for m in (model, plain)]
@@ -132,11 +126,7 @@ def matrices(spec, bandwidth: float, tune: bool) -> list[dict]:
         else:
             w = quantize(w16, bits)
             nbytes = w.nbytes
-            configs = {"triton": graph_ms(qlinear, x, w)}
-            if eligible(w, x.dtype):  # what the engine runs for this 4-bit matrix
-                configs["default"] = graph_ms(int4_linear, x, to_tiles(w))
-            else:
-                configs["default"] = configs["triton"]
+            configs = {"default": graph_ms(qlinear, x, w)}
             if tune:
                 grid = [
                     (bn, sp, wa, 3, False) for bn in (64, 128, 256) for sp in (4, 8, 16, 32) for wa in (4, 8)

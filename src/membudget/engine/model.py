@@ -20,7 +20,6 @@ from .cache import KVCache
 from .kvstore import DenseStore, QuantStore
 from .policies import make_policy
 from .rope import apply_rope, rope_table
-from .torch_int4 import Int4Tiles, eligible, to_tiles
 from .wquant import QuantWeight, dequantize, linear, quantize
 
 
@@ -69,7 +68,6 @@ class Decoder:
     ) -> None:
         self.spec = spec
         self.dtype, self.device = embed.dtype, embed.device
-        layers = [self._for_kernels(layer) for layer in layers]
         self.embed, self.layers, self.norm, self.lm_head = embed, layers, norm, lm_head
         self.compute_layers = layers  # what the forward multiplies (see quantize_)
         self.eps = eps
@@ -176,8 +174,6 @@ class Decoder:
             for t in layer:
                 if isinstance(t, QuantWeight):
                     tensors += [t.qweight, t.scales, t.zeros]
-                elif isinstance(t, Int4Tiles):
-                    tensors += [t.tiles, t.scales, t.zeros]
                 elif t is not None:
                     tensors.append(t)
         unique = {t.data_ptr(): t for t in tensors}
@@ -192,31 +188,18 @@ class Decoder:
         `compute_layers` and the forward multiplies those (the same values the reference kernel
         computes at every step, so results are identical; it trades memory for a ~3x faster CPU step).
         CPU runs measure accuracy; memory and speed are measured on the GPU, where the packed form is
-        all there is (4-bit matrices re-packed for torch's int4 kernel where it applies: `_for_kernels`)."""
+        all there is (engine/triton_wquant.py multiplies it)."""
         if bits == 16:
             return
         for i, layer in enumerate(self.layers):
-            self.layers[i] = self._for_kernels(
-                layer._replace(**{name: quantize(getattr(layer, name), bits) for name in LINEARS})
+            self.layers[i] = layer._replace(
+                **{name: quantize(getattr(layer, name), bits) for name in LINEARS}
             )
             layer = None
         if self.device.type == "cpu":
             self.compute_layers = [
                 w._replace(**{n: dequantize(getattr(w, n), self.dtype) for n in LINEARS}) for w in self.layers
             ]
-
-    def _for_kernels(self, layer: LayerWeights) -> LayerWeights:
-        """On CUDA, the layer's 4-bit matrices that torch's int4 kernel takes, re-packed for it
-        (engine/torch_int4.py: measured twice as fast as our Triton kernel); the rest unchanged."""
-        if self.device.type != "cuda":
-            return layer
-        return layer._replace(
-            **{
-                name: to_tiles(w)
-                for name in LINEARS
-                if isinstance(w := getattr(layer, name), QuantWeight) and eligible(w, self.dtype)
-            }
-        )
 
     def token_logits(self, ids: torch.Tensor) -> torch.Tensor:
         """fp32 logits [S, V] at every position of ids [S] (one prompt; for perplexity)."""

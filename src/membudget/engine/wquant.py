@@ -9,8 +9,7 @@ with G = ceil(K / 128) groups per output row along the input dimension, and
 
 `quantize` is round-to-nearest (RTN) with the range widened to include 0 (as GPTQ's quantizer does).
 `linear` multiplies: on CUDA with the fused Triton kernel (engine/triton_wquant.py), which reads the
-packed codes and never forms a 16-bit copy of the weight, or with torch's int4 kernel for the 4-bit
-weights the decoder re-packed for it (engine/torch_int4.py); elsewhere with the reference, which
+packed codes and never forms a 16-bit copy of the weight; elsewhere with the reference, which
 dequantizes and multiplies.
 """
 
@@ -110,11 +109,6 @@ def dequantize(weight: QuantWeight, dtype: torch.dtype = torch.float32) -> torch
 def linear(x: torch.Tensor, w: torch.Tensor | QuantWeight, bias: torch.Tensor | None = None) -> torch.Tensor:
     """F.linear for plain or quantized weights (quantized: the fused kernel on CUDA, else dequantize and
     multiply)."""
-    if not isinstance(w, (torch.Tensor, QuantWeight)):  # torch_int4.Int4Tiles
-        from .torch_int4 import linear as int4_linear
-
-        y = int4_linear(x, w)
-        return y if bias is None else y + bias
     if isinstance(w, QuantWeight):
         if x.is_cuda and (w.bits == 8 or w.shape[1] % 2 == 0):
             from .triton_wquant import qlinear
