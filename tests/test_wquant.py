@@ -51,6 +51,34 @@ def test_quantized_engine_allocates_what_memory_accounts(model_type, bits):
     assert torch.equal(logits, again)
 
 
+@pytest.mark.parametrize("bits", [16, 8])
+def test_loading_quantizes_layer_by_layer_like_quantizing_after(bits):
+    """from_hf(..., bits) (what load_model does: move and quantize one layer at a time) gives the same
+    decoder as from_hf then quantize_, takes the module's copies, and keeps a tied head tied."""
+    import copy
+
+    from membudget.engine.model import Decoder
+    from membudget.spec import ModelSpec
+
+    model = tiny_model("qwen3", dtype=torch.bfloat16)
+    spec = ModelSpec.from_config(model.config.to_dict())
+    at_load = Decoder.from_hf(copy.deepcopy(model), spec, device="cpu", bits=bits)
+    after = Decoder.from_hf(copy.deepcopy(model), spec)
+    after.quantize_(bits)
+    assert at_load.weight_bytes == after.weight_bytes == weight_bytes(spec, bits)
+    ids, positions = torch.tensor([5, 6]), torch.tensor([0, 0])
+    assert torch.equal(
+        at_load.decode(ids, positions, at_load.new_cache(2, 4)),
+        after.decode(ids, positions, after.new_cache(2, 4)),
+    )
+    taken = copy.deepcopy(model)
+    Decoder.from_hf(taken, spec, bits=bits)
+    assert all(layer.mlp.down_proj.weight is None for layer in taken.model.layers)
+    tied = tiny_model("llama", dtype=torch.bfloat16, tie_word_embeddings=True)
+    decoder = Decoder.from_hf(tied, ModelSpec.from_config(tied.config.to_dict()), bits=bits)
+    assert decoder.lm_head is decoder.embed
+
+
 TEXT = (
     "The quick brown fox jumps over the lazy dog. Scientists have discovered that the ocean covers more "
     "than seventy percent of the surface of the Earth, and that most of it remains unexplored. In the "

@@ -97,7 +97,8 @@ def load_model(
     weights: int = 16,
 ) -> LoadedModel:
     """A Decoder and tokenizer for a hub id, local directory, .gguf file or `smollm2`; with weights 8 or 4
-    the decoder layers' linears are quantized on `device` after loading (round to nearest)."""
+    the decoder layers' linears are quantized on `device` (round to nearest). The checkpoint is read
+    into host memory and moved to `device` one layer at a time, quantized there as it arrives."""
     if weights not in (16, 8, 4):
         raise ValueError(f"weights must be 16, 8 or 4 bits, not {weights}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -129,9 +130,7 @@ def load_model(
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
     except OSError as err:
         raise SpecError(f"cannot load model {name!r}: {err}".splitlines()[0]) from None
-    model = model.to(device).eval()
     spec = ModelSpec.from_config(model.config.to_dict(), name=name)
-    decoder = Decoder.from_hf(model, spec)
+    decoder = Decoder.from_hf(model.eval(), spec, device=device, bits=weights)  # layer by layer
     del model
-    decoder.quantize_(weights)
     return LoadedModel(decoder, tokenizer, spec, source)

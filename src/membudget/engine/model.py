@@ -82,49 +82,69 @@ class Decoder:
 
     # --- construction ------------------------------------------------------------------------------
     @classmethod
-    def from_hf(cls, model, spec: ModelSpec) -> Decoder:
-        """Take the weights of a transformers *ForCausalLM (Llama/Mistral/Qwen2/Qwen3).
+    def from_hf(
+        cls, model, spec: ModelSpec, device: str | torch.device | None = None, bits: int = 16
+    ) -> Decoder:
+        """Take the weights of a transformers *ForCausalLM (Llama/Mistral/Qwen2/Qwen3), moved to `device`
+        (default: where they are) and, with bits 8 or 4, quantized there (see quantize_).
 
-        q/k/v and gate/up are stacked into new tensors and the module's own copies are released
-        layer by layer, so only one layer is ever held twice; the model is unusable afterwards.
+        Layer by layer: q/k/v and gate/up are stacked, moved and quantized, and the module's own copies
+        are released, so the target device never holds more than one 16-bit layer beyond the result
+        (a 4-bit model loads on a GPU too small for its 16-bit form); the model is unusable afterwards.
         """
         body, config = model.model, model.config
+        device = torch.device(device) if device is not None else body.embed_tokens.weight.device
+
+        def take(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.data.to(device)
+
         layers = []
         for layer in body.layers:
             attn, mlp = layer.self_attn, layer.mlp
             bias = None
             if attn.q_proj.bias is not None:
-                bias = torch.cat([attn.q_proj.bias.data, attn.k_proj.bias.data, attn.v_proj.bias.data])
-            layers.append(
-                LayerWeights(
-                    input_norm=layer.input_layernorm.weight.data,
-                    qkv=torch.cat(
-                        [attn.q_proj.weight.data, attn.k_proj.weight.data, attn.v_proj.weight.data]
-                    ),
-                    o=attn.o_proj.weight.data,
-                    post_norm=layer.post_attention_layernorm.weight.data,
-                    gate_up=torch.cat([mlp.gate_proj.weight.data, mlp.up_proj.weight.data]),
-                    down=mlp.down_proj.weight.data,
-                    qkv_bias=bias,
-                    q_norm=_data(getattr(attn, "q_norm", None)),
-                    k_norm=_data(getattr(attn, "k_norm", None)),
-                )
+                bias = take(torch.cat([attn.q_proj.bias.data, attn.k_proj.bias.data, attn.v_proj.bias.data]))
+            weights = LayerWeights(
+                input_norm=take(layer.input_layernorm.weight),
+                qkv=take(
+                    torch.cat([attn.q_proj.weight.data, attn.k_proj.weight.data, attn.v_proj.weight.data])
+                ),
+                o=take(attn.o_proj.weight),
+                post_norm=take(layer.post_attention_layernorm.weight),
+                gate_up=take(torch.cat([mlp.gate_proj.weight.data, mlp.up_proj.weight.data])),
+                down=take(mlp.down_proj.weight),
+                qkv_bias=bias,
+                q_norm=take(_data(getattr(attn, "q_norm", None))),
+                k_norm=take(_data(getattr(attn, "k_norm", None))),
             )
-            for module in (attn.q_proj, attn.k_proj, attn.v_proj, mlp.gate_proj, mlp.up_proj):
-                module.weight = None  # release the unstacked copy now
+            layers.append(_quantized(weights, bits))
+            for module in (
+                attn.q_proj,
+                attn.k_proj,
+                attn.v_proj,
+                mlp.gate_proj,
+                mlp.up_proj,
+                attn.o_proj,
+                mlp.down_proj,
+            ):
+                module.weight = None  # release the module's copy now
                 module.bias = None
         rotary = body.rotary_emb
-        return cls(
+        embed = take(body.embed_tokens.weight)
+        tied = model.lm_head.weight is body.embed_tokens.weight
+        decoder = cls(
             spec,
-            body.embed_tokens.weight.data,
+            embed,
             layers,
-            body.norm.weight.data,
-            model.lm_head.weight.data,
-            rotary.inv_freq,
+            take(body.norm.weight),
+            embed if tied else take(model.lm_head.weight),
+            rotary.inv_freq.to(device),
             float(rotary.attention_scaling),
             config.rms_norm_eps,
             config.max_position_embeddings,
         )
+        decoder._set_compute_layers()
+        return decoder
 
     @classmethod
     def random(
@@ -192,11 +212,14 @@ class Decoder:
         if bits == 16:
             return
         for i, layer in enumerate(self.layers):
-            self.layers[i] = layer._replace(
-                **{name: quantize(getattr(layer, name), bits) for name in LINEARS}
-            )
+            self.layers[i] = _quantized(layer, bits)
             layer = None
-        if self.device.type == "cpu":
+        self._set_compute_layers()
+
+    def _set_compute_layers(self) -> None:
+        """On the CPU, quantized matrices dequantized once for the forward (see quantize_)."""
+        quantized = any(isinstance(getattr(w, n), QuantWeight) for w in self.layers for n in LINEARS)
+        if self.device.type == "cpu" and quantized:
             self.compute_layers = [
                 w._replace(**{n: dequantize(getattr(w, n), self.dtype) for n in LINEARS}) for w in self.layers
             ]
@@ -320,6 +343,13 @@ def decode_layer(x, cos, sin, where, cache_op, buffers: tuple, w: LayerWeights, 
     q, k, v = attention_inputs(x, cos, sin, w, shape)
     attn = cache_op(buffers, q, k, v, where, shape.scale)  # [G, H, 1, D]
     return attention_output_and_mlp(x, attn, w, shape)
+
+
+def _quantized(layer: LayerWeights, bits: int) -> LayerWeights:
+    """The layer with its linear weights as `bits`-bit integers (16: unchanged)."""
+    if bits == 16:
+        return layer
+    return layer._replace(**{name: quantize(getattr(layer, name), bits) for name in LINEARS})
 
 
 def _data(norm) -> torch.Tensor | None:
