@@ -11,11 +11,10 @@ import itertools
 import json
 import os
 import sys
-from pathlib import Path
 
 import torch
 
-from membudget.bench import bench_engine, bench_transformers, copy_bandwidth
+from membudget.bench import bench_engine, bench_transformers, copy_bandwidth, save_result
 from membudget.engine.attention import decode_attention_reference
 from membudget.engine.model import Decoder
 from membudget.engine.sampling import SamplingParams, row_seeds
@@ -97,8 +96,7 @@ def main() -> None:
         rows.append(row.to_dict())
         print(json.dumps(row.to_dict()), flush=True)
     result["rows"] = rows
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / f"{args.name}.json").write_text(json.dumps(result, indent=1))
+    save_result(args.out, args.name, result)
     print(f"\ncopy bandwidth {bandwidth / 1e9:.0f} GB/s (read + write)")
     print(
         f"{'model':<16}{'G':>4}{'ms/step':>10}{'bound ms':>10}{'% bound':>9}{'loop ms':>9}{'HF ms':>8}"

@@ -12,14 +12,12 @@ Writes kv.json and prints each figure with the bound it is compared with.
 
 import argparse
 import gc
-import json
 import os
 import time
-from pathlib import Path
 
 import torch
 
-from membudget.bench import time_replays
+from membudget.bench import save_result, time_replays
 from membudget.engine.kvquant import RESIDUAL, quant_decode_attention_reference, quantize
 from membudget.engine.model import Decoder
 from membudget.engine.sampling import SamplingParams, row_seeds
@@ -246,8 +244,7 @@ def main() -> None:
         result[f"quant{bits}_vs_full_{length}"] = ratio
         bound = 1.0 if bits == 8 else 0.8
         print(f"quant:{bits} / full at {length}: {ratio:.3f}x (target <= {bound}x)")
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "kv.json").write_text(json.dumps(result, indent=2))
+    save_result(args.out, "kv", result)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,11 @@ import argparse
 import itertools
 import json
 import os
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from membudget.bench import bench_engine, copy_bandwidth
+from membudget.bench import bench_engine, copy_bandwidth, save_result
 from membudget.engine.triton_wquant import qlinear
 from membudget.engine.wquant import dequantize, quantize
 from membudget.spec import resolve_spec
@@ -190,8 +189,7 @@ def main() -> None:
     print(f"kernel rel err {result['kernel_rel_err']:.2e}", flush=True)
     result["model_checks"] = {} if args.no_model_check else check_model()
     if args.checks_only:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / f"{args.name}.json").write_text(json.dumps(result, indent=1))
+        save_result(args.out, args.name, result)
         return
     bandwidth = copy_bandwidth(torch.device("cuda"))
     result["copy_bandwidth_gbps"] = bandwidth / 1e9
@@ -206,8 +204,7 @@ def main() -> None:
             steps.append(row)
             print(json.dumps(row), flush=True)
     result["steps"] = steps
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / f"{args.name}.json").write_text(json.dumps(result, indent=1))
+    save_result(args.out, args.name, result)
     print(f"\ncopy bandwidth {bandwidth / 1e9:.0f} GB/s")
     print(
         f"{'G':>3}{'bits':>5}{'ms/step':>9}{'bound ms':>9}{'% bound':>8}{'x bf16':>8}{'target':>8}{'peak GiB':>9}{'acct GiB':>9}"

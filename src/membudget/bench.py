@@ -9,9 +9,11 @@ on the same shape and context is timed in the same run for comparison.
 from __future__ import annotations
 
 import gc
+import json
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -46,6 +48,14 @@ class DecodeBench:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def save_result(out: str | Path, name: str, result: dict) -> Path:
+    """Write a benchmark's result as out/name.json (the folder is created) and return the path."""
+    path = Path(out) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    return path
 
 
 def copy_bandwidth(device: torch.device, nbytes: int = 2 << 30, reps: int = 10) -> float:
