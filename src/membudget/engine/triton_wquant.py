@@ -13,7 +13,9 @@ leaves the code. A high nibble is masked in place (16 * code) and its x is scale
 One row (batch-1 decode): broadcast multiply and sum on the CUDA cores. Two or more rows: the
 dequantized tile goes to tensor cores (`tl.dot`; codes and their differences are exact in bf16).
 
-Shapes: x [M, K] (last dim contiguous), w of shape (N, K) -> out [M, N] in x's dtype.
+Shapes: x [..., K], w of shape (N, K) -> [..., N] in x's dtype (the kernel sees x as [M, K]).
+Speed on an H200 (bench/RESULTS.md): 40-68 % of copy bandwidth per matrix at one row; a Qwen3-8B
+batch-1 step at 8 or 4 bits takes ~0.83x the bf16 step.
 Tested on the CPU with TRITON_INTERPRET=1 against `wquant.dequantize` + matmul (tests/kernels).
 """
 
@@ -54,7 +56,8 @@ def _unpack(b, BITS: tl.constexpr):
     the low nibbles (even inputs) and the high nibbles left in place (odd inputs, 16 * code)."""
     b = b.to(tl.int32)
     if BITS == 8:
-        return _as_float(b), _as_float(b)
+        w = _as_float(b)
+        return w, w
     return _as_float(b & 15), _as_float(b & 240)
 
 
