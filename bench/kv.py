@@ -66,9 +66,12 @@ def check_graph(kv: str) -> bool:
 
 
 def kernel_configs(g: int, heads: int, kv_heads: int, d: int) -> dict:
-    """Attention kernels alone (no model): dense vs quantized at 16k and 32k, per (block_n, warps)."""
+    """Attention kernels alone (no model) at 16k and 32k slots: the 16-bit kernel, the dequantizing
+    quantized kernel, and the scale-after-dot kernel at its default launch and a few others
+    (block_n, num_warps, splits)."""
     from membudget.engine.triton_attention import split_kv_decode
 
+    others = {8: [(16, 1, 64), (32, 1, 64), (32, 2, None)], 4: [(128, 8, None), (64, 4, 32), (256, 8, None)]}
     out = {}
     for length in (16384, 32768):
         q = torch.randn(g, heads, 1, d, device="cuda", dtype=torch.bfloat16)
@@ -78,10 +81,6 @@ def kernel_configs(g: int, heads: int, kv_heads: int, d: int) -> dict:
         out[f"dense{length}"] = time_replays(
             lambda q=q, k=k, v=v, n=lengths: split_kv_decode(q, k, v, n, d**-0.5)
         )
-        for splits in (8, 16):
-            out[f"dense{length}_s{splits}"] = time_replays(
-                lambda q=q, k=k, v=v, n=lengths, p=splits: split_kv_decode(q, k, v, n, d**-0.5, splits=p)
-            )
         for bits in (8, 4):
             store = (
                 *quantize(k, bits),
@@ -90,22 +89,13 @@ def kernel_configs(g: int, heads: int, kv_heads: int, d: int) -> dict:
                 v[:, :, :RESIDUAL].clone(),
                 bits,
             )
-            for block_n, warps, splits in (
-                (32, 4, None),
-                (64, 4, None),
-                (32, 4, 8),
-                (64, 4, 8),
-                (32, 4, 16),
-                (64, 4, 16),
-                (32, 4, 32),
-                (64, 8, 16),
-            ):
-                ms = time_replays(
-                    lambda q=q, s=store, n=lengths, b=block_n, w=warps, p=splits: split_kv_decode_quant(
-                        q, s, n, d**-0.5, splits=p, block_n=b, num_warps=w
-                    )
+            runs = {"dequant": dict(fast=False), "fast": dict(fast=True)}
+            for n, w, sp in others[bits]:
+                runs[f"fast_n{n}_w{w}_s{sp}"] = dict(fast=True, block_n=n, num_warps=w, splits=sp)
+            for name, kw in runs.items():
+                out[f"quant{bits}_{length}_{name}"] = time_replays(
+                    lambda q=q, s=store, n=lengths, kw=kw: split_kv_decode_quant(q, s, n, d**-0.5, **kw)
                 )
-                out[f"quant{bits}_{length}_n{block_n}_w{warps}_s{splits}"] = ms
             del store
         del k, v
         print({key: round(val, 3) for key, val in out.items() if str(length) in key})
@@ -218,6 +208,7 @@ def main() -> None:
 
     if "kernels" in parts:
         result["kernels"] = kernel_configs(g, spec.num_heads, spec.num_kv_heads, spec.head_dim)
+
     if "profile" in parts:
         result["compaction_profile"] = profile_compaction(model, g)
     if "rkv" in parts:

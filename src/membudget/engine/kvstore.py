@@ -170,15 +170,17 @@ class QuantStore:
         """As DenseStore.decode_op: quantize the new k, v into the codes and the ring, then attend
         with dequantization inside the attention (Triton on CUDA, chunked reference elsewhere)."""
         kc, ks, kz, vc, vs, vz, kr, vr, rows, bits = buffers
+        store = (kc, ks, kz, vc, vs, vz, kr, vr, bits)
+        if q.is_cuda:
+            from .triton_attention import split_kv_decode_quant
+            from .triton_kvwrite import quantize_write
+
+            quantize_write(k[:, :, 0], v[:, :, 0], slots, store[:-1])
+            return split_kv_decode_quant(q, store, slots + 1, scale)
         for x, codes, scale_, zero, ring in ((k, kc, ks, kz, kr), (v, vc, vs, vz, vr)):
             c, s, z = quantize(x[:, :, 0], bits)
             codes[rows, :, slots], scale_[rows, :, slots], zero[rows, :, slots] = c, s, z
             ring[rows, :, slots % RESIDUAL] = x[:, :, 0]
-        store = (kc, ks, kz, vc, vs, vz, kr, vr, bits)
-        if q.is_cuda:
-            from .triton_attention import split_kv_decode_quant
-
-            return split_kv_decode_quant(q, store, slots + 1, scale)
         return quant_decode_attention_reference(q, store, slots + 1, scale)
 
     def keep(self, layer: int, rows: torch.Tensor, index: torch.Tensor, end: int) -> None:

@@ -232,9 +232,15 @@ def split_kv_decode(
     scale: float,
     splits: int | None = None,
     block_n: int = 64,
+    num_warps: int = 4,
 ) -> torch.Tensor:
     """Decode attention over a 16-bit cache; see the module docstring for shapes."""
-    return _launch(q, (k, v, k, k, k, k, k, k), 0, lengths, scale, splits, block_n)
+    return _launch(q, (k, v, k, k, k, k, k, k), 0, lengths, scale, splits, block_n, num_warps)
+
+
+# Per bit width, the launch measured fastest for the scale-after-dot kernel on an H200 (Qwen3-8B
+# shape, 16 rows, 16k-32k slots; bench/RESULTS.md): (block_n, num_warps, target programs for splits)
+FAST_LAUNCH = {8: (32, 1, 4096), 4: (128, 4, 264)}
 
 
 def split_kv_decode_quant(
@@ -244,17 +250,32 @@ def split_kv_decode_quant(
     scale: float,
     splits: int | None = None,
     block_n: int | None = None,
-    num_warps: int = 4,
+    num_warps: int | None = None,
+    fast: bool | None = None,
 ) -> torch.Tensor:
-    """Decode attention over a quantized cache (engine/kvquant.py), dequantizing inside the kernel.
+    """Decode attention over a quantized cache (engine/kvquant.py) without a 16-bit copy of it.
     store = (k_codes, k_scale, k_zero, v_codes, v_scale, v_zero, k_ring, v_ring, bits), codes
-    [G, H_kv, C, D*bits/8], scale/zero [G, H_kv, C, D/64], rings [G, H_kv, <=128, D]."""
+    [G, H_kv, C, D*bits/8], scale/zero [G, H_kv, C, D/64], rings [G, H_kv, <=128, D].
+    `fast` (default: wherever it applies) picks engine/triton_quant_attention.py, which applies scales
+    to dot products: 8 and 4 bits, head_dim 64 or 128, <= 8 query heads per KV head, 16-bit queries.
+    Otherwise each block is dequantized in registers by the kernel above."""
     kc, ks, kz, vc, vs, vz, kr, vr, bits = store
+    g, heads, _, d = q.shape
+    if fast is None:
+        fast = (
+            bits in FAST_LAUNCH and d in (64, 128) and heads <= 8 * kc.shape[1] and q.dtype != torch.float32
+        )
+    if fast:
+        default_n, default_warps, programs = FAST_LAUNCH[bits]
+        splits = splits or num_splits(g, kc.shape[1], programs)
+        return _launch_fast(
+            q, store, lengths, scale, splits, block_n or default_n, num_warps or default_warps
+        )
     block_n = block_n or (32 if bits == 8 else 64)  # measured best on an H200 (bench/RESULTS.md)
-    d = q.shape[-1]
     if d & (d - 1):
         raise ValueError(f"the quantized decode kernel needs a power-of-two head_dim, not {d}")
-    return _launch(q, (kc, vc, ks, kz, vs, vz, kr, vr), bits, lengths, scale, splits, block_n, num_warps)
+    tensors = (kc, vc, ks, kz, vs, vz, kr, vr)
+    return _launch(q, tensors, bits, lengths, scale, splits, block_n, num_warps or 4)
 
 
 def _launch(q, tensors, bits, lengths, scale, splits, block_n, num_warps=4) -> torch.Tensor:
@@ -327,4 +348,31 @@ def _launch(q, tensors, bits, lengths, scale, splits, block_n, num_warps=4) -> t
         D=d,
         BLOCK_D=block_d,
     )
+    return out
+
+
+def _launch_fast(q, store, lengths, scale, splits, block_n, num_warps) -> torch.Tensor:
+    from .triton_quant_attention import _partial_quant_kernel
+
+    kc, ks, kz, vc, vs, vz, kr, vr, bits = store
+    g, heads, _, d = q.shape
+    kv_heads = kc.shape[1]
+    if d == 128:  # the two fp16 of a slot's groups as one int32 word
+        ks, kz, vs, vz = (t.view(torch.int32) for t in (ks, kz, vs, vz))
+    partial = torch.empty(g, heads, splits, d, dtype=torch.float32, device=q.device)
+    lse = torch.empty(g, heads, splits, dtype=torch.float32, device=q.device)
+    out = torch.empty(g, heads, 1, d, dtype=q.dtype, device=q.device)
+    _partial_quant_kernel[(g * kv_heads, splits)](
+        q, kc, ks, kz, vc, vs, vz, kr, vr, lengths, partial, lse,
+        q.stride(0), q.stride(1), kc.stride(0), kc.stride(1), kc.stride(2),
+        partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0), lse.stride(1),
+        ks.stride(0), ks.stride(1), ks.stride(2), kr.stride(0), kr.stride(1), kr.stride(2),
+        SCALE=scale, KV_HEADS=kv_heads, N_REP=heads // kv_heads, SPLITS=splits, BLOCK_N=block_n, D=d,
+        BITS=bits, num_warps=num_warps,
+    )  # fmt: skip
+    _merge_kernel[(g * heads,)](
+        partial, lse, out, partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0),
+        lse.stride(1), out.stride(0), out.stride(1), HEADS=heads, SPLITS=splits,
+        BLOCK_S=triton.next_power_of_2(splits), D=d, BLOCK_D=triton.next_power_of_2(d),
+    )  # fmt: skip
     return out

@@ -1,0 +1,84 @@
+"""Write one new token per row into a quantized KV cache: quantize K and V (engine/kvquant.py layout)
+and store codes, scales, zeros and the exact ring entry, in one Triton kernel per layer.
+
+The torch version of this write (quantize, then four indexed stores each for K and V) is ~10 small
+kernels per layer of a decode step; this is one. Results are bit-identical to `kvquant.quantize`:
+the same fp32 operations with IEEE division, and round-half-to-even done by adding 2**23 (the float
+adder rounds to nearest even; the code is then the low mantissa bits).
+
+Shapes: k, v [G, H_kv, D] (the new token of each row); slots [G] (the slot row g writes); codes
+[G, H_kv, C, D*bits/8] uint8, scales/zeros [G, H_kv, C, D/64] fp16, rings [G, H_kv, R, D] with R =
+min(C, 128) (slot s at s % 128). Tested on the CPU with TRITON_INTERPRET=1 (tests/kernels).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _quantize(x, BITS: tl.constexpr, D: tl.constexpr):
+    """x [D] fp32 -> packed codes [D * BITS / 8] uint8, scale and zero [D / 64] fp16."""
+    LEVELS: tl.constexpr = 2**BITS - 1
+    groups = tl.reshape(x, (D // 64, 64))
+    lo, hi = tl.min(groups, 1), tl.max(groups, 1)
+    scale = tl.math.div_rn(hi - lo, tl.full(lo.shape, LEVELS, tl.float32)).to(tl.float16)
+    zero = lo.to(tl.float16)
+    step = scale.to(tl.float32)
+    step = tl.where(step > 0, step, 1.0)  # a constant group: every code 0
+    y = tl.math.div_rn(groups - zero.to(tl.float32)[:, None], tl.broadcast_to(step[:, None], groups.shape))
+    y = tl.minimum(tl.maximum(y, 0.0), LEVELS * 1.0)
+    code = tl.reshape((y + 8388608.0).to(tl.int32, bitcast=True) & 0x7FFFFF, (D,))  # rint(y)
+    if BITS == 8:
+        packed = code
+    elif BITS == 4:
+        even, odd = tl.split(tl.reshape(code, (D // 2, 2)))
+        packed = even | (odd << 4)
+    else:
+        c02, c13 = tl.split(tl.reshape(code, (D // 4, 2, 2)))  # [.., a] = element 4i + 2a (+1)
+        c0, c2 = tl.split(c02)
+        c1, c3 = tl.split(c13)
+        packed = c0 | (c1 << 2) | (c2 << 4) | (c3 << 6)
+    return packed.to(tl.uint8), scale, zero
+
+
+@triton.jit
+def _write(x_ptr, codes, scales, zeros, ring, slot, s_cc, s_sc, s_rc, BITS: tl.constexpr, D: tl.constexpr):
+    offs = tl.arange(0, D)
+    raw = tl.load(x_ptr + offs)
+    packed, scale, zero = _quantize(raw.to(tl.float32), BITS, D)
+    tl.store(codes + slot * s_cc + tl.arange(0, D * BITS // 8), packed)
+    tl.store(scales + slot * s_sc + tl.arange(0, D // 64), scale)
+    tl.store(zeros + slot * s_sc + tl.arange(0, D // 64), zero)
+    tl.store(ring + (slot % 128) * s_rc + offs, raw)
+
+
+@triton.jit
+def _write_kernel(
+    K, V, Slots, KC, KS, KZ, VC, VS, VZ, KR, VR,
+    s_kg, s_kh, s_vg, s_vh, s_cg, s_ch, s_cc, s_sg, s_sh, s_sc, s_rg, s_rh, s_rc,
+    KV_HEADS: tl.constexpr, BITS: tl.constexpr, D: tl.constexpr,
+):  # fmt: skip
+    pid = tl.program_id(0)
+    g, h = pid // KV_HEADS, pid % KV_HEADS
+    slot = tl.load(Slots + g)
+    c, s, r = g * s_cg + h * s_ch, g * s_sg + h * s_sh, g * s_rg + h * s_rh
+    _write(K + g * s_kg + h * s_kh, KC + c, KS + s, KZ + s, KR + r, slot, s_cc, s_sc, s_rc, BITS, D)
+    _write(V + g * s_vg + h * s_vh, VC + c, VS + s, VZ + s, VR + r, slot, s_cc, s_sc, s_rc, BITS, D)
+
+
+def quantize_write(k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor, buffers: tuple) -> None:
+    """Quantize k, v [G, H_kv, D] and write them at slots [G]; buffers = (k_codes, k_scale, k_zero,
+    v_codes, v_scale, v_zero, k_ring, v_ring) of one layer (shapes in the module docstring)."""
+    kc, ks, kz, vc, vs, vz, kr, vr = buffers
+    g, kv_heads, d = k.shape
+    if k.stride(-1) != 1 or v.stride(-1) != 1:
+        raise ValueError("quantize_write needs k and v contiguous along head_dim")
+    _write_kernel[(g * kv_heads,)](
+        k, v, slots, kc, ks, kz, vc, vs, vz, kr, vr,
+        k.stride(0), k.stride(1), v.stride(0), v.stride(1), kc.stride(0), kc.stride(1), kc.stride(2),
+        ks.stride(0), ks.stride(1), ks.stride(2), kr.stride(0), kr.stride(1), kr.stride(2),
+        KV_HEADS=kv_heads, BITS=(kc.shape[-1] * 8) // d, D=d, num_warps=1,
+    )  # fmt: skip

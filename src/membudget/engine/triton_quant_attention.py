@@ -1,0 +1,250 @@
+"""Split-KV decode attention over an 8- or 4-bit cache without dequantizing it: scales and zeros are
+applied to dot products, not to elements.
+
+For one slot n and one group g of 64 elements, k = c * s + z (engine/kvquant.py), so
+    q . k  = sum_g  s_ng * (q_g . c_ng)  +  z_ng * sum(q_g)
+    sum_n p_n v_n (group g)  =  sum_n (p_n * s_ng) * c_ng  +  sum_n p_n * z_ng.
+The codes c go to the tensor cores as they are: an fp16 whose bits are 0x6400 | c is 1024 + c exactly,
+so one OR and one subtraction turn a byte into its code (no int-to-float conversion, no multiply-add
+per element). The code dot products q_g . c_ng run per group; the value side needs p * s per group,
+so the query heads are stacked twice: row r = 8 * g + h of a 16-row tile holds head h for group g
+(the tensor cores pad to 16 rows anyway), and each row keeps only its group's columns at the end.
+4-bit codes are split into their low nibbles (even elements) and high nibbles (odd elements), each
+multiplied with the matching even or odd query (or output) columns.
+
+Supports 8 and 4 bits, head_dim 64 or 128 (one or two groups), up to 8 query heads per KV head and a
+16-bit query; `split_kv_decode_quant` falls back to the dequantizing kernel otherwise. The exact ring
+of the newest 128 slots and the split/merge scheme are as in engine/triton_attention.py, and the
+partial outputs go through its merge kernel.
+
+Shapes: q [G, H, 1, D]; codes [G, H_kv, C, D*bits/8], scale/zero [G, H_kv, C, D/64], rings
+[G, H_kv, <=128, D]; lengths [G] -> out [G, H, 1, D].
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+V_SCALE = tl.constexpr(256.0)  # p * s is kept in fp16 times 2**8, away from fp16's subnormals
+
+
+@triton.jit
+def _codes(b, MASK: tl.constexpr, SHIFT: tl.constexpr):
+    """uint8 tile -> fp16 codes (b >> SHIFT) & MASK, exactly (bits of 1024 + code, minus 1024)."""
+    c = (b.to(tl.int16) >> SHIFT) & MASK
+    return (c | 0x6400).to(tl.float16, bitcast=True) - 1024.0
+
+
+@triton.jit
+def _meta(scales, zeros, offs_n, n_mask, s_sc, GROUPS: tl.constexpr):
+    """fp32 scales and zeros [BLOCK_N] of groups 0 and 1 of slots offs_n. With two groups the two fp16
+    of a slot are read as one 32-bit word (a 4-byte load is prefetched by the compiler's pipeline; a
+    2-byte one is not)."""
+    if GROUPS == 1:
+        s0 = tl.load(scales + offs_n * s_sc, mask=n_mask, other=0.0).to(tl.float32)
+        z0 = tl.load(zeros + offs_n * s_sc, mask=n_mask, other=0.0).to(tl.float32)
+        return s0, z0, s0, z0
+    ws = tl.load(scales + offs_n * s_sc, mask=n_mask, other=0)
+    wz = tl.load(zeros + offs_n * s_sc, mask=n_mask, other=0)
+    return _half(ws, 0), _half(wz, 0), _half(ws, 16), _half(wz, 16)
+
+
+@triton.jit
+def _half(word, SHIFT: tl.constexpr):
+    """The fp16 in bits SHIFT..SHIFT+15 of int32 words, as fp32."""
+    return ((word >> SHIFT) & 0xFFFF).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+
+
+@triton.jit
+def _per_row(grp, first, second, GROUPS: tl.constexpr):
+    """[16, BLOCK_N]: row r takes `first` [BLOCK_N] if its group grp[r] is 0, else `second`."""
+    if GROUPS == 1:
+        return tl.broadcast_to(first[None, :], (grp.shape[0], first.shape[0]))
+    return tl.where(grp[:, None] == 0, first[None, :], second[None, :])
+
+
+@triton.jit
+def _q_columns(Q, g, s_qg, s_qh, heads, row_ok, cols):
+    return tl.load(Q + g * s_qg + heads[:, None] * s_qh + cols[None, :], mask=row_ok[:, None], other=0.0)
+
+
+@triton.jit
+def _partial_quant_kernel(
+    Q,
+    KC,
+    KS,
+    KZ,
+    VC,
+    VS,
+    VZ,
+    KR,
+    VR,
+    Lengths,
+    Partial,
+    LSE,
+    s_qg,
+    s_qh,
+    s_cg,
+    s_ch,
+    s_cc,
+    s_og,
+    s_oh,
+    s_os,
+    s_lg,
+    s_lh,
+    s_sg,
+    s_sh,
+    s_sc,
+    s_rg,
+    s_rh,
+    s_rc,
+    SCALE: tl.constexpr,
+    KV_HEADS: tl.constexpr,
+    N_REP: tl.constexpr,
+    SPLITS: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    D: tl.constexpr,
+    BITS: tl.constexpr,
+):
+    GROUPS: tl.constexpr = D // 64
+    W: tl.constexpr = 64 if BITS == 8 else 32  # columns of one code tile (bytes of a group)
+    pid = tl.program_id(0)
+    split = tl.program_id(1)
+    g = pid // KV_HEADS
+    kvh = pid % KV_HEADS
+    length = tl.load(Lengths + g).to(tl.int32)
+    chunk = tl.cdiv(tl.cdiv(length, SPLITS), BLOCK_N) * BLOCK_N
+    start = split * chunk
+    end = tl.minimum(start + chunk, length)
+    cut = tl.maximum(tl.minimum(length - 128, end), start)  # [cut, end): the exact ring
+
+    rows = tl.arange(0, 16)
+    h = rows % 8
+    grp = rows // 8
+    heads = kvh * N_REP + h
+    q_ok = h < N_REP
+    cols = tl.arange(0, W)
+    step = 1 if BITS == 8 else 2  # 4-bit: even columns (low nibbles), then odd ones
+    # the query's columns of each group (rows of both groups hold the same query)
+    qa0 = _q_columns(Q, g, s_qg, s_qh, heads, q_ok, cols * step)
+    qa1 = _q_columns(Q, g, s_qg, s_qh, heads, q_ok & (GROUPS == 2), 64 + cols * step)
+    sum0 = tl.sum(qa0.to(tl.float32), 1)
+    sum1 = tl.sum(qa1.to(tl.float32), 1)
+    if BITS == 4:
+        qb0 = _q_columns(Q, g, s_qg, s_qh, heads, q_ok, cols * step + 1)
+        qb1 = _q_columns(Q, g, s_qg, s_qh, heads, q_ok & (GROUPS == 2), 64 + cols * step + 1)
+        sum0 += tl.sum(qb0.to(tl.float32), 1)
+        sum1 += tl.sum(qb1.to(tl.float32), 1)
+    else:
+        qb0, qb1 = qa0, qa1  # unused
+    ha0, hb0, ha1, hb1 = qa0.to(tl.float16), qb0.to(tl.float16), qa1.to(tl.float16), qb1.to(tl.float16)
+
+    m_i = tl.full([16], float("-inf"), tl.float32)
+    l_i = tl.zeros([16], tl.float32)
+    pz = tl.zeros([16], tl.float32)  # sum_n p_n * z_n of the row's group (value zeros)
+    acc_a0 = tl.zeros([16, W], tl.float32)  # value columns: group 0 (even ones at 4 bits) ...
+    acc_b0 = tl.zeros([16, W], tl.float32)  # ... group 0 odd (4-bit)
+    acc_a1 = tl.zeros([16, W], tl.float32)  # group 1
+    acc_b1 = tl.zeros([16, W], tl.float32)
+    codes = g * s_cg + kvh * s_ch
+    meta = g * s_sg + kvh * s_sh
+    for n0 in range(start, cut, BLOCK_N):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        n_mask = offs_n < cut
+        tile = offs_n[:, None] * s_cc + cols[None, :]
+        # keys: scores = sum_g s_g * (q_g . c_g) + z_g * sum(q_g)
+        ks0, kz0, ks1, kz1 = _meta(KS + meta, KZ + meta, offs_n, n_mask, s_sc, GROUPS)
+        kb = tl.load(KC + codes + tile, mask=n_mask[:, None], other=0)
+        if BITS == 8:
+            d0 = tl.dot(ha0, tl.trans(_codes(kb, 255, 0)))
+        else:
+            d0 = tl.dot(ha0, tl.trans(_codes(kb, 15, 0)))
+            d0 = tl.dot(hb0, tl.trans(_codes(kb, 15, 4)), d0)
+        qk = d0 * ks0[None, :] + sum0[:, None] * kz0[None, :]
+        if GROUPS == 2:
+            kb = tl.load(KC + codes + W + tile, mask=n_mask[:, None], other=0)
+            if BITS == 8:
+                d1 = tl.dot(ha1, tl.trans(_codes(kb, 255, 0)))
+            else:
+                d1 = tl.dot(ha1, tl.trans(_codes(kb, 15, 0)))
+                d1 = tl.dot(hb1, tl.trans(_codes(kb, 15, 4)), d1)
+            qk += d1 * ks1[None, :] + sum1[:, None] * kz1[None, :]
+        qk = tl.where(n_mask[None, :], qk * SCALE, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        p = tl.exp(qk - m_new[:, None])
+        alpha = tl.exp(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        m_i = m_new
+        # values: row r of group g accumulates (p * s_g) . c_g and p . z_g
+        vs0, vz0, vs1, vz1 = _meta(VS + meta, VZ + meta, offs_n, n_mask, s_sc, GROUPS)
+        pz = pz * alpha + tl.sum(p * _per_row(grp, vz0, vz1, GROUPS), 1)
+        ps = (p * _per_row(grp, vs0, vs1, GROUPS) * V_SCALE).to(tl.float16)
+        vb = tl.load(VC + codes + tile, mask=n_mask[:, None], other=0)
+        if BITS == 8:
+            acc_a0 = acc_a0 * alpha[:, None] + tl.dot(ps, _codes(vb, 255, 0))
+        else:
+            acc_a0 = acc_a0 * alpha[:, None] + tl.dot(ps, _codes(vb, 15, 0))
+            acc_b0 = acc_b0 * alpha[:, None] + tl.dot(ps, _codes(vb, 15, 4))
+        if GROUPS == 2:
+            vb = tl.load(VC + codes + W + tile, mask=n_mask[:, None], other=0)
+            if BITS == 8:
+                acc_a1 = acc_a1 * alpha[:, None] + tl.dot(ps, _codes(vb, 255, 0))
+            else:
+                acc_a1 = acc_a1 * alpha[:, None] + tl.dot(ps, _codes(vb, 15, 0))
+                acc_b1 = acc_b1 * alpha[:, None] + tl.dot(ps, _codes(vb, 15, 4))
+
+    # the ring: exact 16-bit keys and values, the same column split as the codes
+    rings = g * s_rg + kvh * s_rh
+    for n0 in range(cut, end, BLOCK_N):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        n_mask = offs_n < end
+        slot = (offs_n % 128)[:, None] * s_rc
+        ka0 = tl.load(KR + rings + slot + cols[None, :] * step, mask=n_mask[:, None], other=0.0)
+        qk = tl.dot(qa0, tl.trans(ka0))
+        if BITS == 4:
+            kb0 = tl.load(KR + rings + slot + cols[None, :] * step + 1, mask=n_mask[:, None], other=0.0)
+            qk = tl.dot(qb0, tl.trans(kb0), qk)
+        if GROUPS == 2:
+            ka1 = tl.load(KR + rings + slot + 64 + cols[None, :] * step, mask=n_mask[:, None], other=0.0)
+            qk = tl.dot(qa1, tl.trans(ka1), qk)
+            if BITS == 4:
+                kb1 = tl.load(KR + rings + slot + 65 + cols[None, :] * step, mask=n_mask[:, None], other=0.0)
+                qk = tl.dot(qb1, tl.trans(kb1), qk)
+        qk = tl.where(n_mask[None, :], qk * SCALE, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        p = tl.exp(qk - m_new[:, None])
+        alpha = tl.exp(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        m_i = m_new
+        pz = pz * alpha
+        pv = (p * V_SCALE).to(qa0.dtype)
+        va0 = tl.load(VR + rings + slot + cols[None, :] * step, mask=n_mask[:, None], other=0.0)
+        acc_a0 = acc_a0 * alpha[:, None] + tl.dot(pv, va0)
+        if BITS == 4:
+            vb0 = tl.load(VR + rings + slot + cols[None, :] * step + 1, mask=n_mask[:, None], other=0.0)
+            acc_b0 = acc_b0 * alpha[:, None] + tl.dot(pv, vb0)
+        if GROUPS == 2:
+            va1 = tl.load(VR + rings + slot + 64 + cols[None, :] * step, mask=n_mask[:, None], other=0.0)
+            acc_a1 = acc_a1 * alpha[:, None] + tl.dot(pv, va1)
+            if BITS == 4:
+                vb1 = tl.load(VR + rings + slot + 65 + cols[None, :] * step, mask=n_mask[:, None], other=0.0)
+                acc_b1 = acc_b1 * alpha[:, None] + tl.dot(pv, vb1)
+
+    filled = l_i > 0
+    norm = tl.where(filled, l_i, 1.0)
+    base = Partial + g * s_og + heads[:, None] * s_oh + split * s_os
+    for_0 = (q_ok & (grp == 0))[:, None]
+    zero_part = (pz / norm)[:, None]
+    tl.store(base + cols[None, :] * step, acc_a0 / V_SCALE / norm[:, None] + zero_part, mask=for_0)
+    if BITS == 4:
+        tl.store(base + cols[None, :] * step + 1, acc_b0 / V_SCALE / norm[:, None] + zero_part, mask=for_0)
+    if GROUPS == 2:
+        for_1 = (q_ok & (grp == 1))[:, None]
+        tl.store(base + 64 + cols[None, :] * step, acc_a1 / V_SCALE / norm[:, None] + zero_part, mask=for_1)
+        if BITS == 4:
+            tl.store(
+                base + 65 + cols[None, :] * step, acc_b1 / V_SCALE / norm[:, None] + zero_part, mask=for_1
+            )
+    lse = tl.where(filled, m_i + tl.log(norm), float("-inf"))
+    tl.store(LSE + g * s_lg + heads * s_lh + split, lse, mask=q_ok & (grp == 0))
