@@ -167,16 +167,15 @@ class QuantStore:
 
     @staticmethod
     def decode_op(buffers: tuple, q, k, v, slots, scale: float) -> torch.Tensor:
-        """As DenseStore.decode_op: quantize the new k, v into the codes and the ring, then attend
-        with dequantization inside the attention (Triton on CUDA, chunked reference elsewhere)."""
+        """As DenseStore.decode_op: quantize the new k, v into the codes and the ring, then attend over
+        the codes without a 16-bit copy of them (Triton on CUDA, chunked reference elsewhere)."""
         kc, ks, kz, vc, vs, vz, kr, vr, rows, bits = buffers
         store = (kc, ks, kz, vc, vs, vz, kr, vr, bits)
-        if q.is_cuda:
+        if q.is_cuda:  # the exact ring entry here, the codes inside the Triton kernels
             from .triton_attention import split_kv_decode_quant
-            from .triton_kvwrite import quantize_write
 
-            quantize_write(k[:, :, 0], v[:, :, 0], slots, store[:-1])
-            return split_kv_decode_quant(q, store, slots + 1, scale)
+            kr[rows, :, slots % RESIDUAL], vr[rows, :, slots % RESIDUAL] = k[:, :, 0], v[:, :, 0]
+            return split_kv_decode_quant(q, store, slots + 1, scale, new=(k[:, :, 0], v[:, :, 0]))
         for x, codes, scale_, zero, ring in ((k, kc, ks, kz, kr), (v, vc, vs, vz, vr)):
             c, s, z = quantize(x[:, :, 0], bits)
             codes[rows, :, slots], scale_[rows, :, slots], zero[rows, :, slots] = c, s, z

@@ -252,13 +252,16 @@ def split_kv_decode_quant(
     block_n: int | None = None,
     num_warps: int | None = None,
     fast: bool | None = None,
+    new: tuple | None = None,
 ) -> torch.Tensor:
     """Decode attention over a quantized cache (engine/kvquant.py) without a 16-bit copy of it.
     store = (k_codes, k_scale, k_zero, v_codes, v_scale, v_zero, k_ring, v_ring, bits), codes
     [G, H_kv, C, D*bits/8], scale/zero [G, H_kv, C, D/64], rings [G, H_kv, <=128, D].
     `fast` (default: wherever it applies) picks engine/triton_quant_attention.py, which applies scales
     to dot products: 8 and 4 bits, head_dim 64 or 128, <= 8 query heads per KV head, 16-bit queries.
-    Otherwise each block is dequantized in registers by the kernel above."""
+    Otherwise each block is dequantized in registers by the kernel above.
+    new = (k, v) [G, H_kv, D]: the step's new token, whose codes are written at slot lengths - 1 (the
+    caller has written its exact ring entry)."""
     kc, ks, kz, vc, vs, vz, kr, vr, bits = store
     g, heads, _, d = q.shape
     if fast is None:
@@ -268,9 +271,12 @@ def split_kv_decode_quant(
     if fast:
         default_n, default_warps, programs = FAST_LAUNCH[bits]
         splits = splits or num_splits(g, kc.shape[1], programs)
-        return _launch_fast(
-            q, store, lengths, scale, splits, block_n or default_n, num_warps or default_warps
-        )
+        block_n, num_warps = block_n or default_n, num_warps or default_warps
+        return _launch_fast(q, store, lengths, scale, splits, block_n, num_warps, new)
+    if new is not None:
+        from .triton_kvwrite import quantize_write
+
+        quantize_write(*new, lengths - 1, store[:6])
     block_n = block_n or (32 if bits == 8 else 64)  # measured best on an H200 (bench/RESULTS.md)
     if d & (d - 1):
         raise ValueError(f"the quantized decode kernel needs a power-of-two head_dim, not {d}")
@@ -351,7 +357,7 @@ def _launch(q, tensors, bits, lengths, scale, splits, block_n, num_warps=4) -> t
     return out
 
 
-def _launch_fast(q, store, lengths, scale, splits, block_n, num_warps) -> torch.Tensor:
+def _launch_fast(q, store, lengths, scale, splits, block_n, num_warps, new) -> torch.Tensor:
     from .triton_quant_attention import _partial_quant_kernel
 
     kc, ks, kz, vc, vs, vz, kr, vr, bits = store
@@ -359,16 +365,22 @@ def _launch_fast(q, store, lengths, scale, splits, block_n, num_warps) -> torch.
     kv_heads = kc.shape[1]
     if d == 128:  # the two fp16 of a slot's groups as one int32 word
         ks, kz, vs, vz = (t.view(torch.int32) for t in (ks, kz, vs, vz))
-    partial = torch.empty(g, heads, splits, d, dtype=torch.float32, device=q.device)
+    # fp16 partial outputs (normalized averages of values): half the traffic of fp32 at this
+    # kernel's many splits
+    partial = torch.empty(g, heads, splits, d, dtype=torch.float16, device=q.device)
     lse = torch.empty(g, heads, splits, dtype=torch.float32, device=q.device)
     out = torch.empty(g, heads, 1, d, dtype=q.dtype, device=q.device)
+    k_new, v_new = new if new is not None else (q[:, 0], q[:, 0])  # (unused without `new`)
+    if k_new.stride(-1) != 1 or v_new.stride(-1) != 1:
+        raise ValueError("the new k and v must be contiguous along head_dim")
     _partial_quant_kernel[(g * kv_heads, splits)](
-        q, kc, ks, kz, vc, vs, vz, kr, vr, lengths, partial, lse,
+        q, kc, ks, kz, vc, vs, vz, kr, vr, k_new, v_new, lengths, partial, lse,
+        k_new.stride(0), k_new.stride(1), v_new.stride(0), v_new.stride(1),
         q.stride(0), q.stride(1), kc.stride(0), kc.stride(1), kc.stride(2),
         partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0), lse.stride(1),
         ks.stride(0), ks.stride(1), ks.stride(2), kr.stride(0), kr.stride(1), kr.stride(2),
         SCALE=scale, KV_HEADS=kv_heads, N_REP=heads // kv_heads, SPLITS=splits, BLOCK_N=block_n, D=d,
-        BITS=bits, num_warps=num_warps,
+        BITS=bits, WRITE=new is not None, num_warps=num_warps,
     )  # fmt: skip
     _merge_kernel[(g * heads,)](
         partial, lse, out, partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0),

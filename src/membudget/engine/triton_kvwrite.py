@@ -1,14 +1,13 @@
 """Write one new token per row into a quantized KV cache: quantize K and V (engine/kvquant.py layout)
-and store codes, scales, zeros and the exact ring entry, in one Triton kernel per layer.
-
-The torch version of this write (quantize, then four indexed stores each for K and V) is ~10 small
-kernels per layer of a decode step; this is one. Results are bit-identical to `kvquant.quantize`:
+and store codes, scales and zeros, in one Triton kernel per layer (`quantize_write`), or inside the
+scale-after-dot attention kernel (`write_codes`, engine/triton_quant_attention.py), which never reads
+the codes of a row's newest 128 slots (the exact ring covers them). The ring entry itself is written by
+torch before attention. Results are bit-identical to `kvquant.quantize`:
 the same fp32 operations with IEEE division, and round-half-to-even done by adding 2**23 (the float
 adder rounds to nearest even; the code is then the low mantissa bits).
 
 Shapes: k, v [G, H_kv, D] (the new token of each row); slots [G] (the slot row g writes); codes
-[G, H_kv, C, D*bits/8] uint8, scales/zeros [G, H_kv, C, D/64] fp16, rings [G, H_kv, R, D] with R =
-min(C, 128) (slot s at s % 128). Tested on the CPU with TRITON_INTERPRET=1 (tests/kernels).
+[G, H_kv, C, D*bits/8] uint8, scales/zeros [G, H_kv, C, D/64] fp16. Tested on the CPU with TRITON_INTERPRET=1 (tests/kernels).
 """
 
 from __future__ import annotations
@@ -45,40 +44,54 @@ def _quantize(x, BITS: tl.constexpr, D: tl.constexpr):
 
 
 @triton.jit
-def _write(x_ptr, codes, scales, zeros, ring, slot, s_cc, s_sc, s_rc, BITS: tl.constexpr, D: tl.constexpr):
-    offs = tl.arange(0, D)
-    raw = tl.load(x_ptr + offs)
-    packed, scale, zero = _quantize(raw.to(tl.float32), BITS, D)
+def write_codes(
+    x_ptr, codes, scales, zeros, slot, s_cc, s_sc, BITS: tl.constexpr, D: tl.constexpr, WORDS: tl.constexpr
+):
+    """Quantize the vector at x_ptr [D] and store its codes, scales and zeros at `slot`. WORDS: the
+    scale/zero pointers are int32 views (two fp16 of a slot per word, head_dim 128)."""
+    packed, scale, zero = _quantize(tl.load(x_ptr + tl.arange(0, D)).to(tl.float32), BITS, D)
     tl.store(codes + slot * s_cc + tl.arange(0, D * BITS // 8), packed)
-    tl.store(scales + slot * s_sc + tl.arange(0, D // 64), scale)
-    tl.store(zeros + slot * s_sc + tl.arange(0, D // 64), zero)
-    tl.store(ring + (slot % 128) * s_rc + offs, raw)
+    if WORDS:
+        tl.store(scales + slot * s_sc + tl.arange(0, 1), _word(scale))
+        tl.store(zeros + slot * s_sc + tl.arange(0, 1), _word(zero))
+    else:
+        tl.store(scales + slot * s_sc + tl.arange(0, D // 64), scale)
+        tl.store(zeros + slot * s_sc + tl.arange(0, D // 64), zero)
+
+
+@triton.jit
+def _word(pair):
+    """fp16 [2] -> int32 [1] holding pair[0] in its low half, pair[1] in its high half."""
+    bits = pair.to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
+    lo, hi = tl.split(tl.reshape(bits, (1, 2)))
+    return lo | (hi << 16)
 
 
 @triton.jit
 def _write_kernel(
-    K, V, Slots, KC, KS, KZ, VC, VS, VZ, KR, VR,
-    s_kg, s_kh, s_vg, s_vh, s_cg, s_ch, s_cc, s_sg, s_sh, s_sc, s_rg, s_rh, s_rc,
+    K, V, Slots, KC, KS, KZ, VC, VS, VZ,
+    s_kg, s_kh, s_vg, s_vh, s_cg, s_ch, s_cc, s_sg, s_sh, s_sc,
     KV_HEADS: tl.constexpr, BITS: tl.constexpr, D: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
     g, h = pid // KV_HEADS, pid % KV_HEADS
     slot = tl.load(Slots + g)
-    c, s, r = g * s_cg + h * s_ch, g * s_sg + h * s_sh, g * s_rg + h * s_rh
-    _write(K + g * s_kg + h * s_kh, KC + c, KS + s, KZ + s, KR + r, slot, s_cc, s_sc, s_rc, BITS, D)
-    _write(V + g * s_vg + h * s_vh, VC + c, VS + s, VZ + s, VR + r, slot, s_cc, s_sc, s_rc, BITS, D)
+    c, s = g * s_cg + h * s_ch, g * s_sg + h * s_sh
+    write_codes(K + g * s_kg + h * s_kh, KC + c, KS + s, KZ + s, slot, s_cc, s_sc, BITS, D, False)
+    write_codes(V + g * s_vg + h * s_vh, VC + c, VS + s, VZ + s, slot, s_cc, s_sc, BITS, D, False)
 
 
 def quantize_write(k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor, buffers: tuple) -> None:
-    """Quantize k, v [G, H_kv, D] and write them at slots [G]; buffers = (k_codes, k_scale, k_zero,
-    v_codes, v_scale, v_zero, k_ring, v_ring) of one layer (shapes in the module docstring)."""
-    kc, ks, kz, vc, vs, vz, kr, vr = buffers
+    """Quantize k, v [G, H_kv, D] and write their codes, scales and zeros at slots [G]; buffers =
+    (k_codes, k_scale, k_zero, v_codes, v_scale, v_zero) of one layer (shapes in the module
+    docstring). The exact ring entry is the caller's to write."""
+    kc, ks, kz, vc, vs, vz = buffers
     g, kv_heads, d = k.shape
     if k.stride(-1) != 1 or v.stride(-1) != 1:
         raise ValueError("quantize_write needs k and v contiguous along head_dim")
     _write_kernel[(g * kv_heads,)](
-        k, v, slots, kc, ks, kz, vc, vs, vz, kr, vr,
+        k, v, slots, kc, ks, kz, vc, vs, vz,
         k.stride(0), k.stride(1), v.stride(0), v.stride(1), kc.stride(0), kc.stride(1), kc.stride(2),
-        ks.stride(0), ks.stride(1), ks.stride(2), kr.stride(0), kr.stride(1), kr.stride(2),
+        ks.stride(0), ks.stride(1), ks.stride(2),
         KV_HEADS=kv_heads, BITS=(kc.shape[-1] * 8) // d, D=d, num_warps=1,
     )  # fmt: skip

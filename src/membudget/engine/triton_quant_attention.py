@@ -26,6 +26,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from .triton_kvwrite import write_codes
+
 V_SCALE = tl.constexpr(256.0)  # p * s is kept in fp16 times 2**8, away from fp16's subnormals
 
 
@@ -80,9 +82,15 @@ def _partial_quant_kernel(
     VZ,
     KR,
     VR,
+    KN,
+    VN,
     Lengths,
     Partial,
     LSE,
+    s_kng,
+    s_knh,
+    s_vng,
+    s_vnh,
     s_qg,
     s_qh,
     s_cg,
@@ -106,6 +114,7 @@ def _partial_quant_kernel(
     BLOCK_N: tl.constexpr,
     D: tl.constexpr,
     BITS: tl.constexpr,
+    WRITE: tl.constexpr,  # also quantize and store the new token KN, VN [G, H_kv, D] at slot length - 1
 ):
     GROUPS: tl.constexpr = D // 64
     W: tl.constexpr = 64 if BITS == 8 else 32  # columns of one code tile (bytes of a group)
@@ -118,6 +127,12 @@ def _partial_quant_kernel(
     start = split * chunk
     end = tl.minimum(start + chunk, length)
     cut = tl.maximum(tl.minimum(length - 128, end), start)  # [cut, end): the exact ring
+    codes = g * s_cg + kvh * s_ch
+    meta = g * s_sg + kvh * s_sh
+    if WRITE and split == 0:  # its codes are read 128 steps from now, never by this call
+        k_new, v_new, slot = KN + g * s_kng + kvh * s_knh, VN + g * s_vng + kvh * s_vnh, length - 1
+        write_codes(k_new, KC + codes, KS + meta, KZ + meta, slot, s_cc, s_sc, BITS, D, GROUPS == 2)
+        write_codes(v_new, VC + codes, VS + meta, VZ + meta, slot, s_cc, s_sc, BITS, D, GROUPS == 2)
 
     rows = tl.arange(0, 16)
     h = rows % 8
@@ -147,8 +162,6 @@ def _partial_quant_kernel(
     acc_b0 = tl.zeros([16, W], tl.float32)  # ... group 0 odd (4-bit)
     acc_a1 = tl.zeros([16, W], tl.float32)  # group 1
     acc_b1 = tl.zeros([16, W], tl.float32)
-    codes = g * s_cg + kvh * s_ch
-    meta = g * s_sg + kvh * s_sh
     for n0 in range(start, cut, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         n_mask = offs_n < cut
