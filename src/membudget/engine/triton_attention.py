@@ -363,8 +363,6 @@ def _launch_fast(q, store, lengths, scale, splits, block_n, num_warps, new) -> t
     kc, ks, kz, vc, vs, vz, kr, vr, bits = store
     g, heads, _, d = q.shape
     kv_heads = kc.shape[1]
-    if d == 128:  # the two fp16 of a slot's groups as one int32 word
-        ks, kz, vs, vz = (t.view(torch.int32) for t in (ks, kz, vs, vz))
     # fp16 partial outputs (normalized averages of values): half the traffic of fp32 at this
     # kernel's many splits
     partial = torch.empty(g, heads, splits, d, dtype=torch.float16, device=q.device)

@@ -129,6 +129,12 @@ def _partial_quant_kernel(
     cut = tl.maximum(tl.minimum(length - 128, end), start)  # [cut, end): the exact ring
     codes = g * s_cg + kvh * s_ch
     meta = g * s_sg + kvh * s_sh
+    if GROUPS == 2:  # the two fp16 of a slot as one int32 word (pointer casts, no torch view: an
+        # in-place write through a view of a graph input makes torch.compile copy the whole tensor)
+        KS, KZ = KS.to(tl.pointer_type(tl.int32)), KZ.to(tl.pointer_type(tl.int32))
+        VS, VZ = VS.to(tl.pointer_type(tl.int32)), VZ.to(tl.pointer_type(tl.int32))
+        meta = meta // 2
+        s_sc = s_sc // 2
     if WRITE and split == 0:  # its codes are read 128 steps from now, never by this call
         k_new, v_new, slot = KN + g * s_kng + kvh * s_knh, VN + g * s_vng + kvh * s_vnh, length - 1
         write_codes(k_new, KC + codes, KS + meta, KZ + meta, slot, s_cc, s_sc, BITS, D, GROUPS == 2)
