@@ -239,8 +239,10 @@ def split_kv_decode(
 
 
 # Per bit width, the launch measured fastest for the scale-after-dot kernel on an H200 (Qwen3-8B
-# shape, 16 rows, 16k-32k slots; bench/RESULTS.md): (block_n, num_warps, target programs for splits)
-FAST_LAUNCH = {8: (32, 1, 4096), 4: (128, 4, 264)}
+# shape, 16 rows, 16k-32k slots; bench/RESULTS.md): (block_n, num_warps, target programs for splits,
+# write the new token's codes inside it -- at 4 bits that costs registers and occupancy, so the
+# separate write kernel runs first)
+FAST_LAUNCH = {8: (32, 1, 4096, True), 4: (128, 4, 264, False)}
 
 
 def split_kv_decode_quant(
@@ -269,14 +271,17 @@ def split_kv_decode_quant(
             bits in FAST_LAUNCH and d in (64, 128) and heads <= 8 * kc.shape[1] and q.dtype != torch.float32
         )
     if fast:
-        default_n, default_warps, programs = FAST_LAUNCH[bits]
+        default_n, default_warps, programs, write_inside = FAST_LAUNCH[bits]
         splits = splits or num_splits(g, kc.shape[1], programs)
         block_n, num_warps = block_n or default_n, num_warps or default_warps
-        return _launch_fast(q, store, lengths, scale, splits, block_n, num_warps, new)
+        if new is None or write_inside:
+            return _launch_fast(q, store, lengths, scale, splits, block_n, num_warps, new)
     if new is not None:
         from .triton_kvwrite import quantize_write
 
         quantize_write(*new, lengths - 1, store[:6])
+        if fast:
+            return _launch_fast(q, store, lengths, scale, splits, block_n, num_warps, None)
     block_n = block_n or (32 if bits == 8 else 64)  # measured best on an H200 (bench/RESULTS.md)
     if d & (d - 1):
         raise ValueError(f"the quantized decode kernel needs a power-of-two head_dim, not {d}")
@@ -371,12 +376,14 @@ def _launch_fast(q, store, lengths, scale, splits, block_n, num_warps, new) -> t
     k_new, v_new = new if new is not None else (q[:, 0], q[:, 0])  # (unused without `new`)
     if k_new.stride(-1) != 1 or v_new.stride(-1) != 1:
         raise ValueError("the new k and v must be contiguous along head_dim")
+    if any(t.stride(3) != 1 or t.stride(2) != d // 64 for t in (ks, kz, vs, vz)):
+        raise ValueError("the scale-after-dot kernel needs each slot's scales and zeros contiguous")
     _partial_quant_kernel[(g * kv_heads, splits)](
         q, kc, ks, kz, vc, vs, vz, kr, vr, k_new, v_new, lengths, partial, lse,
         k_new.stride(0), k_new.stride(1), v_new.stride(0), v_new.stride(1),
         q.stride(0), q.stride(1), kc.stride(0), kc.stride(1), kc.stride(2),
         partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0), lse.stride(1),
-        ks.stride(0), ks.stride(1), ks.stride(2), kr.stride(0), kr.stride(1), kr.stride(2),
+        ks.stride(0), ks.stride(1), kr.stride(0), kr.stride(1), kr.stride(2),
         SCALE=scale, KV_HEADS=kv_heads, N_REP=heads // kv_heads, SPLITS=splits, BLOCK_N=block_n, D=d,
         BITS=bits, WRITE=new is not None, num_warps=num_warps,
     )  # fmt: skip

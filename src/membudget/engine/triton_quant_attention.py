@@ -39,16 +39,16 @@ def _codes(b, MASK: tl.constexpr, SHIFT: tl.constexpr):
 
 
 @triton.jit
-def _meta(scales, zeros, offs_n, n_mask, s_sc, GROUPS: tl.constexpr):
+def _meta(scales, zeros, offs_n, n_mask, GROUPS: tl.constexpr):
     """fp32 scales and zeros [BLOCK_N] of groups 0 and 1 of slots offs_n. With two groups the two fp16
     of a slot are read as one 32-bit word (a 4-byte load is prefetched by the compiler's pipeline; a
     2-byte one is not)."""
     if GROUPS == 1:
-        s0 = tl.load(scales + offs_n * s_sc, mask=n_mask, other=0.0).to(tl.float32)
-        z0 = tl.load(zeros + offs_n * s_sc, mask=n_mask, other=0.0).to(tl.float32)
+        s0 = tl.load(scales + offs_n, mask=n_mask, other=0.0).to(tl.float32)
+        z0 = tl.load(zeros + offs_n, mask=n_mask, other=0.0).to(tl.float32)
         return s0, z0, s0, z0
-    ws = tl.load(scales + offs_n * s_sc, mask=n_mask, other=0)
-    wz = tl.load(zeros + offs_n * s_sc, mask=n_mask, other=0)
+    ws = tl.load(scales + offs_n, mask=n_mask, other=0)
+    wz = tl.load(zeros + offs_n, mask=n_mask, other=0)
     return _half(ws, 0), _half(wz, 0), _half(ws, 16), _half(wz, 16)
 
 
@@ -103,7 +103,6 @@ def _partial_quant_kernel(
     s_lh,
     s_sg,
     s_sh,
-    s_sc,
     s_rg,
     s_rh,
     s_rc,
@@ -134,11 +133,12 @@ def _partial_quant_kernel(
         KS, KZ = KS.to(tl.pointer_type(tl.int32)), KZ.to(tl.pointer_type(tl.int32))
         VS, VZ = VS.to(tl.pointer_type(tl.int32)), VZ.to(tl.pointer_type(tl.int32))
         meta = meta // 2
-        s_sc = s_sc // 2
+    # a slot's scales (or zeros) are contiguous and slots follow each other: one word (two groups) or
+    # one fp16 (one group) per slot, a stride of 1 the compiler can see
     if WRITE and split == 0:  # its codes are read 128 steps from now, never by this call
         k_new, v_new, slot = KN + g * s_kng + kvh * s_knh, VN + g * s_vng + kvh * s_vnh, length - 1
-        write_codes(k_new, KC + codes, KS + meta, KZ + meta, slot, s_cc, s_sc, BITS, D, GROUPS == 2)
-        write_codes(v_new, VC + codes, VS + meta, VZ + meta, slot, s_cc, s_sc, BITS, D, GROUPS == 2)
+        write_codes(k_new, KC + codes, KS + meta, KZ + meta, slot, s_cc, 1, BITS, D, GROUPS == 2)
+        write_codes(v_new, VC + codes, VS + meta, VZ + meta, slot, s_cc, 1, BITS, D, GROUPS == 2)
 
     rows = tl.arange(0, 16)
     h = rows % 8
@@ -173,7 +173,7 @@ def _partial_quant_kernel(
         n_mask = offs_n < cut
         tile = offs_n[:, None] * s_cc + cols[None, :]
         # keys: scores = sum_g s_g * (q_g . c_g) + z_g * sum(q_g)
-        ks0, kz0, ks1, kz1 = _meta(KS + meta, KZ + meta, offs_n, n_mask, s_sc, GROUPS)
+        ks0, kz0, ks1, kz1 = _meta(KS + meta, KZ + meta, offs_n, n_mask, GROUPS)
         kb = tl.load(KC + codes + tile, mask=n_mask[:, None], other=0)
         if BITS == 8:
             d0 = tl.dot(ha0, tl.trans(_codes(kb, 255, 0)))
@@ -196,7 +196,7 @@ def _partial_quant_kernel(
         l_i = l_i * alpha + tl.sum(p, 1)
         m_i = m_new
         # values: row r of group g accumulates (p * s_g) . c_g and p . z_g
-        vs0, vz0, vs1, vz1 = _meta(VS + meta, VZ + meta, offs_n, n_mask, s_sc, GROUPS)
+        vs0, vz0, vs1, vz1 = _meta(VS + meta, VZ + meta, offs_n, n_mask, GROUPS)
         pz = pz * alpha + tl.sum(p * _per_row(grp, vz0, vz1, GROUPS), 1)
         ps = (p * _per_row(grp, vs0, vs1, GROUPS) * V_SCALE).to(tl.float16)
         vb = tl.load(VC + codes + tile, mask=n_mask[:, None], other=0)
