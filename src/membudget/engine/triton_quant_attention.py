@@ -72,6 +72,61 @@ def _q_columns(Q, g, s_qg, s_qh, heads, row_ok, cols):
 
 
 @triton.jit
+def _code_dot(qa, qb, b, BITS: tl.constexpr):
+    """Query columns of one group, fp16 [16, W] (qb: the odd ones at 4 bits), times the codes in
+    bytes b [BLOCK_N, W] -> [16, BLOCK_N] fp32."""
+    if BITS == 8:
+        return tl.dot(qa, tl.trans(_codes(b, 255, 0)))
+    qk = tl.dot(qa, tl.trans(_codes(b, 15, 0)))
+    return tl.dot(qb, tl.trans(_codes(b, 15, 4)), qk)
+
+
+@triton.jit
+def _add_code_values(acc_a, acc_b, alpha, ps, b, BITS: tl.constexpr):
+    """One group's value columns [16, W] (acc_b: the odd ones at 4 bits) rescaled by alpha [16], plus
+    ps [16, BLOCK_N] times the codes in bytes b [BLOCK_N, W]."""
+    if BITS == 8:
+        return acc_a * alpha[:, None] + tl.dot(ps, _codes(b, 255, 0)), acc_b
+    acc_a = acc_a * alpha[:, None] + tl.dot(ps, _codes(b, 15, 0))
+    return acc_a, acc_b * alpha[:, None] + tl.dot(ps, _codes(b, 15, 4))
+
+
+@triton.jit
+def _ring_tile(ring, slots, cols, n_mask, STEP: tl.constexpr):
+    """Exact 16-bit entries [BLOCK_N, W]: rows at ring + slots [BLOCK_N, 1], columns cols * STEP."""
+    return tl.load(ring + slots + cols[None, :] * STEP, mask=n_mask[:, None], other=0.0)
+
+
+@triton.jit
+def _ring_dot(qa, qb, ring, slots, cols, n_mask, BITS: tl.constexpr):
+    """As _code_dot for exact ring keys; `ring` points at the group's first column."""
+    qk = tl.dot(qa, tl.trans(_ring_tile(ring, slots, cols, n_mask, 1 if BITS == 8 else 2)))
+    if BITS == 4:
+        qk = tl.dot(qb, tl.trans(_ring_tile(ring + 1, slots, cols, n_mask, 2)), qk)
+    return qk
+
+
+@triton.jit
+def _add_ring_values(acc_a, acc_b, alpha, pv, ring, slots, cols, n_mask, BITS: tl.constexpr):
+    """As _add_code_values for exact ring values; `ring` points at the group's first column."""
+    v = _ring_tile(ring, slots, cols, n_mask, 1 if BITS == 8 else 2)
+    acc_a = acc_a * alpha[:, None] + tl.dot(pv, v)
+    if BITS == 4:
+        acc_b = acc_b * alpha[:, None] + tl.dot(pv, _ring_tile(ring + 1, slots, cols, n_mask, 2))
+    return acc_a, acc_b
+
+
+@triton.jit
+def _softmax_step(qk, n_mask, m_i, l_i, SCALE: tl.constexpr):
+    """Online softmax over one block of unscaled scores qk [16, BLOCK_N] -> (p, alpha, m, l)."""
+    qk = tl.where(n_mask[None, :], qk * SCALE, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(qk, 1))
+    p = tl.exp(qk - m_new[:, None])
+    alpha = tl.exp(m_i - m_new)
+    return p, alpha, m_new, l_i * alpha + tl.sum(p, 1)
+
+
+@triton.jit
 def _partial_quant_kernel(
     Q,
     KC,
@@ -175,80 +230,37 @@ def _partial_quant_kernel(
         # keys: scores = sum_g s_g * (q_g . c_g) + z_g * sum(q_g)
         ks0, kz0, ks1, kz1 = _meta(KS + meta, KZ + meta, offs_n, n_mask, GROUPS)
         kb = tl.load(KC + codes + tile, mask=n_mask[:, None], other=0)
-        if BITS == 8:
-            d0 = tl.dot(ha0, tl.trans(_codes(kb, 255, 0)))
-        else:
-            d0 = tl.dot(ha0, tl.trans(_codes(kb, 15, 0)))
-            d0 = tl.dot(hb0, tl.trans(_codes(kb, 15, 4)), d0)
-        qk = d0 * ks0[None, :] + sum0[:, None] * kz0[None, :]
+        qk = _code_dot(ha0, hb0, kb, BITS) * ks0[None, :] + sum0[:, None] * kz0[None, :]
         if GROUPS == 2:
             kb = tl.load(KC + codes + W + tile, mask=n_mask[:, None], other=0)
-            if BITS == 8:
-                d1 = tl.dot(ha1, tl.trans(_codes(kb, 255, 0)))
-            else:
-                d1 = tl.dot(ha1, tl.trans(_codes(kb, 15, 0)))
-                d1 = tl.dot(hb1, tl.trans(_codes(kb, 15, 4)), d1)
-            qk += d1 * ks1[None, :] + sum1[:, None] * kz1[None, :]
-        qk = tl.where(n_mask[None, :], qk * SCALE, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
-        p = tl.exp(qk - m_new[:, None])
-        alpha = tl.exp(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        m_i = m_new
+            qk += _code_dot(ha1, hb1, kb, BITS) * ks1[None, :] + sum1[:, None] * kz1[None, :]
+        p, alpha, m_i, l_i = _softmax_step(qk, n_mask, m_i, l_i, SCALE)
         # values: row r of group g accumulates (p * s_g) . c_g and p . z_g
         vs0, vz0, vs1, vz1 = _meta(VS + meta, VZ + meta, offs_n, n_mask, GROUPS)
         pz = pz * alpha + tl.sum(p * _per_row(grp, vz0, vz1, GROUPS), 1)
         ps = (p * _per_row(grp, vs0, vs1, GROUPS) * V_SCALE).to(tl.float16)
         vb = tl.load(VC + codes + tile, mask=n_mask[:, None], other=0)
-        if BITS == 8:
-            acc_a0 = acc_a0 * alpha[:, None] + tl.dot(ps, _codes(vb, 255, 0))
-        else:
-            acc_a0 = acc_a0 * alpha[:, None] + tl.dot(ps, _codes(vb, 15, 0))
-            acc_b0 = acc_b0 * alpha[:, None] + tl.dot(ps, _codes(vb, 15, 4))
+        acc_a0, acc_b0 = _add_code_values(acc_a0, acc_b0, alpha, ps, vb, BITS)
         if GROUPS == 2:
             vb = tl.load(VC + codes + W + tile, mask=n_mask[:, None], other=0)
-            if BITS == 8:
-                acc_a1 = acc_a1 * alpha[:, None] + tl.dot(ps, _codes(vb, 255, 0))
-            else:
-                acc_a1 = acc_a1 * alpha[:, None] + tl.dot(ps, _codes(vb, 15, 0))
-                acc_b1 = acc_b1 * alpha[:, None] + tl.dot(ps, _codes(vb, 15, 4))
+            acc_a1, acc_b1 = _add_code_values(acc_a1, acc_b1, alpha, ps, vb, BITS)
 
     # the ring: exact 16-bit keys and values, the same column split as the codes
     rings = g * s_rg + kvh * s_rh
     for n0 in range(cut, end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         n_mask = offs_n < end
-        slot = (offs_n % 128)[:, None] * s_rc
-        ka0 = tl.load(KR + rings + slot + cols[None, :] * step, mask=n_mask[:, None], other=0.0)
-        qk = tl.dot(qa0, tl.trans(ka0))
-        if BITS == 4:
-            kb0 = tl.load(KR + rings + slot + cols[None, :] * step + 1, mask=n_mask[:, None], other=0.0)
-            qk = tl.dot(qb0, tl.trans(kb0), qk)
+        slots = (offs_n % 128)[:, None] * s_rc
+        qk = _ring_dot(qa0, qb0, KR + rings, slots, cols, n_mask, BITS)
         if GROUPS == 2:
-            ka1 = tl.load(KR + rings + slot + 64 + cols[None, :] * step, mask=n_mask[:, None], other=0.0)
-            qk = tl.dot(qa1, tl.trans(ka1), qk)
-            if BITS == 4:
-                kb1 = tl.load(KR + rings + slot + 65 + cols[None, :] * step, mask=n_mask[:, None], other=0.0)
-                qk = tl.dot(qb1, tl.trans(kb1), qk)
-        qk = tl.where(n_mask[None, :], qk * SCALE, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
-        p = tl.exp(qk - m_new[:, None])
-        alpha = tl.exp(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        m_i = m_new
+            qk += _ring_dot(qa1, qb1, KR + rings + 64, slots, cols, n_mask, BITS)
+        p, alpha, m_i, l_i = _softmax_step(qk, n_mask, m_i, l_i, SCALE)
         pz = pz * alpha
         pv = (p * V_SCALE).to(qa0.dtype)
-        va0 = tl.load(VR + rings + slot + cols[None, :] * step, mask=n_mask[:, None], other=0.0)
-        acc_a0 = acc_a0 * alpha[:, None] + tl.dot(pv, va0)
-        if BITS == 4:
-            vb0 = tl.load(VR + rings + slot + cols[None, :] * step + 1, mask=n_mask[:, None], other=0.0)
-            acc_b0 = acc_b0 * alpha[:, None] + tl.dot(pv, vb0)
+        acc_a0, acc_b0 = _add_ring_values(acc_a0, acc_b0, alpha, pv, VR + rings, slots, cols, n_mask, BITS)
         if GROUPS == 2:
-            va1 = tl.load(VR + rings + slot + 64 + cols[None, :] * step, mask=n_mask[:, None], other=0.0)
-            acc_a1 = acc_a1 * alpha[:, None] + tl.dot(pv, va1)
-            if BITS == 4:
-                vb1 = tl.load(VR + rings + slot + 65 + cols[None, :] * step, mask=n_mask[:, None], other=0.0)
-                acc_b1 = acc_b1 * alpha[:, None] + tl.dot(pv, vb1)
+            ring1 = VR + rings + 64
+            acc_a1, acc_b1 = _add_ring_values(acc_a1, acc_b1, alpha, pv, ring1, slots, cols, n_mask, BITS)
 
     filled = l_i > 0
     norm = tl.where(filled, l_i, 1.0)
