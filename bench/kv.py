@@ -1,7 +1,10 @@
 """KV-policy benchmarks on one GPU (Qwen3-8B shape, bf16, batch 16, random weights).
 
 Run on the device:  PYTHONPATH=src python3 bench/kv.py [--out DIR] [--model Qwen/Qwen3-8B] [--batch 16]
-  1. Correctness on the GPU: quantized split-KV kernel vs the chunked reference.
+  1. Correctness on the GPU: quantized split-KV kernels vs the chunked reference; with `graphs`,
+     greedy tokens of graph replays vs eager steps for five policies.
+  kernels: the attention kernels alone at 16k and 32k slots (16-bit, dequantizing, scale-after-dot
+     at its default launch and a few others).
   2. rkv:4096 vs a full cache of the same physical length: the same host loop (where -> graph replay
      -> advance) for 512 steps; R-KV compacts every 128 (its cost is included); the full cache is
      rewound every 128 steps so both attend over 4096..4224 slots.

@@ -13,7 +13,9 @@ bench/RESULTS.md.)
 Shapes: q [G, H, 1, D]; k, v [G, H_kv, C, D] (last dim contiguous); lengths [G] -> out [G, H, 1, D].
 The same kernel reads a quantized cache (BITS > 0: packed codes, per-group scale and zero, and the
 exact ring of the newest 128 slots; engine/kvquant.py) and dequantizes each block in registers, so
-decode never materializes a 16-bit copy of the cache.
+decode never materializes a 16-bit copy of the cache. That path serves 2-bit caches and shapes the
+faster scale-after-dot kernel (engine/triton_quant_attention.py) does not cover; both share the
+merge kernel.
 Tested on the CPU with TRITON_INTERPRET=1 against `decode_attention_reference` and
 `quant_decode_attention_reference`.
 """

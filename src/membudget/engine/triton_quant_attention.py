@@ -14,8 +14,16 @@ multiplied with the matching even or odd query (or output) columns.
 
 Supports 8 and 4 bits, head_dim 64 or 128 (one or two groups), up to 8 query heads per KV head and a
 16-bit query; `split_kv_decode_quant` falls back to the dequantizing kernel otherwise. The exact ring
-of the newest 128 slots and the split/merge scheme are as in engine/triton_attention.py, and the
-partial outputs go through its merge kernel.
+of the newest 128 slots and the split/merge scheme are as in engine/triton_attention.py; partial
+outputs are fp16 (many splits: half the traffic) and go through its merge kernel. With WRITE, the
+first split of each (row, KV head) also quantizes the step's new token into the codes
+(engine/triton_kvwrite.py): this call never reads the codes of a row's newest 128 slots.
+
+Speed on an H200 (bench/RESULTS.md; Qwen3-8B shape, 16 rows): 8-bit 0.236-0.254 ms at 16k slots vs
+0.25 ms for the 16-bit kernel and 0.40 ms for the dequantizing one; 4-bit 0.47 ms at 32k vs 0.49 and
+0.71. Launch settings per bit width are in triton_attention.FAST_LAUNCH.
+Tested on the CPU with TRITON_INTERPRET=1 (fp16 queries; tests/kernels/check_split_kv.py,
+check_kvwrite.py).
 
 Shapes: q [G, H, 1, D]; codes [G, H_kv, C, D*bits/8], scale/zero [G, H_kv, C, D/64], rings
 [G, H_kv, <=128, D]; lengths [G] -> out [G, H, 1, D].
