@@ -205,12 +205,14 @@ def main() -> None:
     def record(name, kv, tokens, cache_bytes, ms):
         accounted = kv_bytes(spec, KVPolicy.parse(kv), tokens, g)
         result[name] = {"kv": kv, "ms": ms, "cache_bytes": cache_bytes, "accounted_bytes": accounted}
+        save_result(args.out, "kv", result)  # after every figure: a run cut short keeps what it measured
         print(
             f"{name:>16}: {ms:7.3f} ms/step  cache {cache_bytes / 2**30:6.2f} GiB (accounted {accounted / 2**30:.2f})"
         )
 
     if "kernels" in parts:
         result["kernels"] = kernel_configs(g, spec.num_heads, spec.num_kv_heads, spec.head_dim)
+        save_result(args.out, "kv", result)
 
     if "profile" in parts:
         result["compaction_profile"] = profile_compaction(model, g)

@@ -78,6 +78,19 @@ def _attend(q, k, v, n_mask, m_i, l_i, acc, SCALE: tl.constexpr):
 
 
 @triton.jit
+def program_range(Lengths, KV_HEADS: tl.constexpr, SPLITS: tl.constexpr, BLOCK_N: tl.constexpr):
+    """This program's (row g, KV head, split) and its slots [start, end) of the row's valid length:
+    the length split into SPLITS chunks of whole BLOCK_N blocks (trailing splits may be empty)."""
+    pid = tl.program_id(0)
+    split = tl.program_id(1)
+    g = pid // KV_HEADS
+    length = tl.load(Lengths + g).to(tl.int32)
+    chunk = tl.cdiv(tl.cdiv(length, SPLITS), BLOCK_N) * BLOCK_N
+    start = split * chunk
+    return g, pid % KV_HEADS, split, length, start, tl.minimum(start + chunk, length)
+
+
+@triton.jit
 def _partial_kernel(
     Q,
     K,
@@ -120,14 +133,7 @@ def _partial_kernel(
     BLOCK_D: tl.constexpr,
     BITS: tl.constexpr,  # 0: K, V are 16-bit values; else codes with scales, zeros and rings
 ):
-    pid = tl.program_id(0)
-    split = tl.program_id(1)
-    g = pid // KV_HEADS
-    kvh = pid % KV_HEADS
-    length = tl.load(Lengths + g).to(tl.int32)
-    chunk = tl.cdiv(tl.cdiv(length, SPLITS), BLOCK_N) * BLOCK_N
-    start = split * chunk
-    end = tl.minimum(start + chunk, length)
+    g, kvh, split, length, start, end = program_range(Lengths, KV_HEADS, SPLITS, BLOCK_N)
 
     offs_h = tl.arange(0, BLOCK_H)
     offs_d = tl.arange(0, BLOCK_D)

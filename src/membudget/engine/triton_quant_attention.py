@@ -34,6 +34,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from .triton_attention import program_range
 from .triton_kvwrite import write_codes
 
 V_SCALE = tl.constexpr(256.0)  # p * s is kept in fp16 times 2**8, away from fp16's subnormals
@@ -180,14 +181,7 @@ def _partial_quant_kernel(
 ):
     GROUPS: tl.constexpr = D // 64
     W: tl.constexpr = 64 if BITS == 8 else 32  # columns of one code tile (bytes of a group)
-    pid = tl.program_id(0)
-    split = tl.program_id(1)
-    g = pid // KV_HEADS
-    kvh = pid % KV_HEADS
-    length = tl.load(Lengths + g).to(tl.int32)
-    chunk = tl.cdiv(tl.cdiv(length, SPLITS), BLOCK_N) * BLOCK_N
-    start = split * chunk
-    end = tl.minimum(start + chunk, length)
+    g, kvh, split, length, start, end = program_range(Lengths, KV_HEADS, SPLITS, BLOCK_N)
     cut = tl.maximum(tl.minimum(length - 128, end), start)  # [cut, end): the exact ring
     codes = g * s_cg + kvh * s_ch
     meta = g * s_sg + kvh * s_sh

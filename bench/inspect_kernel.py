@@ -1,0 +1,105 @@
+"""Compile a decode-attention kernel for an H100/H200 (sm_90) on a machine without a GPU and print
+what decides its speed before any device time is spent: registers and spills per thread, shared
+memory, layout conversions, and the instruction mix of each loop (SASS from the ptxas and cuobjdump
+that Triton ships).
+
+    PYTHONPATH=src python3 bench/inspect_kernel.py fast --bits 8 --block-n 32 --warps 1 [--write]
+    PYTHONPATH=src python3 bench/inspect_kernel.py dequant --bits 4 --block-n 64 --warps 4
+    PYTHONPATH=src python3 bench/inspect_kernel.py dense --block-n 64 --warps 4
+
+Shapes are Qwen3-8B's (32 query heads, 8 KV heads, head_dim 128). A loop is a backward branch in
+the SASS; its count of instructions is per warp and iteration (one block of slots).
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import tempfile
+from collections import Counter
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from membudget.engine import triton_attention, triton_quant_attention
+
+STRIDES = {
+    "fast": "s_kng s_knh s_vng s_vnh s_qg s_qh s_cg s_ch s_cc s_og s_oh s_os s_lg s_lh s_sg s_sh s_rg s_rh s_rc",
+    "split": "s_qg s_qh s_kg s_kh s_kc s_vg s_vh s_vc s_og s_oh s_os s_lg s_lh s_sg s_sh s_sc s_rg s_rh s_rc",
+}
+
+
+def source(kind: str, bits: int, block_n: int, write: bool) -> ASTSource:
+    common = dict(SCALE=128**-0.5, KV_HEADS=8, N_REP=4, SPLITS=3, BLOCK_N=block_n, D=128)
+    if kind == "fast":
+        fn, names = triton_quant_attention._partial_quant_kernel, "Q KC KS KZ VC VS VZ KR VR KN VN"
+        types = "*bf16 *u8 *fp16 *fp16 *u8 *fp16 *fp16 *bf16 *bf16 *bf16 *bf16"
+        constants = dict(common, BITS=bits, WRITE=write)
+        strides = STRIDES["fast"]
+    else:
+        fn, names = triton_attention._partial_kernel, "Q K V KS KZ VS VZ KR VR"
+        types = "*bf16 *u8 *u8 *fp16 *fp16 *fp16 *fp16 *bf16 *bf16" if bits else " ".join(["*bf16"] * 9)
+        constants = dict(common, BLOCK_H=16, BLOCK_D=128, BITS=bits)
+        strides = STRIDES["split"]
+    partial = "*fp16" if kind == "fast" else "*fp32"  # as the launchers allocate it
+    names, types = names.split() + ["Lengths", "Partial", "LSE"], types.split() + ["*i64", partial, "*fp32"]
+    pointers = list(zip(names, types, strict=True))
+    signature = (
+        dict(pointers) | {name: "i32" for name in strides.split()} | dict.fromkeys(constants, "constexpr")
+    )
+    # pointers 16-byte aligned and strides multiples of 16 where the engine's tensors give that
+    aligned = [
+        i
+        for i, name in enumerate(signature)
+        if name not in ("s_lh", "s_sc") and i < len(signature) - len(constants)
+    ]
+    attrs = {(i,): [["tt.divisibility", 16]] for i in aligned}
+    return ASTSource(fn, signature, constants, attrs)
+
+
+def loops(sass: str) -> list[tuple[int, Counter]]:
+    """(instruction count, opcode counts) of every backward-branch loop body."""
+    code = [(int(a, 16), text.strip()) for a, text in re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)]
+    found = []
+    for address, text in code:
+        target = re.search(r"BRA\s+0x([0-9a-f]+)", text)
+        if target and int(target.group(1), 16) < address:
+            body = [t for a, t in code if int(target.group(1), 16) <= a <= address]
+            found.append((len(body), Counter(re.sub(r"^@!?U?P\w+\s+", "", t).split()[0] for t in body)))
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kind", choices=["fast", "dequant", "dense"])
+    parser.add_argument("--bits", type=int, default=8)
+    parser.add_argument("--block-n", type=int, default=32)
+    parser.add_argument("--warps", type=int, default=4)
+    parser.add_argument("--stages", type=int, default=3)
+    parser.add_argument("--write", action="store_true", help="fast kernel: with the new token's code write")
+    args = parser.parse_args()
+    bits = 0 if args.kind == "dense" else args.bits
+    kind = "fast" if args.kind == "fast" else "split"
+    options = dict(num_warps=args.warps, num_stages=args.stages)
+    kernel = triton.compile(
+        source(kind, bits, args.block_n, args.write), target=GPUTarget("cuda", 90, 32), options=options
+    )
+    tools = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
+        cubin.write(kernel.asm["cubin"])
+        cubin.flush()
+        usage = subprocess.run(
+            [f"{tools}/cuobjdump", "--dump-resource-usage", cubin.name], capture_output=True, text=True
+        ).stdout
+        sass = subprocess.run(
+            [f"{tools}/cuobjdump", "-sass", cubin.name], capture_output=True, text=True
+        ).stdout
+    print(" ".join(re.findall(r"(?:REG|STACK|LOCAL):\d+", usage)), f"shared {kernel.metadata.shared} B",
+          f"layout conversions {kernel.asm['ttgir'].count('convert_layout')}")  # fmt: skip
+    for count, ops in loops(sass):
+        print(f"loop: {count} instructions;", ", ".join(f"{op} {n}" for op, n in ops.most_common(12)))
+
+
+if __name__ == "__main__":
+    main()
