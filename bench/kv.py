@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from membudget.bench import save_result, time_replays
+from membudget.bench import fill_random, save_result, time_replays
 from membudget.engine.kvquant import RESIDUAL, quant_decode_attention_reference, quantize
 from membudget.engine.model import Decoder
 from membudget.engine.sampling import SamplingParams, row_seeds
@@ -139,12 +139,7 @@ def fresh_cache(model, batch, tokens, kv):
     before = torch.cuda.memory_allocated()
     cache = model.new_cache(batch, tokens, kv)
     measured = torch.cuda.memory_allocated() - before
-    for t in getattr(cache.store, "k", []) + getattr(cache.store, "v", []):
-        t.normal_()
-    for t in getattr(cache.store, "kc", []) + getattr(cache.store, "vc", []):
-        t.random_(0, 256)
-    for t in getattr(cache.store, "ks", []) + getattr(cache.store, "vs", []):
-        t.fill_(0.01)
+    fill_random(cache)
     return cache, measured
 
 

@@ -122,6 +122,10 @@ def test_generate_json_with_budget_checkpoints(monkeypatch, capsys, smollm2_fp32
         (["generate", "-m", "smollm2", "--prompt", "hi", "--budgets", "9,3"], "increasing"),
         (["generate", "-m", "smollm2", "--prompt", "hi", "--temperature", "0"], "temperature"),
         (["bench", "-m", "qwen3-0.6b"], "needs a CUDA GPU"),
+        (["bench", "-m", "qwen3-0.6b", "--kv", "full,rkv:64"], "leaves out the compactions"),
+        (["bench", "-m", "qwen3-0.6b", "--kv", "quant:3"], "quant"),
+        (["bench", "-m", "qwen3-0.6b", "--weights", "16,3"], "--weights must be among 16,8,4, got 3"),
+        (["bench", "-m", "qwen3-0.6b", "--batch", "0"], "must be positive"),
     ],
 )
 def test_engine_commands_reject_bad_input(monkeypatch, capsys, args, message):

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import torch
 
+from .engine.kvquant import RESIDUAL
 from .engine.model import Decoder
 from .engine.sampling import SamplingParams, row_seeds
 from .engine.step import DecodeStep
-from .memory import Scenario, breakdown, kv_bytes_per_token
+from .memory import KVPolicy, Scenario, breakdown, kv_bytes_per_token
 from .spec import ModelSpec, registry, registry_lookup
 
 
@@ -28,6 +29,7 @@ from .spec import ModelSpec, registry, registry_lookup
 class DecodeBench:
     model: str
     weights: int
+    kv: str
     batch: int
     context: int
     ms_per_step: float  # median of graph-replay windows
@@ -91,13 +93,48 @@ def time_replays(fn, reps: int = 50, windows: int = 5) -> float:
     return statistics.median(per_call)
 
 
-def step_bytes(model: Decoder, batch: int, context: int) -> int:
+def step_bytes(model: Decoder, batch: int, context: int, kv_bits: int | None = None) -> int:
     """Bytes a decode step must move: all weights once (an untied embedding only G rows: not counted)
-    plus K and V of `context` tokens for every row."""
+    plus K and V of `context` tokens for every row (with `kv_bits`: codes and their scales and zeros,
+    except the newest RESIDUAL tokens, which attention reads from the 16-bit ring)."""
     weights = model.weight_bytes
     if model.embed.data_ptr() != model.lm_head.data_ptr():
         weights -= model.embed.numel() * model.embed.element_size()
-    return weights + batch * context * int(kv_bytes_per_token(model.spec, None, model.embed.element_size()))
+    exact = kv_bytes_per_token(model.spec, None, model.embed.element_size())
+    if kv_bits is None:
+        return weights + batch * context * int(exact)
+    ring = min(context, RESIDUAL)
+    per_row = (context - ring) * kv_bytes_per_token(model.spec, kv_bits) + ring * exact
+    return weights + int(batch * per_row)
+
+
+def fill_random(cache) -> None:
+    """Random, never-zero data in every slot of a cache (16-bit K/V and rings: normal; codes: uniform
+    bytes; scales 0.01), so a timed step reads what a real one would."""
+    store = cache.store
+    for t in [
+        *getattr(store, "k", []),
+        *getattr(store, "v", []),
+        *getattr(store, "kr", []),
+        *getattr(store, "vr", []),
+    ]:
+        t.normal_()
+    for t in [*getattr(store, "kc", []), *getattr(store, "vc", [])]:
+        t.random_(0, 256)
+    for t in [*getattr(store, "ks", []), *getattr(store, "vs", [])]:
+        t.fill_(0.01)
+
+
+def check_bench_kv(kv: str) -> KVPolicy:
+    """The KV policy of a timed step: `full` or `quant:Q`. Eviction is refused: one step at a fixed
+    context leaves out its compactions, whose cost depends on the schedule."""
+    policy = KVPolicy.parse(kv)
+    if policy.eviction:
+        raise ValueError(
+            f"membudget bench times one decode step at a fixed context, which leaves out the compactions "
+            f"of an eviction policy ({kv!r}); use --kv full or quant:Q"
+        )
+    return policy
 
 
 def bench_engine(
@@ -108,8 +145,11 @@ def bench_engine(
     dtype: torch.dtype = torch.bfloat16,
     device: str = "cuda",
     weights: int = 16,
+    kv: str = "full",
 ) -> DecodeBench:
-    """Time the engine's graph-captured decode step (Qwen3 sampling defaults) at `context` tokens."""
+    """Time the engine's graph-captured decode step (Qwen3 sampling defaults) at `context` tokens,
+    with `weights`-bit linears and a `full` or `quant:Q` cache."""
+    policy = check_bench_kv(kv)
     dev = torch.device(device)
     gc.collect()
     torch.cuda.empty_cache()
@@ -118,9 +158,8 @@ def bench_engine(
     model.quantize_(weights)
     torch.cuda.reset_peak_memory_stats(dev)  # the 16-bit weights a quantized model was built from are gone
     capacity = context + 64
-    cache = model.new_cache(batch, capacity)
-    for t in cache.store.k + cache.store.v:  # real data, never zeros
-        t.normal_()
+    cache = model.new_cache(batch, capacity, kv)
+    fill_random(cache)
     before = torch.cuda.memory_allocated(dev)
     step = DecodeStep(model, cache, SamplingParams(), row_seeds(0, batch))
     after = torch.cuda.memory_allocated(dev)
@@ -134,12 +173,13 @@ def bench_engine(
 
     loop_ms = time_replays(host_loop, reps=20, windows=3)
     peak = torch.cuda.max_memory_allocated(dev)
-    accounted = breakdown(spec, Scenario(spec.name, weights, "full", capacity, batch))
-    moved = step_bytes(model, batch, context)
+    accounted = breakdown(spec, Scenario(spec.name, weights, kv, capacity, batch))
+    moved = step_bytes(model, batch, context, policy.bits)
     bound_ms = moved / bandwidth * 1e3
     return DecodeBench(
         model=spec.name,
         weights=weights,
+        kv=kv,
         batch=batch,
         context=context,
         ms_per_step=ms,

@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..memory import Scenario, breakdown
+from ..memory import WEIGHT_BITS, Scenario, breakdown
 from ..spec import resolve_spec
 from ..tasks.prompts import MATH_ANSWER_PREFIX
-from . import JsonOpt, app, err_console, gib, out, split_ints
+from . import JsonOpt, app, csv, err_console, gib, out, split_ints
 
 
 def _budgets(max_tokens: int, budgets: str | None) -> tuple[int, ...]:
@@ -160,26 +160,41 @@ def bench(
     ] = None,
     batch: Annotated[str, typer.Option(help="Batch sizes, e.g. 1,16")] = "1,16",
     context: Annotated[int, typer.Option(help="Tokens in the cache when the step is timed")] = 8192,
-    hf: Annotated[bool, typer.Option(help="Also time transformers generate() at batch 1")] = True,
+    weights: Annotated[str, typer.Option(help="Weight bits, e.g. 16,8,4")] = "16",
+    kv: Annotated[str, typer.Option(help="KV caches: full and/or quant:Q, e.g. full,quant:8")] = "full",
+    hf: Annotated[
+        bool, typer.Option(help="Also time transformers generate() at batch 1 (16-bit weights, full cache)")
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Decode-step speed and memory of the engine on random weights of real shapes (needs a CUDA GPU)."""
     import torch
 
-    from ..bench import bench_engine, bench_transformers, copy_bandwidth
+    from ..bench import bench_engine, bench_transformers, check_bench_kv, copy_bandwidth
 
+    specs = [resolve_spec(name) for name in model or ["Qwen/Qwen3-8B"]]
+    batches = split_ints([batch], "--batch")
+    bits = split_ints([weights], "--weights")
+    if bad := [b for b in bits if b not in WEIGHT_BITS]:
+        raise ValueError(f"--weights must be among {csv(WEIGHT_BITS)}, got {csv(bad)}")
+    caches = [c.strip() for c in kv.split(",") if c.strip()]
+    for c in caches:
+        check_bench_kv(c)
+    if context < 1 or any(g < 1 for g in batches):
+        raise ValueError("--context and --batch must be positive")
     if not torch.cuda.is_available():
         raise ValueError("membudget bench times CUDA graphs and needs a CUDA GPU; none is visible")
     bandwidth = copy_bandwidth(torch.device("cuda"))
     rows = []
-    for name in model or ["Qwen/Qwen3-8B"]:
-        spec = resolve_spec(name)
-        for g in split_ints([batch], "--batch"):
-            row = bench_engine(spec, g, context, bandwidth)
-            if g == 1 and hf:
-                row.hf_ms_per_step = bench_transformers(spec, 1, context)
-                row.speedup_vs_hf = row.hf_ms_per_step / row.ms_per_step
-            rows.append(row)
+    for spec in specs:
+        for w in bits:
+            for c in caches:
+                for g in batches:
+                    row = bench_engine(spec, g, context, bandwidth, weights=w, kv=c)
+                    if g == 1 and hf and w == 16 and c == "full":
+                        row.hf_ms_per_step = bench_transformers(spec, 1, context)
+                        row.speedup_vs_hf = row.hf_ms_per_step / row.ms_per_step
+                    rows.append(row)
     if as_json:
         print(json.dumps([r.to_dict() for r in rows], indent=2))
         return
@@ -188,6 +203,8 @@ def bench(
     )
     for col in (
         "model",
+        "W",
+        "KV",
         "G",
         "ms/step",
         "tokens/s",
@@ -201,6 +218,8 @@ def bench(
     for r in rows:
         table.add_row(
             r.model.split("/")[-1],
+            str(r.weights),
+            r.kv,
             str(r.batch),
             f"{r.ms_per_step:.3f}",
             f"{r.tokens_per_s:,.0f}",
