@@ -278,18 +278,18 @@ def split_kv_decode_quant(
         fast = (
             bits in FAST_LAUNCH and d in (64, 128) and heads <= 8 * kc.shape[1] and q.dtype != torch.float32
         )
-    if fast:
-        default_n, default_warps, programs, write_inside = FAST_LAUNCH[bits]
-        splits = splits or num_splits(g, kc.shape[1], programs)
-        block_n, num_warps = block_n or default_n, num_warps or default_warps
-        if new is None or write_inside:
-            return _launch_fast(q, store, lengths, scale, splits, block_n, num_warps, new)
-    if new is not None:
+    if new is not None and not (fast and FAST_LAUNCH[bits][3]):  # else the attention kernel writes
         from .triton_kvwrite import quantize_write
 
         quantize_write(*new, lengths - 1, store[:6])
-        if fast:
-            return _launch_fast(q, store, lengths, scale, splits, block_n, num_warps, None)
+        new = None
+    if fast:
+        from .triton_quant_attention import scale_after_dot
+
+        default_n, default_warps, programs, _ = FAST_LAUNCH[bits]
+        splits = splits or num_splits(g, kc.shape[1], programs)
+        block_n, num_warps = block_n or default_n, num_warps or default_warps
+        return scale_after_dot(q, store, lengths, scale, splits, block_n, num_warps, new)
     block_n = block_n or (32 if bits == 8 else 64)  # measured best on an H200 (bench/RESULTS.md)
     if d & (d - 1):
         raise ValueError(f"the quantized decode kernel needs a power-of-two head_dim, not {d}")
@@ -367,37 +367,4 @@ def _launch(q, tensors, bits, lengths, scale, splits, block_n, num_warps=4) -> t
         D=d,
         BLOCK_D=block_d,
     )
-    return out
-
-
-def _launch_fast(q, store, lengths, scale, splits, block_n, num_warps, new) -> torch.Tensor:
-    from .triton_quant_attention import _partial_quant_kernel
-
-    kc, ks, kz, vc, vs, vz, kr, vr, bits = store
-    g, heads, _, d = q.shape
-    kv_heads = kc.shape[1]
-    # fp16 partial outputs (normalized averages of values): half the traffic of fp32 at this
-    # kernel's many splits
-    partial = torch.empty(g, heads, splits, d, dtype=torch.float16, device=q.device)
-    lse = torch.empty(g, heads, splits, dtype=torch.float32, device=q.device)
-    out = torch.empty(g, heads, 1, d, dtype=q.dtype, device=q.device)
-    k_new, v_new = new if new is not None else (q[:, 0], q[:, 0])  # (unused without `new`)
-    if k_new.stride(-1) != 1 or v_new.stride(-1) != 1:
-        raise ValueError("the new k and v must be contiguous along head_dim")
-    if any(t.stride(3) != 1 or t.stride(2) != d // 64 for t in (ks, kz, vs, vz)):
-        raise ValueError("the scale-after-dot kernel needs each slot's scales and zeros contiguous")
-    _partial_quant_kernel[(g * kv_heads, splits)](
-        q, kc, ks, kz, vc, vs, vz, kr, vr, k_new, v_new, lengths, partial, lse,
-        k_new.stride(0), k_new.stride(1), v_new.stride(0), v_new.stride(1),
-        q.stride(0), q.stride(1), kc.stride(0), kc.stride(1), kc.stride(2),
-        partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0), lse.stride(1),
-        ks.stride(0), ks.stride(1), kr.stride(0), kr.stride(1), kr.stride(2),
-        SCALE=scale, KV_HEADS=kv_heads, N_REP=heads // kv_heads, SPLITS=splits, BLOCK_N=block_n, D=d,
-        BITS=bits, WRITE=new is not None, num_warps=num_warps,
-    )  # fmt: skip
-    _merge_kernel[(g * heads,)](
-        partial, lse, out, partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0),
-        lse.stride(1), out.stride(0), out.stride(1), HEADS=heads, SPLITS=splits,
-        BLOCK_S=triton.next_power_of_2(splits), D=d, BLOCK_D=triton.next_power_of_2(d),
-    )  # fmt: skip
     return out

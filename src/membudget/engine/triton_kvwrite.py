@@ -7,7 +7,8 @@ the same fp32 operations with IEEE division, and round-half-to-even done by addi
 adder rounds to nearest even; the code is then the low mantissa bits).
 
 Shapes: k, v [G, H_kv, D] (the new token of each row); slots [G] (the slot row g writes); codes
-[G, H_kv, C, D*bits/8] uint8, scales/zeros [G, H_kv, C, D/64] fp16. Tested on the CPU with TRITON_INTERPRET=1 (tests/kernels).
+[G, H_kv, C, D*bits/8] uint8, scales/zeros [G, H_kv, C, D/64] fp16. Tested on the CPU with
+TRITON_INTERPRET=1 (tests/kernels).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def write_codes(
     x_ptr, codes, scales, zeros, slot, s_cc, s_sc, BITS: tl.constexpr, D: tl.constexpr, WORDS: tl.constexpr
 ):
     """Quantize the vector at x_ptr [D] and store its codes, scales and zeros at `slot`. WORDS: the
-    scale/zero pointers are int32 views (two fp16 of a slot per word, head_dim 128)."""
+    scale/zero pointers point at int32 words (two fp16 of a slot per word, head_dim 128)."""
     packed, scale, zero = _quantize(tl.load(x_ptr + tl.arange(0, D)).to(tl.float32), BITS, D)
     tl.store(codes + slot * s_cc + tl.arange(0, D * BITS // 8), packed)
     if WORDS:

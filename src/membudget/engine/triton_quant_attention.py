@@ -31,10 +31,11 @@ Shapes: q [G, H, 1, D]; codes [G, H_kv, C, D*bits/8], scale/zero [G, H_kv, C, D/
 
 from __future__ import annotations
 
+import torch
 import triton
 import triton.language as tl
 
-from .triton_attention import program_range
+from .triton_attention import _merge_kernel, program_range
 from .triton_kvwrite import write_codes
 
 V_SCALE = tl.constexpr(256.0)  # p * s is kept in fp16 times 2**8, away from fp16's subnormals
@@ -281,3 +282,36 @@ def _partial_quant_kernel(
             )
     lse = tl.where(filled, m_i + tl.log(norm), float("-inf"))
     tl.store(LSE + g * s_lg + heads * s_lh + split, lse, mask=q_ok & (grp == 0))
+
+
+def scale_after_dot(q, store, lengths, scale, splits, block_n, num_warps, new) -> torch.Tensor:
+    """Launch this kernel and the merge (arguments as `triton_attention.split_kv_decode_quant`, all
+    given): q [G, H, 1, D] -> [G, H, 1, D]; with `new` = (k, v) [G, H_kv, D] it also writes their codes."""
+    kc, ks, kz, vc, vs, vz, kr, vr, bits = store
+    g, heads, _, d = q.shape
+    kv_heads = kc.shape[1]
+    # fp16 partial outputs (normalized averages of values): half the traffic of fp32 at this
+    # kernel's many splits
+    partial = torch.empty(g, heads, splits, d, dtype=torch.float16, device=q.device)
+    lse = torch.empty(g, heads, splits, dtype=torch.float32, device=q.device)
+    out = torch.empty(g, heads, 1, d, dtype=q.dtype, device=q.device)
+    k_new, v_new = new if new is not None else (q[:, 0], q[:, 0])  # (unused without `new`)
+    if k_new.stride(-1) != 1 or v_new.stride(-1) != 1:
+        raise ValueError("the new k and v must be contiguous along head_dim")
+    if any(t.stride(3) != 1 or t.stride(2) != d // 64 for t in (ks, kz, vs, vz)):
+        raise ValueError("the scale-after-dot kernel needs each slot's scales and zeros contiguous")
+    _partial_quant_kernel[(g * kv_heads, splits)](
+        q, kc, ks, kz, vc, vs, vz, kr, vr, k_new, v_new, lengths, partial, lse,
+        k_new.stride(0), k_new.stride(1), v_new.stride(0), v_new.stride(1),
+        q.stride(0), q.stride(1), kc.stride(0), kc.stride(1), kc.stride(2),
+        partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0), lse.stride(1),
+        ks.stride(0), ks.stride(1), kr.stride(0), kr.stride(1), kr.stride(2),
+        SCALE=scale, KV_HEADS=kv_heads, N_REP=heads // kv_heads, SPLITS=splits, BLOCK_N=block_n, D=d,
+        BITS=bits, WRITE=new is not None, num_warps=num_warps,
+    )  # fmt: skip
+    _merge_kernel[(g * heads,)](
+        partial, lse, out, partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0),
+        lse.stride(1), out.stride(0), out.stride(1), HEADS=heads, SPLITS=splits,
+        BLOCK_S=triton.next_power_of_2(splits), D=d, BLOCK_D=triton.next_power_of_2(d),
+    )  # fmt: skip
+    return out
