@@ -35,7 +35,7 @@ def source(kind: str, bits: int, block_n: int, write: bool) -> ASTSource:
     if kind == "fast":
         fn, names = triton_quant_attention._partial_quant_kernel, "Q KC KS KZ VC VS VZ KR VR KN VN"
         types = "*bf16 *u8 *fp16 *fp16 *u8 *fp16 *fp16 *bf16 *bf16 *bf16 *bf16"
-        constants = dict(common, BITS=bits, WRITE=write)
+        constants = dict(common, BITS=bits, WRITE=write, ASM=True)
         strides = STRIDES["fast"]
     else:
         fn, names = triton_attention._partial_kernel, "Q K V KS KZ VS VZ KR VR"

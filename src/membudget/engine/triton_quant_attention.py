@@ -41,9 +41,37 @@ from .triton_kvwrite import write_codes
 V_SCALE = tl.constexpr(256.0)  # p * s is kept in fp16 times 2**8, away from fp16's subnormals
 
 
+# fp16 codes from packed bytes, four bytes (one 32-bit register) per instance: the bytes are
+# interleaved with 0x64 by PRMT (8-bit) or masked into place by one LOP3 (4-bit), giving the bits of
+# 1024 + code (1024 + 16 * code for high nibbles) as two fp16 per register; a packed subtraction (or
+# multiply-add by 1/16 and -64) leaves the codes exactly. Four to six instructions per four bytes; the
+# same operations written per element cost ~1.5x the instructions of the whole loop.
+_START = (  # registers: t0, t1 scratch; m 0x64 in every byte; k 1024, s 1/16, z -64 as fp16 pairs
+    "{.reg .b32 t0, t1, m, k, s, z;\nmov.b32 m, 0x64646464;\nmov.b32 k, 0x64006400;\n"
+    "mov.b32 s, 0x2C002C00;\nmov.b32 z, 0xD400D400;\n"
+)
+_NIBBLES = (  # bytes 0, 1 -> low bytes of t0's halves, bytes 2, 3 -> t1's; then (t & mask) | k
+    "prmt.b32 t0, $2, 0, 0x4140;\nprmt.b32 t1, $2, 0, 0x4342;\n"
+    "lop3.b32 t0, t0, {mask}, k, 0xea;\nlop3.b32 t1, t1, {mask}, k, 0xea;\n"
+)
+_MINUS_1024 = "sub.f16x2 $0, t0, k;\nsub.f16x2 $1, t1, k;}"
+ASM_8 = tl.constexpr(_START + "prmt.b32 t0, $2, m, 0x5140;\nprmt.b32 t1, $2, m, 0x7362;\n" + _MINUS_1024)
+ASM_LO = tl.constexpr(_START + _NIBBLES.format(mask="0x000F000F") + _MINUS_1024)
+ASM_HI = tl.constexpr(
+    _START + _NIBBLES.format(mask="0x00F000F0") + "fma.rn.f16x2 $0, t0, s, z;\nfma.rn.f16x2 $1, t1, s, z;}"
+)
+
+
 @triton.jit
-def _codes(b, MASK: tl.constexpr, SHIFT: tl.constexpr):
-    """uint8 tile -> fp16 codes (b >> SHIFT) & MASK, exactly (bits of 1024 + code, minus 1024)."""
+def _codes(b, MASK: tl.constexpr, SHIFT: tl.constexpr, ASM: tl.constexpr):
+    """uint8 tile -> fp16 codes (b >> SHIFT) & MASK, exactly: with ASM by the PTX above (GPU), else by
+    the same bit trick per element (the interpreter cannot run PTX)."""
+    if ASM and MASK == 255:
+        return tl.inline_asm_elementwise(ASM_8, "=r,=r,r", [b], dtype=tl.float16, is_pure=True, pack=4)
+    if ASM and SHIFT == 0:
+        return tl.inline_asm_elementwise(ASM_LO, "=r,=r,r", [b], dtype=tl.float16, is_pure=True, pack=4)
+    if ASM:
+        return tl.inline_asm_elementwise(ASM_HI, "=r,=r,r", [b], dtype=tl.float16, is_pure=True, pack=4)
     c = (b.to(tl.int16) >> SHIFT) & MASK
     return (c | 0x6400).to(tl.float16, bitcast=True) - 1024.0
 
@@ -82,23 +110,23 @@ def _q_columns(Q, g, s_qg, s_qh, heads, row_ok, cols):
 
 
 @triton.jit
-def _code_dot(qa, qb, b, BITS: tl.constexpr):
+def _code_dot(qa, qb, b, BITS: tl.constexpr, ASM: tl.constexpr):
     """Query columns of one group, fp16 [16, W] (qb: the odd ones at 4 bits), times the codes in
     bytes b [BLOCK_N, W] -> [16, BLOCK_N] fp32."""
     if BITS == 8:
-        return tl.dot(qa, tl.trans(_codes(b, 255, 0)))
-    qk = tl.dot(qa, tl.trans(_codes(b, 15, 0)))
-    return tl.dot(qb, tl.trans(_codes(b, 15, 4)), qk)
+        return tl.dot(qa, tl.trans(_codes(b, 255, 0, ASM)))
+    qk = tl.dot(qa, tl.trans(_codes(b, 15, 0, ASM)))
+    return tl.dot(qb, tl.trans(_codes(b, 15, 4, ASM)), qk)
 
 
 @triton.jit
-def _add_code_values(acc_a, acc_b, alpha, ps, b, BITS: tl.constexpr):
+def _add_code_values(acc_a, acc_b, alpha, ps, b, BITS: tl.constexpr, ASM: tl.constexpr):
     """One group's value columns [16, W] (acc_b: the odd ones at 4 bits) rescaled by alpha [16], plus
     ps [16, BLOCK_N] times the codes in bytes b [BLOCK_N, W]."""
     if BITS == 8:
-        return acc_a * alpha[:, None] + tl.dot(ps, _codes(b, 255, 0)), acc_b
-    acc_a = acc_a * alpha[:, None] + tl.dot(ps, _codes(b, 15, 0))
-    return acc_a, acc_b * alpha[:, None] + tl.dot(ps, _codes(b, 15, 4))
+        return acc_a * alpha[:, None] + tl.dot(ps, _codes(b, 255, 0, ASM)), acc_b
+    acc_a = acc_a * alpha[:, None] + tl.dot(ps, _codes(b, 15, 0, ASM))
+    return acc_a, acc_b * alpha[:, None] + tl.dot(ps, _codes(b, 15, 4, ASM))
 
 
 @triton.jit
@@ -179,6 +207,7 @@ def _partial_quant_kernel(
     D: tl.constexpr,
     BITS: tl.constexpr,
     WRITE: tl.constexpr,  # also quantize and store the new token KN, VN [G, H_kv, D] at slot length - 1
+    ASM: tl.constexpr,  # codes to fp16 by inline PTX (GPU; the interpreter takes the per-element path)
 ):
     GROUPS: tl.constexpr = D // 64
     W: tl.constexpr = 64 if BITS == 8 else 32  # columns of one code tile (bytes of a group)
@@ -233,20 +262,20 @@ def _partial_quant_kernel(
         # keys: scores = sum_g s_g * (q_g . c_g) + z_g * sum(q_g)
         ks0, kz0, ks1, kz1 = _meta(KS + meta, KZ + meta, offs_n, n_mask, GROUPS)
         kb = tl.load(KC + codes + tile, mask=n_mask[:, None], other=0)
-        qk = _code_dot(ha0, hb0, kb, BITS) * ks0[None, :] + sum0[:, None] * kz0[None, :]
+        qk = _code_dot(ha0, hb0, kb, BITS, ASM) * ks0[None, :] + sum0[:, None] * kz0[None, :]
         if GROUPS == 2:
             kb = tl.load(KC + codes + W + tile, mask=n_mask[:, None], other=0)
-            qk += _code_dot(ha1, hb1, kb, BITS) * ks1[None, :] + sum1[:, None] * kz1[None, :]
+            qk += _code_dot(ha1, hb1, kb, BITS, ASM) * ks1[None, :] + sum1[:, None] * kz1[None, :]
         p, alpha, m_i, l_i = _softmax_step(qk, n_mask, m_i, l_i, SCALE)
         # values: row r of group g accumulates (p * s_g) . c_g and p . z_g
         vs0, vz0, vs1, vz1 = _meta(VS + meta, VZ + meta, offs_n, n_mask, GROUPS)
         pz = pz * alpha + tl.sum(p * _per_row(grp, vz0, vz1, GROUPS), 1)
         ps = (p * _per_row(grp, vs0, vs1, GROUPS) * V_SCALE).to(tl.float16)
         vb = tl.load(VC + codes + tile, mask=n_mask[:, None], other=0)
-        acc_a0, acc_b0 = _add_code_values(acc_a0, acc_b0, alpha, ps, vb, BITS)
+        acc_a0, acc_b0 = _add_code_values(acc_a0, acc_b0, alpha, ps, vb, BITS, ASM)
         if GROUPS == 2:
             vb = tl.load(VC + codes + W + tile, mask=n_mask[:, None], other=0)
-            acc_a1, acc_b1 = _add_code_values(acc_a1, acc_b1, alpha, ps, vb, BITS)
+            acc_a1, acc_b1 = _add_code_values(acc_a1, acc_b1, alpha, ps, vb, BITS, ASM)
 
     # the ring: exact 16-bit keys and values, the same column split as the codes
     rings = g * s_rg + kvh * s_rh
@@ -307,7 +336,7 @@ def scale_after_dot(q, store, lengths, scale, splits, block_n, num_warps, new) -
         partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0), lse.stride(1),
         ks.stride(0), ks.stride(1), kr.stride(0), kr.stride(1), kr.stride(2),
         SCALE=scale, KV_HEADS=kv_heads, N_REP=heads // kv_heads, SPLITS=splits, BLOCK_N=block_n, D=d,
-        BITS=bits, WRITE=new is not None, num_warps=num_warps,
+        BITS=bits, WRITE=new is not None, ASM=q.is_cuda, num_warps=num_warps,
     )  # fmt: skip
     _merge_kernel[(g * heads,)](
         partial, lse, out, partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0),
