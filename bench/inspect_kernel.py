@@ -25,13 +25,17 @@ from triton.compiler import ASTSource
 from membudget.engine import triton_attention, triton_quant_attention
 
 STRIDES = {
-    "fast": "s_kng s_knh s_vng s_vnh s_qg s_qh s_cg s_ch s_cc s_og s_oh s_os s_lg s_lh s_sg s_sh s_rg s_rh s_rc",
-    "split": "s_qg s_qh s_kg s_kh s_kc s_vg s_vh s_vc s_og s_oh s_os s_lg s_lh s_sg s_sh s_sc s_rg s_rh s_rc",
+    "fast": "s_kng s_knh s_vng s_vnh s_qg s_qh s_cg s_ch s_cc s_og s_oh s_os s_lg s_lh s_sg s_sh s_rg s_rh s_rc "
+    "s_outg s_outh",
+    "split": "s_qg s_qh s_kg s_kh s_kc s_vg s_vh s_vc s_og s_oh s_os s_lg s_lh s_sg s_sh s_sc s_rg s_rh s_rc "
+    "s_outg s_outh",
 }
 
 
-def source(kind: str, bits: int, block_n: int, write: bool) -> ASTSource:
-    common = dict(SCALE=128**-0.5, KV_HEADS=8, N_REP=4, SPLITS=3, BLOCK_N=block_n, D=128)
+def source(kind: str, bits: int, block_n: int, write: bool, merge: bool) -> ASTSource:
+    common = dict(
+        SCALE=128**-0.5, KV_HEADS=8, N_REP=4, SPLITS=3, BLOCK_N=block_n, D=128, BLOCK_S=4, MERGE=merge
+    )
     if kind == "fast":
         fn, names = triton_quant_attention._partial_quant_kernel, "Q KC KS KZ VC VS VZ KR VR KN VN"
         types = "*bf16 *u8 *fp16 *fp16 *u8 *fp16 *fp16 *bf16 *bf16 *bf16 *bf16"
@@ -43,7 +47,8 @@ def source(kind: str, bits: int, block_n: int, write: bool) -> ASTSource:
         constants = dict(common, BLOCK_H=16, BLOCK_D=128, BITS=bits)
         strides = STRIDES["split"]
     partial = "*fp16" if kind == "fast" else "*fp32"  # as the launchers allocate it
-    names, types = names.split() + ["Lengths", "Partial", "LSE"], types.split() + ["*i64", partial, "*fp32"]
+    names = names.split() + ["Lengths", "Partial", "LSE", "Out", "Tickets"]
+    types = types.split() + ["*i64", partial, "*fp32", "*bf16", "*i32"]
     pointers = list(zip(names, types, strict=True))
     signature = (
         dict(pointers) | {name: "i32" for name in strides.split()} | dict.fromkeys(constants, "constexpr")
@@ -78,12 +83,15 @@ def main() -> None:
     parser.add_argument("--warps", type=int, default=4)
     parser.add_argument("--stages", type=int, default=3)
     parser.add_argument("--write", action="store_true", help="fast kernel: with the new token's code write")
+    parser.add_argument("--merge", action="store_true", help="with the last program's merge (tickets)")
     args = parser.parse_args()
     bits = 0 if args.kind == "dense" else args.bits
     kind = "fast" if args.kind == "fast" else "split"
     options = dict(num_warps=args.warps, num_stages=args.stages)
     kernel = triton.compile(
-        source(kind, bits, args.block_n, args.write), target=GPUTarget("cuda", 90, 32), options=options
+        source(kind, bits, args.block_n, args.write, args.merge),
+        target=GPUTarget("cuda", 90, 32),
+        options=options,
     )
     tools = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:

@@ -25,7 +25,7 @@ from membudget.engine.kvquant import RESIDUAL, quant_decode_attention_reference,
 from membudget.engine.model import Decoder
 from membudget.engine.sampling import SamplingParams, row_seeds
 from membudget.engine.step import DecodeStep
-from membudget.engine.triton_attention import split_kv_decode_quant
+from membudget.engine.triton_attention import FAST_LAUNCH, split_kv_decode_quant
 from membudget.memory import KVPolicy, kv_bytes
 from membudget.spec import resolve_spec
 
@@ -45,6 +45,12 @@ def check_quant_kernel() -> float:
         out = split_kv_decode_quant(q, store, lengths, d**-0.5)
         err = ((out.double() - ref).norm() / ref.norm()).item()
         assert torch.isfinite(out).all() and err < 1e-2, f"quantized kernel error {err}"
+        tickets = torch.zeros(rows * kv_heads, dtype=torch.int32, device="cuda")
+        for _ in range(3):  # merged by the last split program (its own reduction order): tickets left zero
+            merged = split_kv_decode_quant(q, store, lengths, d**-0.5, tickets=tickets)
+            merged_err = ((merged.double() - ref).norm() / ref.norm()).item()
+            assert merged_err < 1e-2 and not tickets.any(), f"in-kernel merge: error {merged_err}, {tickets}"
+            worst = max(worst, merged_err)
         worst = max(worst, err)
     return worst
 
@@ -74,15 +80,19 @@ def kernel_configs(g: int, heads: int, kv_heads: int, d: int) -> dict:
     (block_n, num_warps, splits)."""
     from membudget.engine.triton_attention import split_kv_decode
 
-    others = {8: [(16, 1, 64), (32, 1, 64), (32, 2, None)], 4: [(128, 8, None), (64, 4, 32), (256, 8, None)]}
+    others = {8: [(16, 1, 64), (64, 2, 16), (32, 2, None)], 4: [(32, 1, 32), (64, 2, 16), (64, 4, 32)]}
     out = {}
     for length in (16384, 32768):
         q = torch.randn(g, heads, 1, d, device="cuda", dtype=torch.bfloat16)
         lengths = torch.full((g,), length, device="cuda")
         k = torch.randn(g, kv_heads, length, d, device="cuda", dtype=torch.bfloat16)
         v = torch.randn_like(k)
+        tickets = torch.zeros(g * kv_heads, dtype=torch.int32, device="cuda")
         out[f"dense{length}"] = time_replays(
             lambda q=q, k=k, v=v, n=lengths: split_kv_decode(q, k, v, n, d**-0.5)
+        )
+        out[f"dense{length}_merged"] = time_replays(
+            lambda q=q, k=k, v=v, n=lengths, t=tickets: split_kv_decode(q, k, v, n, d**-0.5, tickets=t)
         )
         for bits in (8, 4):
             store = (
@@ -93,6 +103,7 @@ def kernel_configs(g: int, heads: int, kv_heads: int, d: int) -> dict:
                 bits,
             )
             runs = {"dequant": dict(fast=False), "fast": dict(fast=True)}
+            runs["fast_merged"] = dict(fast=True, tickets=tickets)
             for n, w, sp in others[bits]:
                 runs[f"fast_n{n}_w{w}_s{sp}"] = dict(fast=True, block_n=n, num_warps=w, splits=sp)
             for name, kw in runs.items():
@@ -182,6 +193,11 @@ def main() -> None:
     parser.add_argument("--model", default="Qwen/Qwen3-8B")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--parts", default="graphs,rkv,quant8,quant4")
+    parser.add_argument(
+        "--launch4",
+        default="",
+        help="also time the quant:4 step with these launches of its kernel: 'block_n:warps:programs:write;...'",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     spec = resolve_spec(args.model)
@@ -235,6 +251,16 @@ def main() -> None:
         result[f"quant{bits}_vs_full_{length}"] = ratio
         bound = 1.0 if bits == 8 else 0.8
         print(f"quant:{bits} / full at {length}: {ratio:.3f}x (target <= {bound}x)")
+        for launch in args.launch4.split(";") if bits == 4 and args.launch4 else ():
+            n, w, programs, write = map(int, launch.split(":"))
+            default, FAST_LAUNCH[4] = FAST_LAUNCH[4], (n, w, programs, bool(write))
+            cache, measured = fresh_cache(model, g, length, "quant:4")
+            record(f"quant4_{length}_{launch}", "quant:4", length, measured, fixed(model, cache, g, length))
+            del cache
+            FAST_LAUNCH[4] = default
+            print(
+                f"  launch {launch}: {result[f'quant4_{length}_{launch}']['ms'] / result[f'full{length}']['ms']:.3f}x"
+            )
     save_result(args.out, "kv", result)
 
 

@@ -207,10 +207,11 @@ def test_cache_bytes_equal_accounted_bytes(kv, dtype):
 
 
 def _tensors(obj):
-    """Every tensor an object holds in its attributes (lists included), but not shared index vectors."""
+    """Every tensor an object holds in its attributes (lists included), but not shared index vectors
+    and not the attention kernel's tickets (4 bytes per row and KV head: the engine workspace term)."""
     out = []
     for name, value in vars(obj).items():
-        if name in ("rows", "store", "positions"):
+        if name in ("rows", "store", "positions", "tickets"):
             continue
         items = value if isinstance(value, list) else [value]
         out += [t for t in items if isinstance(t, torch.Tensor)]

@@ -146,9 +146,11 @@ def bench_engine(
     device: str = "cuda",
     weights: int = 16,
     kv: str = "full",
+    in_kernel_merge: bool = True,
 ) -> DecodeBench:
     """Time the engine's graph-captured decode step (Qwen3 sampling defaults) at `context` tokens,
-    with `weights`-bit linears and a `full` or `quant:Q` cache."""
+    with `weights`-bit linears and a `full` or `quant:Q` cache. `in_kernel_merge=False` times the
+    attention with its separate merge kernel instead (the cache's tickets dropped), for comparison."""
     policy = check_bench_kv(kv)
     dev = torch.device(device)
     gc.collect()
@@ -159,6 +161,8 @@ def bench_engine(
     torch.cuda.reset_peak_memory_stats(dev)  # the 16-bit weights a quantized model was built from are gone
     capacity = context + 64
     cache = model.new_cache(batch, capacity, kv)
+    if not in_kernel_merge:
+        cache.store.tickets = None
     fill_random(cache)
     before = torch.cuda.memory_allocated(dev)
     step = DecodeStep(model, cache, SamplingParams(), row_seeds(0, batch))

@@ -17,6 +17,18 @@ CASES = [  # rows, heads, kv_heads, head_dim, capacity, splits
     (4, 4, 1, 16, 40, 8),  # more splits than blocks: empty splits must weigh nothing
 ]
 
+
+def check_merged(out, fn, *args, **kwargs):
+    """The splits merged inside the partial kernel by its last program (tickets) == the merge kernel;
+    the tickets are left zero for the next call, which gives the same result again."""
+    tickets = torch.zeros(64, dtype=torch.int32)
+    for _ in range(2):
+        if not torch.equal(fn(*args, **kwargs, tickets=tickets), out):
+            sys.exit("the in-kernel merge differs from the merge kernel")
+        if tickets.any():
+            sys.exit(f"tickets left non-zero: {tickets.tolist()}")
+
+
 torch.manual_seed(0)
 worst = 0.0
 for rows, heads, kv_heads, d, capacity, splits in CASES:
@@ -28,6 +40,7 @@ for rows, heads, kv_heads, d, capacity, splits in CASES:
     k[:, :, :] += 0  # fresh random data per case
     ref = decode_attention_reference(q.double(), k.double(), v.double(), lengths, d**-0.5)
     out = split_kv_decode(q, k, v, lengths, d**-0.5, splits=splits, block_n=16)
+    check_merged(out, split_kv_decode, q, k, v, lengths, d**-0.5, splits=splits, block_n=16)
     err = ((out.double() - ref).norm() / ref.norm()).item()
     worst = max(worst, err)
     print(
@@ -80,6 +93,7 @@ for bits, rows, heads, kv_heads, d, capacity, splits, dtype in [
     ref = quant_decode_attention_reference(q.double(), quant, lengths, d**-0.5, chunk=64)
     fast = dtype != torch.float32
     out = split_kv_decode_quant(q, quant, lengths, d**-0.5, splits=splits, block_n=16, fast=fast)
+    check_merged(out, split_kv_decode_quant, q, quant, lengths, d**-0.5, splits=splits, block_n=16, fast=fast)
     err = ((out.double() - ref).norm() / ref.norm()).item()
     print(
         f"quant bits={bits} rows={rows} heads={heads}/{kv_heads} d={d} C={capacity} fast={fast} rel_err={err:.2e}"

@@ -21,11 +21,12 @@ def decode_attention_reference(
 
 
 def decode_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor, scale: float
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor, scale: float, tickets=None
 ) -> torch.Tensor:
-    """Dispatch: the Triton split-KV kernel on CUDA, the reference elsewhere. Shapes as the reference."""
+    """Dispatch: the Triton split-KV kernel on CUDA (tickets: see `split_kv_decode`), the reference
+    elsewhere. Shapes as the reference."""
     if q.is_cuda:
         from .triton_attention import split_kv_decode
 
-        return split_kv_decode(q, k, v, lengths, scale)
+        return split_kv_decode(q, k, v, lengths, scale, tickets=tickets)
     return decode_attention_reference(q, k, v, lengths, scale)

@@ -6,7 +6,10 @@ Both stores hold, per layer, G rows x H_kv heads x C slots and offer the same op
   * `read` returns dense keys/values of some rows (for eviction scores; transient, one layer);
   * `keep` compacts chosen slots to the front (eviction);
   * `save_answer` / `restore_answer` protect what an answer phase overwrites (budget checkpoints).
-Keys are stored with RoPE applied, so a slot need not equal a position.
+Keys are stored with RoPE applied, so a slot need not equal a position. Each store also keeps
+`tickets`, int32 zeros [G * H_kv] shared by its layers: the CUDA attention kernel counts finished
+splits in them to merge inside the kernel and leaves them zero (engine/triton_attention.py); set to
+None, the separate merge kernel runs instead (bench/decode.py --merge-kernel compares the two).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class DenseStore:
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.rows = torch.arange(rows, device=device)
+        self.tickets = torch.zeros(rows * kv_heads, dtype=torch.int32, device=device)
         self.capacity, self.kv_heads, self.dtype = capacity, kv_heads, dtype
         dynamic_slots(self.k + self.v)
 
@@ -63,16 +67,16 @@ class DenseStore:
         return self.k[layer][rows, :, :end]
 
     def layer_buffers(self, layer: int) -> tuple:
-        return self.k[layer], self.v[layer], self.rows
+        return self.k[layer], self.v[layer], self.rows, self.tickets
 
     @staticmethod
     def decode_op(buffers: tuple, q, k, v, slots, scale: float) -> torch.Tensor:
         """Write k, v [G, H_kv, 1, D] at `slots` [G]; attend q [G, H, 1, D] over slots [0, slot] of
         each row -> [G, H, 1, D]."""
-        k_buf, v_buf, rows = buffers
+        k_buf, v_buf, rows, tickets = buffers
         k_buf[rows, :, slots] = k[:, :, 0]
         v_buf[rows, :, slots] = v[:, :, 0]
-        return decode_attention(q, k_buf, v_buf, slots + 1, scale)
+        return decode_attention(q, k_buf, v_buf, slots + 1, scale, tickets)
 
     def keep(self, layer: int, rows: torch.Tensor, index: torch.Tensor, end: int) -> None:
         """Move slots `index` [R, H_kv, B] (sorted) of `rows` to slots 0..B-1."""
@@ -110,6 +114,7 @@ class QuantStore:
         self.kr = [torch.zeros(ring, dtype=dtype, device=device) for _ in range(layers)]
         self.vr = [torch.zeros(ring, dtype=dtype, device=device) for _ in range(layers)]
         self.rows = torch.arange(rows, device=device)
+        self.tickets = torch.zeros(rows * kv_heads, dtype=torch.int32, device=device)
         self.capacity = capacity
         dynamic_slots(self.kc + self.vc + self.ks + self.kz + self.vs + self.vz + self.kr + self.vr)
 
@@ -162,20 +167,21 @@ class QuantStore:
         return (
             self.kc[layer], self.ks[layer], self.kz[layer],
             self.vc[layer], self.vs[layer], self.vz[layer],
-            self.kr[layer], self.vr[layer], self.rows, self.bits,
+            self.kr[layer], self.vr[layer], self.rows, self.tickets, self.bits,
         )  # fmt: skip
 
     @staticmethod
     def decode_op(buffers: tuple, q, k, v, slots, scale: float) -> torch.Tensor:
         """As DenseStore.decode_op: quantize the new k, v into the codes and the ring, then attend over
         the codes without a 16-bit copy of them (Triton on CUDA, chunked reference elsewhere)."""
-        kc, ks, kz, vc, vs, vz, kr, vr, rows, bits = buffers
+        kc, ks, kz, vc, vs, vz, kr, vr, rows, tickets, bits = buffers
         store = (kc, ks, kz, vc, vs, vz, kr, vr, bits)
         if q.is_cuda:  # the exact ring entry here, the codes inside the Triton kernels
             from .triton_attention import split_kv_decode_quant
 
             kr[rows, :, slots % RESIDUAL], vr[rows, :, slots % RESIDUAL] = k[:, :, 0], v[:, :, 0]
-            return split_kv_decode_quant(q, store, slots + 1, scale, new=(k[:, :, 0], v[:, :, 0]))
+            new = (k[:, :, 0], v[:, :, 0])
+            return split_kv_decode_quant(q, store, slots + 1, scale, new=new, tickets=tickets)
         for x, codes, scale_, zero, ring in ((k, kc, ks, kz, kr), (v, vc, vs, vz, vr)):
             c, s, z = quantize(x[:, :, 0], bits)
             codes[rows, :, slots], scale_[rows, :, slots], zero[rows, :, slots] = c, s, z

@@ -104,6 +104,8 @@ def _partial_kernel(
     Lengths,
     Partial,
     LSE,
+    Out,
+    Tickets,
     s_qg,
     s_qh,
     s_kg,
@@ -123,6 +125,8 @@ def _partial_kernel(
     s_rg,
     s_rh,
     s_rc,
+    s_outg,
+    s_outh,
     SCALE: tl.constexpr,  # a constant: torch.compile would pass a float argument as fp64
     KV_HEADS: tl.constexpr,
     N_REP: tl.constexpr,
@@ -132,6 +136,8 @@ def _partial_kernel(
     D: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BITS: tl.constexpr,  # 0: K, V are 16-bit values; else codes with scales, zeros and rings
+    BLOCK_S: tl.constexpr,
+    MERGE: tl.constexpr,  # the last split program merges (merge_if_last); else the merge kernel does
 ):
     g, kvh, split, length, start, end = program_range(Lengths, KV_HEADS, SPLITS, BLOCK_N)
 
@@ -188,42 +194,73 @@ def _partial_kernel(
         mask=h_mask[:, None] & d_mask[None, :],
     )
     tl.store(LSE + g * s_lg + heads * s_lh + split, lse, mask=h_mask)
+    if MERGE:
+        merge_if_last(
+            Tickets, Partial, LSE, Out, g, kvh, s_og, s_oh, s_os, s_lg, s_lh, s_outg, s_outh,
+            KV_HEADS, N_REP, SPLITS, BLOCK_S, D, BLOCK_D,
+        )  # fmt: skip
 
 
 @triton.jit
-def _merge_kernel(
+def _merge_head(
     Partial,
     LSE,
     Out,
-    s_og,
-    s_oh,
     s_os,
-    s_lg,
-    s_lh,
-    s_outg,
-    s_outh,
-    HEADS: tl.constexpr,
     SPLITS: tl.constexpr,
     BLOCK_S: tl.constexpr,
     D: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    g = pid // HEADS
-    h = pid % HEADS
+    """One query head: partial outputs [SPLITS, D] at Partial (split stride s_os) weighed by their
+    log-sum-exps LSE [SPLITS] -> Out [D]. Loads bypass L1: other programs wrote them in this launch."""
     offs_s = tl.arange(0, BLOCK_S)
     offs_d = tl.arange(0, BLOCK_D)
     s_mask = offs_s < SPLITS
-    lse = tl.load(LSE + g * s_lg + h * s_lh + offs_s, mask=s_mask, other=float("-inf"))
+    lse = tl.load(LSE + offs_s, mask=s_mask, other=float("-inf"), cache_modifier=".cg")
     m = tl.max(lse, 0)
     w = tl.where(s_mask, tl.exp(lse - m), 0.0)  # empty splits have lse = -inf -> weight 0
     o = tl.load(
-        Partial + g * s_og + h * s_oh + offs_s[:, None] * s_os + offs_d[None, :],
+        Partial + offs_s[:, None] * s_os + offs_d[None, :],
         mask=s_mask[:, None] & (offs_d[None, :] < D),
         other=0.0,
-    )
+        cache_modifier=".cg",
+    ).to(tl.float32)
     out = tl.sum(o * w[:, None], 0) / tl.sum(w, 0)
-    tl.store(Out + g * s_outg + h * s_outh + offs_d, out.to(Out.dtype.element_ty), mask=offs_d < D)
+    tl.store(Out + offs_d, out.to(Out.dtype.element_ty), mask=offs_d < D)
+
+
+@triton.jit
+def _merge_kernel(
+    Partial, LSE, Out, s_og, s_oh, s_os, s_lg, s_lh, s_outg, s_outh,
+    HEADS: tl.constexpr, SPLITS: tl.constexpr, BLOCK_S: tl.constexpr, D: tl.constexpr, BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    g, h = tl.program_id(0) // HEADS, tl.program_id(0) % HEADS
+    _merge_head(
+        Partial + g * s_og + h * s_oh, LSE + g * s_lg + h * s_lh, Out + g * s_outg + h * s_outh, s_os,
+        SPLITS, BLOCK_S, D, BLOCK_D,
+    )  # fmt: skip
+
+
+@triton.jit
+def merge_if_last(
+    Tickets, Partial, LSE, Out, g, kvh, s_og, s_oh, s_os, s_lg, s_lh, s_outg, s_outh,
+    KV_HEADS: tl.constexpr, N_REP: tl.constexpr, SPLITS: tl.constexpr, BLOCK_S: tl.constexpr, D: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    """Called by every split program of (row g, KV head kvh) after it stored its partials: the last
+    of them to finish merges the group's N_REP query heads into Out and resets the ticket to 0, so a
+    step needs no second kernel. Tickets: int32 [G * KV_HEADS], zero between calls."""
+    tl.debug_barrier()  # all of this program's partial stores before its ticket
+    ticket = Tickets + g * KV_HEADS + kvh
+    if tl.atomic_add(ticket, 1, sem="acq_rel") == SPLITS - 1:
+        for i in range(N_REP):
+            h = kvh * N_REP + i
+            _merge_head(
+                Partial + g * s_og + h * s_oh, LSE + g * s_lg + h * s_lh, Out + g * s_outg + h * s_outh,
+                s_os, SPLITS, BLOCK_S, D, BLOCK_D,
+            )  # fmt: skip
+        tl.atomic_xchg(ticket, 0)
 
 
 def num_splits(rows: int, kv_heads: int, target_programs: int = 264) -> int:
@@ -241,9 +278,11 @@ def split_kv_decode(
     splits: int | None = None,
     block_n: int = 64,
     num_warps: int = 4,
+    tickets: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Decode attention over a 16-bit cache; see the module docstring for shapes."""
-    return _launch(q, (k, v, k, k, k, k, k, k), 0, lengths, scale, splits, block_n, num_warps)
+    """Decode attention over a 16-bit cache; see the module docstring for shapes. tickets: int32
+    zeros [>= G * H_kv] (left zero) to merge the splits inside the one kernel (`merge_if_last`)."""
+    return _launch(q, (k, v, k, k, k, k, k, k), 0, lengths, scale, splits, block_n, num_warps, tickets)
 
 
 # Per bit width, the launch measured fastest for the scale-after-dot kernel on an H200 (Qwen3-8B
@@ -263,6 +302,7 @@ def split_kv_decode_quant(
     num_warps: int | None = None,
     fast: bool | None = None,
     new: tuple | None = None,
+    tickets: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Decode attention over a quantized cache (engine/kvquant.py) without a 16-bit copy of it.
     store = (k_codes, k_scale, k_zero, v_codes, v_scale, v_zero, k_ring, v_ring, bits), codes
@@ -271,7 +311,7 @@ def split_kv_decode_quant(
     to dot products: 8 and 4 bits, head_dim 64 or 128, <= 8 query heads per KV head, 16-bit queries.
     Otherwise each block is dequantized in registers by the kernel above.
     new = (k, v) [G, H_kv, D]: the step's new token, whose codes are written at slot lengths - 1 (the
-    caller has written its exact ring entry)."""
+    caller has written its exact ring entry). tickets: as `split_kv_decode`."""
     kc, ks, kz, vc, vs, vz, kr, vr, bits = store
     g, heads, _, d = q.shape
     if fast is None:
@@ -289,15 +329,15 @@ def split_kv_decode_quant(
         default_n, default_warps, programs, _ = FAST_LAUNCH[bits]
         splits = splits or num_splits(g, kc.shape[1], programs)
         block_n, num_warps = block_n or default_n, num_warps or default_warps
-        return scale_after_dot(q, store, lengths, scale, splits, block_n, num_warps, new)
+        return scale_after_dot(q, store, lengths, scale, splits, block_n, num_warps, new, tickets)
     block_n = block_n or (32 if bits == 8 else 64)  # measured best on an H200 (bench/RESULTS.md)
     if d & (d - 1):
         raise ValueError(f"the quantized decode kernel needs a power-of-two head_dim, not {d}")
     tensors = (kc, vc, ks, kz, vs, vz, kr, vr)
-    return _launch(q, tensors, bits, lengths, scale, splits, block_n, num_warps or 4)
+    return _launch(q, tensors, bits, lengths, scale, splits, block_n, num_warps or 4, tickets)
 
 
-def _launch(q, tensors, bits, lengths, scale, splits, block_n, num_warps=4) -> torch.Tensor:
+def _launch(q, tensors, bits, lengths, scale, splits, block_n, num_warps=4, tickets=None) -> torch.Tensor:
     k, v, ks, kz, vs, vz, kr, vr = tensors
     g, heads, _, d = q.shape
     kv_heads = k.shape[1]
@@ -308,63 +348,26 @@ def _launch(q, tensors, bits, lengths, scale, splits, block_n, num_warps=4) -> t
     out = torch.empty(g, heads, 1, d, dtype=q.dtype, device=q.device)
     block_d = triton.next_power_of_2(d)
     _partial_kernel[(g * kv_heads, splits)](
-        q,
-        k,
-        v,
-        ks,
-        kz,
-        vs,
-        vz,
-        kr,
-        vr,
-        lengths,
-        partial,
-        lse,
-        q.stride(0),
-        q.stride(1),
-        k.stride(0),
-        k.stride(1),
-        k.stride(2),
-        v.stride(0),
-        v.stride(1),
-        v.stride(2),
-        partial.stride(0),
-        partial.stride(1),
-        partial.stride(2),
-        lse.stride(0),
-        lse.stride(1),
-        ks.stride(0),
-        ks.stride(1),
-        ks.stride(2),
-        kr.stride(0),
-        kr.stride(1),
-        kr.stride(2),
-        SCALE=scale,
-        KV_HEADS=kv_heads,
-        N_REP=n_rep,
-        SPLITS=splits,
-        BLOCK_H=max(16, triton.next_power_of_2(n_rep)),
-        BLOCK_N=block_n,
-        D=d,
-        BLOCK_D=block_d,
-        BITS=bits,
-        num_warps=num_warps,
-    )
-    _merge_kernel[(g * heads,)](
-        partial,
-        lse,
-        out,
-        partial.stride(0),
-        partial.stride(1),
-        partial.stride(2),
-        lse.stride(0),
-        lse.stride(1),
-        out.stride(0),
-        out.stride(1),
-        HEADS=heads,
-        SPLITS=splits,
-        BLOCK_S=triton.next_power_of_2(splits),
-        D=d,
-        BLOCK_D=block_d,
-    )
+        q, k, v, ks, kz, vs, vz, kr, vr, lengths, partial, lse, out, lengths if tickets is None else tickets,
+        q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1),
+        v.stride(2), partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0), lse.stride(1),
+        ks.stride(0), ks.stride(1), ks.stride(2), kr.stride(0), kr.stride(1), kr.stride(2),
+        out.stride(0), out.stride(1),
+        SCALE=scale, KV_HEADS=kv_heads, N_REP=n_rep, SPLITS=splits,
+        BLOCK_H=max(16, triton.next_power_of_2(n_rep)), BLOCK_N=block_n, D=d, BLOCK_D=block_d, BITS=bits,
+        BLOCK_S=triton.next_power_of_2(splits), MERGE=tickets is not None, num_warps=num_warps,
+    )  # fmt: skip
+    return merge(partial, lse, out, tickets)
+
+
+def merge(partial: torch.Tensor, lse: torch.Tensor, out: torch.Tensor, tickets) -> torch.Tensor:
+    """partial [G, H, S, D], lse [G, H, S] -> out [G, H, 1, D] by the merge kernel, unless the partial
+    kernel merged already (it was given tickets)."""
+    if tickets is None:
+        g, heads, splits, d = partial.shape
+        _merge_kernel[(g * heads,)](
+            partial, lse, out, partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0),
+            lse.stride(1), out.stride(0), out.stride(1), HEADS=heads, SPLITS=splits,
+            BLOCK_S=triton.next_power_of_2(splits), D=d, BLOCK_D=triton.next_power_of_2(d),
+        )  # fmt: skip
     return out

@@ -35,7 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_attention import _merge_kernel, program_range
+from .triton_attention import merge, merge_if_last, program_range
 from .triton_kvwrite import write_codes
 
 V_SCALE = tl.constexpr(256.0)  # p * s is kept in fp16 times 2**8, away from fp16's subnormals
@@ -47,18 +47,18 @@ V_SCALE = tl.constexpr(256.0)  # p * s is kept in fp16 times 2**8, away from fp1
 # multiply-add by 1/16 and -64) leaves the codes exactly. Four to six instructions per four bytes; the
 # same operations written per element cost ~1.5x the instructions of the whole loop.
 _START = (  # registers: t0, t1 scratch; m 0x64 in every byte; k 1024, s 1/16, z -64 as fp16 pairs
-    "{.reg .b32 t0, t1, m, k, s, z;\nmov.b32 m, 0x64646464;\nmov.b32 k, 0x64006400;\n"
-    "mov.b32 s, 0x2C002C00;\nmov.b32 z, 0xD400D400;\n"
+    "{.reg .b32 t0, t1, m, k, s, z; mov.b32 m, 0x64646464; mov.b32 k, 0x64006400; "
+    "mov.b32 s, 0x2C002C00; mov.b32 z, 0xD400D400; "
 )
 _NIBBLES = (  # bytes 0, 1 -> low bytes of t0's halves, bytes 2, 3 -> t1's; then (t & mask) | k
-    "prmt.b32 t0, $2, 0, 0x4140;\nprmt.b32 t1, $2, 0, 0x4342;\n"
-    "lop3.b32 t0, t0, {mask}, k, 0xea;\nlop3.b32 t1, t1, {mask}, k, 0xea;\n"
+    "prmt.b32 t0, $2, 0, 0x4140; prmt.b32 t1, $2, 0, 0x4342; "
+    "lop3.b32 t0, t0, {mask}, k, 0xea; lop3.b32 t1, t1, {mask}, k, 0xea; "
 )
-_MINUS_1024 = "sub.f16x2 $0, t0, k;\nsub.f16x2 $1, t1, k;}"
-ASM_8 = tl.constexpr(_START + "prmt.b32 t0, $2, m, 0x5140;\nprmt.b32 t1, $2, m, 0x7362;\n" + _MINUS_1024)
+_MINUS_1024 = "sub.f16x2 $0, t0, k; sub.f16x2 $1, t1, k;}"
+ASM_8 = tl.constexpr(_START + "prmt.b32 t0, $2, m, 0x5140; prmt.b32 t1, $2, m, 0x7362; " + _MINUS_1024)
 ASM_LO = tl.constexpr(_START + _NIBBLES.format(mask="0x000F000F") + _MINUS_1024)
 ASM_HI = tl.constexpr(
-    _START + _NIBBLES.format(mask="0x00F000F0") + "fma.rn.f16x2 $0, t0, s, z;\nfma.rn.f16x2 $1, t1, s, z;}"
+    _START + _NIBBLES.format(mask="0x00F000F0") + "fma.rn.f16x2 $0, t0, s, z; fma.rn.f16x2 $1, t1, s, z;}"
 )
 
 
@@ -180,6 +180,8 @@ def _partial_quant_kernel(
     Lengths,
     Partial,
     LSE,
+    Out,
+    Tickets,
     s_kng,
     s_knh,
     s_vng,
@@ -199,6 +201,8 @@ def _partial_quant_kernel(
     s_rg,
     s_rh,
     s_rc,
+    s_outg,
+    s_outh,
     SCALE: tl.constexpr,
     KV_HEADS: tl.constexpr,
     N_REP: tl.constexpr,
@@ -208,6 +212,8 @@ def _partial_quant_kernel(
     BITS: tl.constexpr,
     WRITE: tl.constexpr,  # also quantize and store the new token KN, VN [G, H_kv, D] at slot length - 1
     ASM: tl.constexpr,  # codes to fp16 by inline PTX (GPU; the interpreter takes the per-element path)
+    BLOCK_S: tl.constexpr,
+    MERGE: tl.constexpr,  # the last split program merges (triton_attention.merge_if_last)
 ):
     GROUPS: tl.constexpr = D // 64
     W: tl.constexpr = 64 if BITS == 8 else 32  # columns of one code tile (bytes of a group)
@@ -311,9 +317,14 @@ def _partial_quant_kernel(
             )
     lse = tl.where(filled, m_i + tl.log(norm), float("-inf"))
     tl.store(LSE + g * s_lg + heads * s_lh + split, lse, mask=q_ok & (grp == 0))
+    if MERGE:
+        merge_if_last(
+            Tickets, Partial, LSE, Out, g, kvh, s_og, s_oh, s_os, s_lg, s_lh, s_outg, s_outh,
+            KV_HEADS, N_REP, SPLITS, BLOCK_S, D, D,
+        )  # fmt: skip
 
 
-def scale_after_dot(q, store, lengths, scale, splits, block_n, num_warps, new) -> torch.Tensor:
+def scale_after_dot(q, store, lengths, scale, splits, block_n, num_warps, new, tickets) -> torch.Tensor:
     """Launch this kernel and the merge (arguments as `triton_attention.split_kv_decode_quant`, all
     given): q [G, H, 1, D] -> [G, H, 1, D]; with `new` = (k, v) [G, H_kv, D] it also writes their codes."""
     kc, ks, kz, vc, vs, vz, kr, vr, bits = store
@@ -330,17 +341,14 @@ def scale_after_dot(q, store, lengths, scale, splits, block_n, num_warps, new) -
     if any(t.stride(3) != 1 or t.stride(2) != d // 64 for t in (ks, kz, vs, vz)):
         raise ValueError("the scale-after-dot kernel needs each slot's scales and zeros contiguous")
     _partial_quant_kernel[(g * kv_heads, splits)](
-        q, kc, ks, kz, vc, vs, vz, kr, vr, k_new, v_new, lengths, partial, lse,
+        q, kc, ks, kz, vc, vs, vz, kr, vr, k_new, v_new, lengths, partial, lse, out,
+        lengths if tickets is None else tickets,
         k_new.stride(0), k_new.stride(1), v_new.stride(0), v_new.stride(1),
         q.stride(0), q.stride(1), kc.stride(0), kc.stride(1), kc.stride(2),
         partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0), lse.stride(1),
-        ks.stride(0), ks.stride(1), kr.stride(0), kr.stride(1), kr.stride(2),
+        ks.stride(0), ks.stride(1), kr.stride(0), kr.stride(1), kr.stride(2), out.stride(0), out.stride(1),
         SCALE=scale, KV_HEADS=kv_heads, N_REP=heads // kv_heads, SPLITS=splits, BLOCK_N=block_n, D=d,
-        BITS=bits, WRITE=new is not None, ASM=q.is_cuda, num_warps=num_warps,
+        BITS=bits, WRITE=new is not None, ASM=q.is_cuda, BLOCK_S=triton.next_power_of_2(splits),
+        MERGE=tickets is not None, num_warps=num_warps,
     )  # fmt: skip
-    _merge_kernel[(g * heads,)](
-        partial, lse, out, partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0),
-        lse.stride(1), out.stride(0), out.stride(1), HEADS=heads, SPLITS=splits,
-        BLOCK_S=triton.next_power_of_2(splits), D=d, BLOCK_D=triton.next_power_of_2(d),
-    )  # fmt: skip
-    return out
+    return merge(partial, lse, out, tickets)
