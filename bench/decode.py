@@ -78,7 +78,9 @@ def main() -> None:
     parser.add_argument("--name", default="decode", help="JSON file name (without .json)")
     parser.add_argument("--weights", default="16", help="weight bits to time, e.g. 16,8,4")
     parser.add_argument(
-        "--merge-kernel", action="store_true", help="also time each case with the separate merge kernel"
+        "--merge-variants",
+        action="store_true",
+        help="time each case with the attention's splits merged in its kernel and by the merge kernel",
     )
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -98,14 +100,14 @@ def main() -> None:
         cases[:1] if args.quick else cases, map(int, args.weights.split(","))
     ):
         spec = resolve_spec(name)
-        row = bench_engine(spec, batch, 8192, bandwidth, weights=bits)
+        for merge in (True, False) if args.merge_variants else (None,):
+            row = bench_engine(spec, batch, 8192, bandwidth, weights=bits, in_kernel_merge=merge)
+            rows.append(
+                row.to_dict() | {"merge": {None: "default", True: "in-kernel", False: "kernel"}[merge]}
+            )
         if batch == 1 and bits == 16 and not args.no_hf:
-            row.hf_ms_per_step = bench_transformers(spec, batch, 8192)
-            row.speedup_vs_hf = row.hf_ms_per_step / row.ms_per_step
-        rows.append(row.to_dict() | {"merge": "in-kernel"})
-        if args.merge_kernel:
-            row = bench_engine(spec, batch, 8192, bandwidth, weights=bits, in_kernel_merge=False)
-            rows.append(row.to_dict() | {"merge": "kernel"})
+            rows[-1]["hf_ms_per_step"] = hf = bench_transformers(spec, batch, 8192)
+            rows[-1]["speedup_vs_hf"] = hf / rows[-1]["ms_per_step"]
         result["rows"] = rows
         save_result(args.out, args.name, result)  # after every case: a run cut short keeps its figures
         print(json.dumps(rows[-1]), flush=True)

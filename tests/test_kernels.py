@@ -1,5 +1,5 @@
 """GPU kernels (split-KV decode attention over 16-bit and quantized caches, the quantized-cache write,
-near-duplicate keys, weight-only matrix products), checked on the CPU by Triton's interpreter."""
+near-duplicate keys, weight-only matrix products, in-place compaction), checked on the CPU by Triton's interpreter."""
 
 import os
 import subprocess
@@ -12,11 +12,14 @@ pytest.importorskip("triton", reason="Triton is installed by `make test` on Linu
 
 
 @pytest.mark.parametrize(
-    "check", ["check_split_kv.py", "check_similarity.py", "check_wquant.py", "check_kvwrite.py"]
+    "check",
+    ["check_split_kv.py", "check_similarity.py", "check_wquant.py", "check_kvwrite.py", "check_compact.py"],
 )
 def test_kernel_matches_reference(check):
     script = Path(__file__).parent / "kernels" / check
     env = dict(os.environ, TRITON_INTERPRET="1")
     done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.rstrip().endswith(("ok quantized", "ok twins", "ok qlinear", "ok kvwrite"))
+    assert done.stdout.rstrip().endswith(
+        ("ok quantized", "ok twins", "ok qlinear", "ok kvwrite", "ok compact")
+    )

@@ -146,11 +146,12 @@ def bench_engine(
     device: str = "cuda",
     weights: int = 16,
     kv: str = "full",
-    in_kernel_merge: bool = True,
+    in_kernel_merge: bool | None = None,
 ) -> DecodeBench:
     """Time the engine's graph-captured decode step (Qwen3 sampling defaults) at `context` tokens,
-    with `weights`-bit linears and a `full` or `quant:Q` cache. `in_kernel_merge=False` times the
-    attention with its separate merge kernel instead (the cache's tickets dropped), for comparison."""
+    with `weights`-bit linears and a `full` or `quant:Q` cache. `in_kernel_merge` True/False forces the
+    attention's split merge inside its kernel or in the merge kernel (default: the cache store's own
+    choice, engine/kvstore.py), for comparison."""
     policy = check_bench_kv(kv)
     dev = torch.device(device)
     gc.collect()
@@ -161,8 +162,10 @@ def bench_engine(
     torch.cuda.reset_peak_memory_stats(dev)  # the 16-bit weights a quantized model was built from are gone
     capacity = context + 64
     cache = model.new_cache(batch, capacity, kv)
-    if not in_kernel_merge:
-        cache.store.tickets = None
+    if in_kernel_merge is not None:
+        cache.store.tickets = (
+            torch.zeros(batch * spec.num_kv_heads, dtype=torch.int32, device=dev) if in_kernel_merge else None
+        )
     fill_random(cache)
     before = torch.cuda.memory_allocated(dev)
     step = DecodeStep(model, cache, SamplingParams(), row_seeds(0, batch))

@@ -6,10 +6,12 @@ Both stores hold, per layer, G rows x H_kv heads x C slots and offer the same op
   * `read` returns dense keys/values of some rows (for eviction scores; transient, one layer);
   * `keep` compacts chosen slots to the front (eviction);
   * `save_answer` / `restore_answer` protect what an answer phase overwrites (budget checkpoints).
-Keys are stored with RoPE applied, so a slot need not equal a position. Each store also keeps
-`tickets`, int32 zeros [G * H_kv] shared by its layers: the CUDA attention kernel counts finished
-splits in them to merge inside the kernel and leaves them zero (engine/triton_attention.py); set to
-None, the separate merge kernel runs instead (bench/decode.py --merge-kernel compares the two).
+Keys are stored with RoPE applied, so a slot need not equal a position. A store's `tickets` (int32
+zeros [G * H_kv] shared by its layers, or None) let the CUDA attention kernel merge its splits itself:
+its programs count finished splits there and the last one merges (engine/triton_attention.py). On an
+H200 that made the quantized kernels faster (8-bit: 0.235 vs 0.246 ms at 16k slots, 16 rows) and the
+16-bit one slower (Qwen3-8B step at batch 1: 5.07 vs 4.85 ms), so only QuantStore has tickets
+(bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -34,6 +36,17 @@ def _gather(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return t.gather(2, index[..., None].expand(-1, -1, -1, t.shape[-1]))
 
 
+def _compact(buf: torch.Tensor, rows, index: torch.Tensor, end: int, all_rows: torch.Tensor) -> None:
+    """Move slots `index` [R, H_kv, B] (ascending) of `rows` (a slice or row ids) of buf [G, H_kv, C, X]
+    to slots 0..B-1: in place in one pass on CUDA (engine/triton_compact.py), by a gather elsewhere."""
+    if buf.is_cuda:
+        from .triton_compact import compact_
+
+        compact_(buf, all_rows[rows], index.contiguous())
+    else:
+        buf[rows, :, : index.shape[-1]] = _gather(buf[rows, :, :end], index)
+
+
 class DenseStore:
     """k and v [G, H_kv, C, D] per layer in the model's dtype."""
 
@@ -42,7 +55,7 @@ class DenseStore:
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.rows = torch.arange(rows, device=device)
-        self.tickets = torch.zeros(rows * kv_heads, dtype=torch.int32, device=device)
+        self.tickets = None  # the separate merge kernel (see the module docstring)
         self.capacity, self.kv_heads, self.dtype = capacity, kv_heads, dtype
         dynamic_slots(self.k + self.v)
 
@@ -80,9 +93,8 @@ class DenseStore:
 
     def keep(self, layer: int, rows: torch.Tensor, index: torch.Tensor, end: int) -> None:
         """Move slots `index` [R, H_kv, B] (sorted) of `rows` to slots 0..B-1."""
-        b = index.shape[-1]
         for buf in (self.k[layer], self.v[layer]):
-            buf[rows, :, :b] = _gather(buf[rows, :, :end], index)
+            _compact(buf, rows, index, end, self.rows)
 
     def save_answer(self, rows: list[int], starts: list[int], count: int):
         return None  # answer tokens land in slots past the row's fill, which nothing else reads
@@ -201,7 +213,7 @@ class QuantStore:
             block[:, :, recent % RESIDUAL] = kept
             ring[layer][rows] = block
         for t in (self.kc, self.ks, self.kz, self.vc, self.vs, self.vz):
-            t[layer][rows, :, :b] = _gather(t[layer][rows, :, :end], index)
+            _compact(t[layer], rows, index, end, self.rows)
 
     def save_answer(self, rows: list[int], starts: list[int], count: int):
         """The ring entries that `count` answer tokens written from slot starts[i] of rows[i] will
