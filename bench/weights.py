@@ -107,7 +107,7 @@ def graph_ms(fn, *args, calls: int = 20, replays: int = 20, **kwargs) -> float:
     return sorted(times)[2]
 
 
-def matrices(spec, bandwidth: float, tune: bool) -> list[dict]:
+def matrices(spec, bandwidth: float, tune: bool, tune4: bool = False) -> list[dict]:
     h, inter = spec.hidden_size, spec.intermediate_size
     qkv = (spec.num_heads + 2 * spec.num_kv_heads) * spec.head_dim
     shapes = {
@@ -127,6 +127,10 @@ def matrices(spec, bandwidth: float, tune: bool) -> list[dict]:
             w = quantize(w16, bits)
             nbytes = w.nbytes
             configs = {"default": graph_ms(qlinear, x, w)}
+            if tune4 and bits == 4:  # 16 rows: codes straight to bf16 (the default) vs through fp32
+                x16 = torch.randn(16, k, device="cuda", dtype=torch.bfloat16)
+                configs["rows16-default"] = graph_ms(qlinear, x16, w)
+                configs["rows16-fp32-codes"] = graph_ms(qlinear, x16, w, codes16=False)
             if tune:
                 grid = [
                     (bn, sp, wa, 3, False) for bn in (64, 128, 256) for sp in (4, 8, 16, 32) for wa in (4, 8)
@@ -158,7 +162,7 @@ def matrices(spec, bandwidth: float, tune: bool) -> list[dict]:
             "best_ms": configs[best],
             "pct_of_copy_bw": 100 * nbytes / bandwidth * 1e3 / configs[best],
         }
-        if tune:
+        if tune or tune4:
             row["configs"] = configs
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "configs"}), flush=True)
@@ -170,6 +174,9 @@ def main() -> None:
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     parser.add_argument("--name", default="weights")
     parser.add_argument("--tune", action="store_true")
+    parser.add_argument(
+        "--tune4", action="store_true", help="4-bit, 16 rows: codes to bf16 directly vs via fp32"
+    )
     parser.add_argument("--checks-only", action="store_true", help="correctness checks, no timing")
     parser.add_argument("--no-model-check", action="store_true", help="skip the Qwen3-0.6B step checks")
     parser.add_argument("--batches", default="1")
@@ -189,7 +196,8 @@ def main() -> None:
         return
     bandwidth = copy_bandwidth(torch.device("cuda"))
     result["copy_bandwidth_gbps"] = bandwidth / 1e9
-    result["matrices"] = matrices(spec, bandwidth, args.tune)
+    result["matrices"] = matrices(spec, bandwidth, args.tune, args.tune4)
+    save_result(args.out, args.name, result)
     steps = []
     for batch in map(int, args.batches.split(",")):
         base = None
@@ -198,6 +206,8 @@ def main() -> None:
             base = base or row["ms_per_step"]
             row["vs_bf16"] = row["ms_per_step"] / base
             steps.append(row)
+            result["steps"] = steps
+            save_result(args.out, args.name, result)
             print(json.dumps(row), flush=True)
     result["steps"] = steps
     save_result(args.out, args.name, result)

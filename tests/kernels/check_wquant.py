@@ -14,7 +14,7 @@ cases = [  # (rows M, outputs N, inputs K, dtype, splits): K = 4.5 groups, < 1 g
     (3, 50, 576, torch.float32, 2),
     (20, 70, 384, torch.float32, None),
     (1, 64, 512, torch.bfloat16, 2),
-    (5, 64, 256, torch.float16, None),
+    (5, 64, 256, torch.float16, None),  # 4-bit: codes straight to fp16 for tl.dot (engine/ptx_codes.py)
 ]
 # Two or more rows go through tl.dot, which Triton 3.6's interpreter gets wrong for bf16 inputs (it
 # multiplies their bit patterns); that path is checked here in fp16 and fp32, and in bf16 on the GPU

@@ -35,45 +35,11 @@ import torch
 import triton
 import triton.language as tl
 
+from .ptx_codes import codes_to
 from .triton_attention import merge, merge_if_last, program_range
 from .triton_kvwrite import write_codes
 
 V_SCALE = tl.constexpr(256.0)  # p * s is kept in fp16 times 2**8, away from fp16's subnormals
-
-
-# fp16 codes from packed bytes, four bytes (one 32-bit register) per instance: the bytes are
-# interleaved with 0x64 by PRMT (8-bit) or masked into place by one LOP3 (4-bit), giving the bits of
-# 1024 + code (1024 + 16 * code for high nibbles) as two fp16 per register; a packed subtraction (or
-# multiply-add by 1/16 and -64) leaves the codes exactly. Four to six instructions per four bytes; the
-# same operations written per element cost ~1.5x the instructions of the whole loop.
-_START = (  # registers: t0, t1 scratch; m 0x64 in every byte; k 1024, s 1/16, z -64 as fp16 pairs
-    "{.reg .b32 t0, t1, m, k, s, z; mov.b32 m, 0x64646464; mov.b32 k, 0x64006400; "
-    "mov.b32 s, 0x2C002C00; mov.b32 z, 0xD400D400; "
-)
-_NIBBLES = (  # bytes 0, 1 -> low bytes of t0's halves, bytes 2, 3 -> t1's; then (t & mask) | k
-    "prmt.b32 t0, $2, 0, 0x4140; prmt.b32 t1, $2, 0, 0x4342; "
-    "lop3.b32 t0, t0, {mask}, k, 0xea; lop3.b32 t1, t1, {mask}, k, 0xea; "
-)
-_MINUS_1024 = "sub.f16x2 $0, t0, k; sub.f16x2 $1, t1, k;}"
-ASM_8 = tl.constexpr(_START + "prmt.b32 t0, $2, m, 0x5140; prmt.b32 t1, $2, m, 0x7362; " + _MINUS_1024)
-ASM_LO = tl.constexpr(_START + _NIBBLES.format(mask="0x000F000F") + _MINUS_1024)
-ASM_HI = tl.constexpr(
-    _START + _NIBBLES.format(mask="0x00F000F0") + "fma.rn.f16x2 $0, t0, s, z; fma.rn.f16x2 $1, t1, s, z;}"
-)
-
-
-@triton.jit
-def _codes(b, MASK: tl.constexpr, SHIFT: tl.constexpr, ASM: tl.constexpr):
-    """uint8 tile -> fp16 codes (b >> SHIFT) & MASK, exactly: with ASM by the PTX above (GPU), else by
-    the same bit trick per element (the interpreter cannot run PTX)."""
-    if ASM and MASK == 255:
-        return tl.inline_asm_elementwise(ASM_8, "=r,=r,r", [b], dtype=tl.float16, is_pure=True, pack=4)
-    if ASM and SHIFT == 0:
-        return tl.inline_asm_elementwise(ASM_LO, "=r,=r,r", [b], dtype=tl.float16, is_pure=True, pack=4)
-    if ASM:
-        return tl.inline_asm_elementwise(ASM_HI, "=r,=r,r", [b], dtype=tl.float16, is_pure=True, pack=4)
-    c = (b.to(tl.int16) >> SHIFT) & MASK
-    return (c | 0x6400).to(tl.float16, bitcast=True) - 1024.0
 
 
 @triton.jit
@@ -114,9 +80,9 @@ def _code_dot(qa, qb, b, BITS: tl.constexpr, ASM: tl.constexpr):
     """Query columns of one group, fp16 [16, W] (qb: the odd ones at 4 bits), times the codes in
     bytes b [BLOCK_N, W] -> [16, BLOCK_N] fp32."""
     if BITS == 8:
-        return tl.dot(qa, tl.trans(_codes(b, 255, 0, ASM)))
-    qk = tl.dot(qa, tl.trans(_codes(b, 15, 0, ASM)))
-    return tl.dot(qb, tl.trans(_codes(b, 15, 4, ASM)), qk)
+        return tl.dot(qa, tl.trans(codes_to(b, 255, 0, False, ASM)))
+    qk = tl.dot(qa, tl.trans(codes_to(b, 15, 0, False, ASM)))
+    return tl.dot(qb, tl.trans(codes_to(b, 15, 4, False, ASM)), qk)
 
 
 @triton.jit
@@ -124,9 +90,9 @@ def _add_code_values(acc_a, acc_b, alpha, ps, b, BITS: tl.constexpr, ASM: tl.con
     """One group's value columns [16, W] (acc_b: the odd ones at 4 bits) rescaled by alpha [16], plus
     ps [16, BLOCK_N] times the codes in bytes b [BLOCK_N, W]."""
     if BITS == 8:
-        return acc_a * alpha[:, None] + tl.dot(ps, _codes(b, 255, 0, ASM)), acc_b
-    acc_a = acc_a * alpha[:, None] + tl.dot(ps, _codes(b, 15, 0, ASM))
-    return acc_a, acc_b * alpha[:, None] + tl.dot(ps, _codes(b, 15, 4, ASM))
+        return acc_a * alpha[:, None] + tl.dot(ps, codes_to(b, 255, 0, False, ASM)), acc_b
+    acc_a = acc_a * alpha[:, None] + tl.dot(ps, codes_to(b, 15, 0, False, ASM))
+    return acc_a, acc_b * alpha[:, None] + tl.dot(ps, codes_to(b, 15, 4, False, ASM))
 
 
 @triton.jit
@@ -211,7 +177,7 @@ def _partial_quant_kernel(
     D: tl.constexpr,
     BITS: tl.constexpr,
     WRITE: tl.constexpr,  # also quantize and store the new token KN, VN [G, H_kv, D] at slot length - 1
-    ASM: tl.constexpr,  # codes to fp16 by inline PTX (GPU; the interpreter takes the per-element path)
+    ASM: tl.constexpr,  # codes to fp16 by inline PTX (engine/ptx_codes.py; off in the interpreter)
     BLOCK_S: tl.constexpr,
     MERGE: tl.constexpr,  # the last split program merges (triton_attention.merge_if_last)
 ):
