@@ -264,13 +264,12 @@ def main() -> None:
         del cache
         cache, measured = fresh_cache(model, g, length, f"quant:{bits}")
         record(f"quant{bits}_{length}", f"quant:{bits}", length, measured, fixed(model, cache, g, length))
-        cache.store.tickets = None  # the same cache with the separate merge kernel, for comparison
+        # the same cache with the other way of merging the attention's splits, for comparison
+        other = "mergekernel" if cache.store.tickets is not None else "inkernelmerge"
+        tickets = torch.zeros(g * spec.num_kv_heads, dtype=torch.int32, device="cuda")
+        cache.store.tickets = None if other == "mergekernel" else tickets
         record(
-            f"quant{bits}_{length}_mergekernel",
-            f"quant:{bits}",
-            length,
-            measured,
-            fixed(model, cache, g, length),
+            f"quant{bits}_{length}_{other}", f"quant:{bits}", length, measured, fixed(model, cache, g, length)
         )
         del cache
         ratio = result[f"quant{bits}_{length}"]["ms"] / result[f"full{length}"]["ms"]

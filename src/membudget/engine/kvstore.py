@@ -9,9 +9,9 @@ Both stores hold, per layer, G rows x H_kv heads x C slots and offer the same op
 Keys are stored with RoPE applied, so a slot need not equal a position. A store's `tickets` (int32
 zeros [G * H_kv] shared by its layers, or None) let the CUDA attention kernel merge its splits itself:
 its programs count finished splits there and the last one merges (engine/triton_attention.py). On an
-H200 that made the quantized kernels faster (8-bit: 0.235 vs 0.246 ms at 16k slots, 16 rows) and the
-16-bit one slower (Qwen3-8B step at batch 1: 5.07 vs 4.85 ms), so only QuantStore has tickets
-(bench/RESULTS.md).
+H200 that made the 8-bit kernel faster (0.235 vs 0.246 ms at 16k slots, 16 rows) and the 16-bit and
+4-bit steps slower (Qwen3-8B batch 1: 5.07 vs 4.85 ms; quant:4 at 32k: 19.90 vs 19.49 ms), so only an
+8-bit QuantStore has tickets (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -126,7 +126,8 @@ class QuantStore:
         self.kr = [torch.zeros(ring, dtype=dtype, device=device) for _ in range(layers)]
         self.vr = [torch.zeros(ring, dtype=dtype, device=device) for _ in range(layers)]
         self.rows = torch.arange(rows, device=device)
-        self.tickets = torch.zeros(rows * kv_heads, dtype=torch.int32, device=device)
+        tickets = torch.zeros(rows * kv_heads, dtype=torch.int32, device=device)
+        self.tickets = tickets if bits == 8 else None  # (see the module docstring)
         self.capacity = capacity
         dynamic_slots(self.kc + self.vc + self.ks + self.kz + self.vs + self.vz + self.kr + self.vr)
 

@@ -287,9 +287,9 @@ def split_kv_decode(
 
 # Per bit width, the launch measured fastest for the scale-after-dot kernel on an H200 (Qwen3-8B
 # shape, 16 rows, 16k-32k slots; bench/RESULTS.md): (block_n, num_warps, target programs for splits,
-# write the new token's codes inside it -- at 4 bits that costs registers and occupancy, so the
-# separate write kernel runs first)
-FAST_LAUNCH = {8: (32, 1, 4096, True), 4: (128, 4, 264, False)}
+# write the new token's codes inside it -- at 4 bits that cost registers and occupancy when measured,
+# so the separate write kernel runs first)
+FAST_LAUNCH = {8: (32, 1, 4096, True), 4: (32, 1, 4096, False)}
 
 
 def split_kv_decode_quant(

@@ -86,13 +86,13 @@ def _code_dot(qa, qb, b, BITS: tl.constexpr, ASM: tl.constexpr):
 
 
 @triton.jit
-def _add_code_values(acc_a, acc_b, alpha, ps, b, BITS: tl.constexpr, ASM: tl.constexpr):
-    """One group's value columns [16, W] (acc_b: the odd ones at 4 bits) rescaled by alpha [16], plus
-    ps [16, BLOCK_N] times the codes in bytes b [BLOCK_N, W]."""
+def _add_code_values(acc_a, acc_b, ps, b, BITS: tl.constexpr, ASM: tl.constexpr):
+    """Value columns [16, W] (acc_b: the odd ones at 4 bits) plus ps [16, BLOCK_N] times the codes in
+    bytes b [BLOCK_N, W]."""
     if BITS == 8:
-        return acc_a * alpha[:, None] + tl.dot(ps, codes_to(b, 255, 0, False, ASM)), acc_b
-    acc_a = acc_a * alpha[:, None] + tl.dot(ps, codes_to(b, 15, 0, False, ASM))
-    return acc_a, acc_b * alpha[:, None] + tl.dot(ps, codes_to(b, 15, 4, False, ASM))
+        return tl.dot(ps, codes_to(b, 255, 0, False, ASM), acc_a), acc_b
+    acc_a = tl.dot(ps, codes_to(b, 15, 0, False, ASM), acc_a)
+    return acc_a, tl.dot(ps, codes_to(b, 15, 4, False, ASM), acc_b)
 
 
 @triton.jit
@@ -111,12 +111,12 @@ def _ring_dot(qa, qb, ring, slots, cols, n_mask, BITS: tl.constexpr):
 
 
 @triton.jit
-def _add_ring_values(acc_a, acc_b, alpha, pv, ring, slots, cols, n_mask, BITS: tl.constexpr):
+def _add_ring_values(acc_a, acc_b, pv, ring, slots, cols, n_mask, BITS: tl.constexpr):
     """As _add_code_values for exact ring values; `ring` points at the group's first column."""
     v = _ring_tile(ring, slots, cols, n_mask, 1 if BITS == 8 else 2)
-    acc_a = acc_a * alpha[:, None] + tl.dot(pv, v)
+    acc_a = tl.dot(pv, v, acc_a)
     if BITS == 4:
-        acc_b = acc_b * alpha[:, None] + tl.dot(pv, _ring_tile(ring + 1, slots, cols, n_mask, 2))
+        acc_b = tl.dot(pv, _ring_tile(ring + 1, slots, cols, n_mask, 2), acc_b)
     return acc_a, acc_b
 
 
@@ -223,10 +223,11 @@ def _partial_quant_kernel(
     m_i = tl.full([16], float("-inf"), tl.float32)
     l_i = tl.zeros([16], tl.float32)
     pz = tl.zeros([16], tl.float32)  # sum_n p_n * z_n of the row's group (value zeros)
-    acc_a0 = tl.zeros([16, W], tl.float32)  # value columns: group 0 (even ones at 4 bits) ...
-    acc_b0 = tl.zeros([16, W], tl.float32)  # ... group 0 odd (4-bit)
-    acc_a1 = tl.zeros([16, W], tl.float32)  # group 1
-    acc_b1 = tl.zeros([16, W], tl.float32)
+    # value columns of row r's group (even ones at 4 bits; acc_b: the odd ones): p * s enters the
+    # products with the rows of the other group zeroed, so one accumulator serves both groups
+    acc_a = tl.zeros([16, W], tl.float32)
+    acc_b = tl.zeros([16, W], tl.float32)
+    first = grp[:, None] == 0
     for n0 in range(start, cut, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         n_mask = offs_n < cut
@@ -243,11 +244,14 @@ def _partial_quant_kernel(
         vs0, vz0, vs1, vz1 = _meta(VS + meta, VZ + meta, offs_n, n_mask, GROUPS)
         pz = pz * alpha + tl.sum(p * _per_row(grp, vz0, vz1, GROUPS), 1)
         ps = (p * _per_row(grp, vs0, vs1, GROUPS) * V_SCALE).to(tl.float16)
+        acc_a, acc_b = acc_a * alpha[:, None], acc_b * alpha[:, None]
         vb = tl.load(VC + codes + tile, mask=n_mask[:, None], other=0)
-        acc_a0, acc_b0 = _add_code_values(acc_a0, acc_b0, alpha, ps, vb, BITS, ASM)
         if GROUPS == 2:
+            acc_a, acc_b = _add_code_values(acc_a, acc_b, tl.where(first, ps, 0.0), vb, BITS, ASM)
             vb = tl.load(VC + codes + W + tile, mask=n_mask[:, None], other=0)
-            acc_a1, acc_b1 = _add_code_values(acc_a1, acc_b1, alpha, ps, vb, BITS, ASM)
+            acc_a, acc_b = _add_code_values(acc_a, acc_b, tl.where(first, 0.0, ps), vb, BITS, ASM)
+        else:
+            acc_a, acc_b = _add_code_values(acc_a, acc_b, ps, vb, BITS, ASM)
 
     # the ring: exact 16-bit keys and values, the same column split as the codes
     rings = g * s_rg + kvh * s_rh
@@ -261,26 +265,26 @@ def _partial_quant_kernel(
         p, alpha, m_i, l_i = _softmax_step(qk, n_mask, m_i, l_i, SCALE)
         pz = pz * alpha
         pv = (p * V_SCALE).to(qa0.dtype)
-        acc_a0, acc_b0 = _add_ring_values(acc_a0, acc_b0, alpha, pv, VR + rings, slots, cols, n_mask, BITS)
+        acc_a, acc_b = acc_a * alpha[:, None], acc_b * alpha[:, None]
         if GROUPS == 2:
-            ring1 = VR + rings + 64
-            acc_a1, acc_b1 = _add_ring_values(acc_a1, acc_b1, alpha, pv, ring1, slots, cols, n_mask, BITS)
+            ring0, pv0 = VR + rings, tl.where(first, pv, 0.0)
+            acc_a, acc_b = _add_ring_values(acc_a, acc_b, pv0, ring0, slots, cols, n_mask, BITS)
+            ring1, pv1 = VR + rings + 64, tl.where(first, 0.0, pv)
+            acc_a, acc_b = _add_ring_values(acc_a, acc_b, pv1, ring1, slots, cols, n_mask, BITS)
+        else:
+            acc_a, acc_b = _add_ring_values(acc_a, acc_b, pv, VR + rings, slots, cols, n_mask, BITS)
 
     filled = l_i > 0
     norm = tl.where(filled, l_i, 1.0)
-    base = Partial + g * s_og + heads[:, None] * s_oh + split * s_os
-    for_0 = (q_ok & (grp == 0))[:, None]
+    # row r holds its group's columns: group grp[r] starts at column 64 * grp[r]
+    base = (
+        Partial + g * s_og + heads[:, None] * s_oh + split * s_os + 64 * grp[:, None] + cols[None, :] * step
+    )
+    row_ok = (q_ok & (grp < GROUPS))[:, None]
     zero_part = (pz / norm)[:, None]
-    tl.store(base + cols[None, :] * step, acc_a0 / V_SCALE / norm[:, None] + zero_part, mask=for_0)
+    tl.store(base, acc_a / V_SCALE / norm[:, None] + zero_part, mask=row_ok)
     if BITS == 4:
-        tl.store(base + cols[None, :] * step + 1, acc_b0 / V_SCALE / norm[:, None] + zero_part, mask=for_0)
-    if GROUPS == 2:
-        for_1 = (q_ok & (grp == 1))[:, None]
-        tl.store(base + 64 + cols[None, :] * step, acc_a1 / V_SCALE / norm[:, None] + zero_part, mask=for_1)
-        if BITS == 4:
-            tl.store(
-                base + 65 + cols[None, :] * step, acc_b1 / V_SCALE / norm[:, None] + zero_part, mask=for_1
-            )
+        tl.store(base + 1, acc_b / V_SCALE / norm[:, None] + zero_part, mask=row_ok)
     lse = tl.where(filled, m_i + tl.log(norm), float("-inf"))
     tl.store(LSE + g * s_lg + heads * s_lh + split, lse, mask=q_ok & (grp == 0))
     if MERGE:
