@@ -6,22 +6,25 @@ For one slot n and one group g of 64 elements, k = c * s + z (engine/kvquant.py)
     sum_n p_n v_n (group g)  =  sum_n (p_n * s_ng) * c_ng  +  sum_n p_n * z_ng.
 The codes c go to the tensor cores as they are: an fp16 whose bits are 0x6400 | c is 1024 + c exactly,
 so one OR and one subtraction turn a byte into its code (no int-to-float conversion, no multiply-add
-per element). The code dot products q_g . c_ng run per group; the value side needs p * s per group,
-so the query heads are stacked twice: row r = 8 * g + h of a 16-row tile holds head h for group g
-(the tensor cores pad to 16 rows anyway), and each row keeps only its group's columns at the end.
+per element; on the GPU inline PTX does it four bytes at a time, engine/ptx_codes.py). The code dot
+products q_g . c_ng run per group; the value side needs p * s per group, so the query heads are
+stacked twice: row r = 8 * g + h of a 16-row tile holds head h for group g (the tensor cores pad to
+16 rows anyway). Group g's value product takes p * s with the other group's rows zeroed, so one
+accumulator holds, in row r, the columns of group g(r).
 4-bit codes are split into their low nibbles (even elements) and high nibbles (odd elements), each
 multiplied with the matching even or odd query (or output) columns.
 
 Supports 8 and 4 bits, head_dim 64 or 128 (one or two groups), up to 8 query heads per KV head and a
 16-bit query; `split_kv_decode_quant` falls back to the dequantizing kernel otherwise. The exact ring
 of the newest 128 slots and the split/merge scheme are as in engine/triton_attention.py; partial
-outputs are fp16 (many splits: half the traffic) and go through its merge kernel. With WRITE, the
+outputs are fp16 (many splits: half the traffic) and are merged by its merge kernel or, given
+tickets, by the last split program (`merge_if_last`). With WRITE, the
 first split of each (row, KV head) also quantizes the step's new token into the codes
 (engine/triton_kvwrite.py): this call never reads the codes of a row's newest 128 slots.
 
-Speed on an H200 (bench/RESULTS.md; Qwen3-8B shape, 16 rows): 8-bit 0.236-0.254 ms at 16k slots vs
-0.25 ms for the 16-bit kernel and 0.40 ms for the dequantizing one; 4-bit 0.47 ms at 32k vs 0.49 and
-0.71. Launch settings per bit width are in triton_attention.FAST_LAUNCH.
+Speed on an H200 (bench/RESULTS.md; Qwen3-8B shape, 16 rows): 8-bit 0.235-0.237 ms at 16k slots vs
+0.25 ms for the 16-bit kernel and 0.39 ms for the dequantizing one; 4-bit 0.41 ms at 32k vs 0.49 and
+0.72. Launch settings per bit width are in triton_attention.FAST_LAUNCH.
 Tested on the CPU with TRITON_INTERPRET=1 (fp16 queries; tests/kernels/check_split_kv.py,
 check_kvwrite.py).
 
