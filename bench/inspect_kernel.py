@@ -1,4 +1,4 @@
-"""Compile a decode-attention kernel for an H100/H200 (sm_90) on a machine without a GPU and print
+"""Compile a decode-attention or int8/int4 matrix kernel for an H100/H200 (sm_90) on a machine without a GPU and print
 what decides its speed before any device time is spent: registers and spills per thread, shared
 memory, layout conversions, and the instruction mix of each loop (SASS from the ptxas and cuobjdump
 that Triton ships).
@@ -6,9 +6,12 @@ that Triton ships).
     PYTHONPATH=src python3 bench/inspect_kernel.py fast --bits 8 --block-n 32 --warps 1 [--write]
     PYTHONPATH=src python3 bench/inspect_kernel.py dequant --bits 4 --block-n 64 --warps 4
     PYTHONPATH=src python3 bench/inspect_kernel.py dense --block-n 64 --warps 4
+    PYTHONPATH=src python3 bench/inspect_kernel.py qlinear --bits 4 --block-n 128 --warps 4 [--rows 16]
 
 Shapes are Qwen3-8B's (32 query heads, 8 KV heads, head_dim 128). A loop is a backward branch in
-the SASS; its count of instructions is per warp and iteration (one block of slots).
+the SASS; its count of instructions is per warp and iteration (attention: one block of slots;
+qlinear: one group of 128 inputs for block-n outputs, bf16 inputs, `--rows` 1 on the CUDA cores,
+more on tensor cores).
 """
 
 import argparse
@@ -22,7 +25,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from membudget.engine import triton_attention, triton_quant_attention
+from membudget.engine import triton_attention, triton_quant_attention, triton_wquant
 
 STRIDES = {
     "fast": "s_kng s_knh s_vng s_vnh s_qg s_qh s_cg s_ch s_cc s_og s_oh s_os s_lg s_lh s_sg s_sh s_rg s_rh s_rc "
@@ -75,24 +78,36 @@ def loops(sass: str) -> list[tuple[int, Counter]]:
     return found
 
 
+def qlinear_source(bits: int, block_n: int, rows: int) -> ASTSource:
+    pointers = {"x": "*bf16", "codes": "*u8", "scales": "*fp16", "zeros": "*u8", "out": "*fp32"}
+    ints = dict.fromkeys("M N K GROUPS GROUPS_PER_SPLIT s_xm s_os s_om".split(), "i32")
+    dot = rows > 1
+    constants = dict(BITS=bits, BLOCK_M=16 if dot else 1, BLOCK_N=block_n, USE_DOT=dot, PRECISION="tf32")
+    constants |= dict(CODES16=dot and bits == 4, BF16=True, ASM=True)
+    signature = pointers | ints | dict.fromkeys(constants, "constexpr")
+    attrs = {(i,): [["tt.divisibility", 16]] for i in range(len(pointers) + len(ints)) if i != 9}
+    return ASTSource(triton_wquant._qlinear_kernel, signature, constants, attrs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["fast", "dequant", "dense"])
+    parser.add_argument("kind", choices=["fast", "dequant", "dense", "qlinear"])
     parser.add_argument("--bits", type=int, default=8)
     parser.add_argument("--block-n", type=int, default=32)
     parser.add_argument("--warps", type=int, default=4)
     parser.add_argument("--stages", type=int, default=3)
     parser.add_argument("--write", action="store_true", help="fast kernel: with the new token's code write")
     parser.add_argument("--merge", action="store_true", help="with the last program's merge (tickets)")
+    parser.add_argument("--rows", type=int, default=1, help="qlinear: rows of the input")
     args = parser.parse_args()
     bits = 0 if args.kind == "dense" else args.bits
     kind = "fast" if args.kind == "fast" else "split"
     options = dict(num_warps=args.warps, num_stages=args.stages)
-    kernel = triton.compile(
-        source(kind, bits, args.block_n, args.write, args.merge),
-        target=GPUTarget("cuda", 90, 32),
-        options=options,
-    )
+    if args.kind == "qlinear":
+        src = qlinear_source(args.bits, args.block_n, args.rows)
+    else:
+        src = source(kind, bits, args.block_n, args.write, args.merge)
+    kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
     tools = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
         cubin.write(kernel.asm["cubin"])
