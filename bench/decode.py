@@ -15,6 +15,7 @@ import sys
 import torch
 
 from membudget.bench import bench_engine, bench_transformers, copy_bandwidth, save_result
+from membudget.engine import triton_attention
 from membudget.engine.attention import decode_attention_reference
 from membudget.engine.model import Decoder
 from membudget.engine.sampling import SamplingParams, row_seeds
@@ -78,6 +79,11 @@ def main() -> None:
     parser.add_argument("--name", default="decode", help="JSON file name (without .json)")
     parser.add_argument("--weights", default="16", help="weight bits to time, e.g. 16,8,4")
     parser.add_argument(
+        "--dense-launch",
+        default="",
+        help="also time each case with these 16-bit attention launches: 'block_n:warps:programs;...'",
+    )
+    parser.add_argument(
         "--merge-variants",
         action="store_true",
         help="time each case with the attention's splits merged in its kernel and by the merge kernel",
@@ -111,6 +117,14 @@ def main() -> None:
         result["rows"] = rows
         save_result(args.out, args.name, result)  # after every case: a run cut short keeps its figures
         print(json.dumps(rows[-1]), flush=True)
+        for launch in args.dense_launch.split(";") if args.dense_launch else ():
+            default = triton_attention.DENSE_LAUNCH
+            triton_attention.DENSE_LAUNCH = tuple(map(int, launch.split(":")))
+            row = bench_engine(spec, batch, 8192, bandwidth, weights=bits)
+            triton_attention.DENSE_LAUNCH = default
+            rows.append(row.to_dict() | {"merge": launch})
+            save_result(args.out, args.name, result)
+            print(json.dumps(rows[-1]), flush=True)
     print(f"\ncopy bandwidth {bandwidth / 1e9:.0f} GB/s (read + write)")
     print(
         f"{'model':<16}{'merge':>10}{'G':>4}{'ms/step':>10}{'bound ms':>10}{'% bound':>9}{'loop ms':>9}{'HF ms':>8}"

@@ -269,6 +269,11 @@ def num_splits(rows: int, kv_heads: int, target_programs: int = 264) -> int:
     return max(1, min(triton.cdiv(target_programs, rows * kv_heads), 64))
 
 
+# The 16-bit kernel's launch: (block_n, num_warps, target programs for splits); bench/decode.py
+# --dense-launch times others
+DENSE_LAUNCH = (64, 4, 264)
+
+
 def split_kv_decode(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -276,12 +281,15 @@ def split_kv_decode(
     lengths: torch.Tensor,
     scale: float,
     splits: int | None = None,
-    block_n: int = 64,
-    num_warps: int = 4,
+    block_n: int | None = None,
+    num_warps: int | None = None,
     tickets: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Decode attention over a 16-bit cache; see the module docstring for shapes. tickets: int32
     zeros [>= G * H_kv] (left zero) to merge the splits inside the one kernel (`merge_if_last`)."""
+    default_n, default_warps, programs = DENSE_LAUNCH
+    splits = splits or num_splits(q.shape[0], k.shape[1], programs)
+    block_n, num_warps = block_n or default_n, num_warps or default_warps
     return _launch(q, (k, v, k, k, k, k, k, k), 0, lengths, scale, splits, block_n, num_warps, tickets)
 
 
