@@ -126,8 +126,9 @@ class QuantStore:
         self.kr = [torch.zeros(ring, dtype=dtype, device=device) for _ in range(layers)]
         self.vr = [torch.zeros(ring, dtype=dtype, device=device) for _ in range(layers)]
         self.rows = torch.arange(rows, device=device)
-        tickets = torch.zeros(rows * kv_heads, dtype=torch.int32, device=device)
-        self.tickets = tickets if bits == 8 else None  # (see the module docstring)
+        self.tickets = (  # (see the module docstring)
+            torch.zeros(rows * kv_heads, dtype=torch.int32, device=device) if bits == 8 else None
+        )
         self.capacity = capacity
         dynamic_slots(self.kc + self.vc + self.ks + self.kz + self.vs + self.vz + self.kr + self.vr)
 

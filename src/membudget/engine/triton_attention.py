@@ -269,6 +269,13 @@ def num_splits(rows: int, kv_heads: int, target_programs: int = 264) -> int:
     return max(1, min(triton.cdiv(target_programs, rows * kv_heads), 64))
 
 
+def _settings(launch: tuple, rows: int, kv_heads: int, splits, block_n, num_warps) -> tuple[int, int, int]:
+    """(splits, block_n, num_warps): those given, else from `launch` = (block_n, num_warps, target
+    programs, ...)."""
+    default_n, default_warps, programs = launch[:3]
+    return splits or num_splits(rows, kv_heads, programs), block_n or default_n, num_warps or default_warps
+
+
 # The 16-bit kernel's launch: (block_n, num_warps, target programs for splits); bench/decode.py
 # --dense-launch times others
 DENSE_LAUNCH = (64, 4, 264)
@@ -287,9 +294,7 @@ def split_kv_decode(
 ) -> torch.Tensor:
     """Decode attention over a 16-bit cache; see the module docstring for shapes. tickets: int32
     zeros [>= G * H_kv] (left zero) to merge the splits inside the one kernel (`merge_if_last`)."""
-    default_n, default_warps, programs = DENSE_LAUNCH
-    splits = splits or num_splits(q.shape[0], k.shape[1], programs)
-    block_n, num_warps = block_n or default_n, num_warps or default_warps
+    splits, block_n, num_warps = _settings(DENSE_LAUNCH, q.shape[0], k.shape[1], splits, block_n, num_warps)
     return _launch(q, (k, v, k, k, k, k, k, k), 0, lengths, scale, splits, block_n, num_warps, tickets)
 
 
@@ -334,9 +339,7 @@ def split_kv_decode_quant(
     if fast:
         from .triton_quant_attention import scale_after_dot
 
-        default_n, default_warps, programs, _ = FAST_LAUNCH[bits]
-        splits = splits or num_splits(g, kc.shape[1], programs)
-        block_n, num_warps = block_n or default_n, num_warps or default_warps
+        splits, block_n, num_warps = _settings(FAST_LAUNCH[bits], g, kc.shape[1], splits, block_n, num_warps)
         return scale_after_dot(q, store, lengths, scale, splits, block_n, num_warps, new, tickets)
     block_n = block_n or (32 if bits == 8 else 64)  # measured best on an H200 (bench/RESULTS.md)
     if d & (d - 1):
