@@ -7,11 +7,12 @@ that Triton ships).
     PYTHONPATH=src python3 bench/inspect_kernel.py dequant --bits 4 --block-n 64 --warps 4
     PYTHONPATH=src python3 bench/inspect_kernel.py dense --block-n 64 --warps 4
     PYTHONPATH=src python3 bench/inspect_kernel.py qlinear --bits 4 --block-n 128 --warps 4 [--rows 16]
+    PYTHONPATH=src python3 bench/inspect_kernel.py gemv --bits 4 --block-n 64 --warps 2
 
 Shapes are Qwen3-8B's (32 query heads, 8 KV heads, head_dim 128). A loop is a backward branch in
 the SASS; its count of instructions is per warp and iteration (attention: one block of slots;
 qlinear: one group of 128 inputs for block-n outputs, bf16 inputs, `--rows` 1 on the CUDA cores,
-more on tensor cores).
+more on tensor cores; gemv: the same for the packed one-row kernel).
 """
 
 import argparse
@@ -25,7 +26,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from membudget.engine import triton_attention, triton_quant_attention, triton_wquant
+from membudget.engine import triton_attention, triton_gemv, triton_quant_attention, triton_wquant
 
 STRIDES = {
     "fast": "s_kng s_knh s_vng s_vnh s_qg s_qh s_cg s_ch s_cc s_og s_oh s_os s_lg s_lh s_sg s_sh s_rg s_rh s_rc "
@@ -89,9 +90,22 @@ def qlinear_source(bits: int, block_n: int, rows: int) -> ASTSource:
     return ASTSource(triton_wquant._qlinear_kernel, signature, constants, attrs)
 
 
+def gemv_source(bits: int, block_n: int, stages: int) -> ASTSource:
+    pointers = {"x": "*bf16", "codes": "*u8", "scales": "*fp16", "zeros": "*u8", "y": "*bf16"}
+    pointers |= {"partial": "*fp32"}
+    ints = dict.fromkeys("N K ROW_WORDS GROUPS GROUPS_PER_SPLIT SPLITS s_ps".split(), "i32")
+    constants = dict(BITS=bits, BLOCK_N=block_n, BF16=True, ASM=True, STAGES=stages)
+    signature = pointers | ints | dict.fromkeys(constants, "constexpr")
+    unaligned = ("GROUPS_PER_SPLIT", "SPLITS")
+    attrs = {
+        (i,): [["tt.divisibility", 16]] for i, name in enumerate(pointers | ints) if name not in unaligned
+    }
+    return ASTSource(triton_gemv._gemv_kernel, signature, constants, attrs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["fast", "dequant", "dense", "qlinear"])
+    parser.add_argument("kind", choices=["fast", "dequant", "dense", "qlinear", "gemv"])
     parser.add_argument("--bits", type=int, default=8)
     parser.add_argument("--block-n", type=int, default=32)
     parser.add_argument("--warps", type=int, default=4)
@@ -105,6 +119,8 @@ def main() -> None:
     options = dict(num_warps=args.warps, num_stages=args.stages)
     if args.kind == "qlinear":
         src = qlinear_source(args.bits, args.block_n, args.rows)
+    elif args.kind == "gemv":
+        src = gemv_source(args.bits, args.block_n, args.stages)
     else:
         src = source(kind, bits, args.block_n, args.write, args.merge)
     kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)

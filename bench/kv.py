@@ -90,7 +90,13 @@ def check_graph(kv: str) -> bool:
     return tokens[True] == tokens[False]
 
 
-def kernel_configs(g: int, heads: int, kv_heads: int, d: int) -> dict:
+def parse_launch(text: str) -> tuple:
+    """'block_n:warps:programs:write[:stages[:maxnreg]]' -> a FAST_LAUNCH entry (maxnreg 0: no cap)."""
+    n, w, programs, write, stages, maxnreg = (list(map(int, text.split(":"))) + [3, 0])[:6]
+    return n, w, programs, bool(write), stages, maxnreg or None
+
+
+def kernel_configs(g: int, heads: int, kv_heads: int, d: int, launches4: list) -> dict:
     """Attention kernels alone (no model) at 16k and 32k slots: the 16-bit kernel, the dequantizing
     quantized kernel, and the scale-after-dot kernel at its default launch and a few others
     (block_n, num_warps, splits)."""
@@ -126,6 +132,12 @@ def kernel_configs(g: int, heads: int, kv_heads: int, d: int) -> dict:
                 out[f"quant{bits}_{length}_{name}"] = time_replays(
                     lambda q=q, s=store, n=lengths, kw=kw: split_kv_decode_quant(q, s, n, d**-0.5, **kw)
                 )
+            for launch in launches4 if bits == 4 else ():  # the default launch's kwargs, other settings
+                default, FAST_LAUNCH[4] = FAST_LAUNCH[4], parse_launch(launch)
+                out[f"quant4_{length}_launch_{launch}"] = time_replays(
+                    lambda q=q, s=store, n=lengths: split_kv_decode_quant(q, s, n, d**-0.5, fast=True)
+                )
+                FAST_LAUNCH[4] = default
             del store
         del k, v
         print({key: round(val, 3) for key, val in out.items() if str(length) in key})
@@ -212,7 +224,8 @@ def main() -> None:
     parser.add_argument(
         "--launch4",
         default="",
-        help="also time the quant:4 step with these launches of its kernel: 'block_n:warps:programs:write;...'",
+        help="also time the quant:4 step with these launches of its kernel: "
+        "'block_n:warps:programs:write[:stages[:maxnreg]];...' (maxnreg 0: no cap)",
     )
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -240,7 +253,8 @@ def main() -> None:
         )
 
     if "kernels" in parts:
-        result["kernels"] = kernel_configs(g, spec.num_heads, spec.num_kv_heads, spec.head_dim)
+        launches4 = args.launch4.split(";") if args.launch4 else []
+        result["kernels"] = kernel_configs(g, spec.num_heads, spec.num_kv_heads, spec.head_dim, launches4)
         save_result(args.out, "kv", result)
 
     if "profile" in parts:
@@ -277,8 +291,7 @@ def main() -> None:
         bound = 1.0 if bits == 8 else 0.8
         print(f"quant:{bits} / full at {length}: {ratio:.3f}x (target <= {bound}x)")
         for launch in args.launch4.split(";") if bits == 4 and args.launch4 else ():
-            n, w, programs, write = map(int, launch.split(":"))
-            default, FAST_LAUNCH[4] = FAST_LAUNCH[4], (n, w, programs, bool(write))
+            default, FAST_LAUNCH[4] = FAST_LAUNCH[4], parse_launch(launch)
             cache, measured = fresh_cache(model, g, length, "quant:4")
             record(f"quant4_{length}_{launch}", "quant:4", length, measured, fixed(model, cache, g, length))
             del cache

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from membudget.bench import bench_engine, copy_bandwidth, save_result
+from membudget.engine.triton_gemv import gemv
 from membudget.engine.triton_wquant import qlinear
 from membudget.engine.wquant import dequantize, quantize
 from membudget.spec import resolve_spec
@@ -26,13 +27,18 @@ def check_kernel() -> float:
     """Worst relative error of the fused kernel vs an fp64 dequantize-and-multiply, bf16 inputs, one row
     (CUDA cores) and several (tensor cores)."""
     worst = 0.0
-    for bits, rows, n, k in itertools.product((8, 4), (1, 3, 16, 200), (1024,), (576, 4096)):
+    cases = itertools.product((8, 4), (1, 3, 16, 200), (1024,), (576, 4096), (torch.bfloat16, torch.float16))
+    for bits, rows, n, k, dtype in cases:
         w = quantize(torch.randn(n, k, device="cuda") * 0.05, bits)
-        x = torch.randn(rows, k, device="cuda", dtype=torch.bfloat16)
+        # inputs over many magnitudes (outliers as real activations have), some exactly zero
+        x = torch.randn(rows, k, device="cuda") * torch.exp2(torch.randint(-8, 8, (rows, k), device="cuda"))
+        x = x.to(dtype)
+        x[:, ::5] = 0
         ref = x.double() @ dequantize(w, torch.float64).T
-        err = float((qlinear(x, w).double() - ref).norm() / ref.norm())
-        assert err < 1e-2, f"qlinear error {err} (bits {bits}, rows {rows}, K {k})"
-        worst = max(worst, err)
+        for packed in (None, False) if rows == 1 else (None,):  # one row: the packed kernel, the fp32 one
+            err = float((qlinear(x, w, packed=packed).double() - ref).norm() / ref.norm())
+            assert err < 1e-2, f"qlinear error {err} (bits {bits}, rows {rows}, K {k}, {dtype}, {packed})"
+            worst = max(worst, err)
     return worst
 
 
@@ -107,7 +113,7 @@ def graph_ms(fn, *args, calls: int = 20, replays: int = 20, **kwargs) -> float:
     return sorted(times)[2]
 
 
-def matrices(spec, bandwidth: float, tune: bool, tune4: bool = False) -> list[dict]:
+def matrices(spec, bandwidth: float, tune: bool, tune4: bool = False, tune_gemv: bool = False) -> list[dict]:
     h, inter = spec.hidden_size, spec.intermediate_size
     qkv = (spec.num_heads + 2 * spec.num_kv_heads) * spec.head_dim
     shapes = {
@@ -126,7 +132,15 @@ def matrices(spec, bandwidth: float, tune: bool, tune4: bool = False) -> list[di
         else:
             w = quantize(w16, bits)
             nbytes = w.nbytes
-            configs = {"default": graph_ms(qlinear, x, w)}
+            configs = {
+                "default": graph_ms(qlinear, x, w),
+                "fp32-kernel": graph_ms(qlinear, x, w, packed=False),
+            }
+            if tune_gemv:  # the packed one-row kernel's launch: rows per program, warps, splits
+                grid = itertools.product((64, 128), (1, 2, 4), (None, 8, 16), (1, 3, 4))
+                for bn, wa, sp, st in grid:
+                    key = f"gemv-bn{bn}-w{wa}-s{sp}-st{st}"
+                    configs[key] = graph_ms(gemv, x, w, block_n=bn, num_warps=wa, splits=sp, num_stages=st)
             if tune4 and bits == 4:  # 16 rows: codes straight to bf16 (the default) vs through fp32
                 x16 = torch.randn(16, k, device="cuda", dtype=torch.bfloat16)
                 configs["rows16-default"] = graph_ms(qlinear, x16, w)
@@ -162,7 +176,7 @@ def matrices(spec, bandwidth: float, tune: bool, tune4: bool = False) -> list[di
             "best_ms": configs[best],
             "pct_of_copy_bw": 100 * nbytes / bandwidth * 1e3 / configs[best],
         }
-        if tune or tune4:
+        if tune or tune4 or tune_gemv:
             row["configs"] = configs
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "configs"}), flush=True)
@@ -177,6 +191,7 @@ def main() -> None:
     parser.add_argument(
         "--tune4", action="store_true", help="4-bit, 16 rows: codes to bf16 directly vs via fp32"
     )
+    parser.add_argument("--tune-gemv", action="store_true", help="launches of the packed one-row kernel")
     parser.add_argument("--checks-only", action="store_true", help="correctness checks, no timing")
     parser.add_argument("--no-model-check", action="store_true", help="skip the Qwen3-0.6B step checks")
     parser.add_argument("--batches", default="1")
@@ -196,7 +211,7 @@ def main() -> None:
         return
     bandwidth = copy_bandwidth(torch.device("cuda"))
     result["copy_bandwidth_gbps"] = bandwidth / 1e9
-    result["matrices"] = matrices(spec, bandwidth, args.tune, args.tune4)
+    result["matrices"] = matrices(spec, bandwidth, args.tune, args.tune4, args.tune_gemv)
     save_result(args.out, args.name, result)
     steps = []
     for batch in map(int, args.batches.split(",")):

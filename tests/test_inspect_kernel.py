@@ -19,6 +19,7 @@ ROOT = Path(__file__).parent.parent
         ["fast", "--bits", "8", "--block-n", "32", "--warps", "1", "--write"],
         ["dense", "--block-n", "64", "--warps", "4"],
         ["qlinear", "--bits", "4", "--block-n", "128", "--rows", "16"],
+        ["gemv", "--bits", "8", "--block-n", "64", "--warps", "2"],
     ],
 )
 def test_inspect_kernel_compiles_for_sm90(args):

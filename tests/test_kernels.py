@@ -13,7 +13,14 @@ pytest.importorskip("triton", reason="Triton is installed by `make test` on Linu
 
 @pytest.mark.parametrize(
     "check",
-    ["check_split_kv.py", "check_similarity.py", "check_wquant.py", "check_kvwrite.py", "check_compact.py"],
+    [
+        "check_split_kv.py",
+        "check_similarity.py",
+        "check_wquant.py",
+        "check_gemv.py",
+        "check_kvwrite.py",
+        "check_compact.py",
+    ],
 )
 def test_kernel_matches_reference(check):
     script = Path(__file__).parent / "kernels" / check
@@ -21,5 +28,5 @@ def test_kernel_matches_reference(check):
     done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.rstrip().endswith(
-        ("ok quantized", "ok twins", "ok qlinear", "ok kvwrite", "ok compact")
+        ("ok quantized", "ok twins", "ok qlinear", "ok gemv", "ok kvwrite", "ok compact")
     )

@@ -253,14 +253,17 @@ def merge_if_last(
     step needs no second kernel. Tickets: int32 [G * KV_HEADS], zero between calls."""
     tl.debug_barrier()  # all of this program's partial stores before its ticket
     ticket = Tickets + g * KV_HEADS + kvh
-    if tl.atomic_add(ticket, 1, sem="acq_rel") == SPLITS - 1:
-        for i in range(N_REP):
-            h = kvh * N_REP + i
-            _merge_head(
-                Partial + g * s_og + h * s_oh, LSE + g * s_lg + h * s_lh, Out + g * s_outg + h * s_outh,
-                s_os, SPLITS, BLOCK_S, D, BLOCK_D,
-            )  # fmt: skip
-        tl.atomic_xchg(ticket, 0)
+    # release only: an acquire here would invalidate the L1 cache under every program; the last one
+    # then acquires (true: it reads SPLITS), after which the other programs' partials are visible
+    if tl.atomic_add(ticket, 1, sem="release") == SPLITS - 1:
+        if tl.atomic_add(ticket, 0, sem="acquire") == SPLITS:
+            for i in range(N_REP):
+                h = kvh * N_REP + i
+                _merge_head(
+                    Partial + g * s_og + h * s_oh, LSE + g * s_lg + h * s_lh, Out + g * s_outg + h * s_outh,
+                    s_os, SPLITS, BLOCK_S, D, BLOCK_D,
+                )  # fmt: skip
+            tl.atomic_xchg(ticket, 0, sem="relaxed")
 
 
 def num_splits(rows: int, kv_heads: int, target_programs: int = 264) -> int:
@@ -301,8 +304,8 @@ def split_kv_decode(
 # Per bit width, the launch measured fastest for the scale-after-dot kernel on an H200 (Qwen3-8B
 # shape, 16 rows, 16k-32k slots; bench/RESULTS.md): (block_n, num_warps, target programs for splits,
 # write the new token's codes inside it -- at 4 bits that cost registers and occupancy when measured,
-# so the separate write kernel runs first)
-FAST_LAUNCH = {8: (32, 1, 4096, True), 4: (32, 1, 4096, False)}
+# so the separate write kernel runs first --, pipeline stages, register cap per thread or None)
+FAST_LAUNCH = {8: (32, 1, 4096, True, 3, None), 4: (32, 1, 4096, False, 2, None)}
 
 
 def split_kv_decode_quant(
@@ -339,8 +342,11 @@ def split_kv_decode_quant(
     if fast:
         from .triton_quant_attention import scale_after_dot
 
-        splits, block_n, num_warps = _settings(FAST_LAUNCH[bits], g, kc.shape[1], splits, block_n, num_warps)
-        return scale_after_dot(q, store, lengths, scale, splits, block_n, num_warps, new, tickets)
+        launch = FAST_LAUNCH[bits]
+        splits, block_n, num_warps = _settings(launch, g, kc.shape[1], splits, block_n, num_warps)
+        return scale_after_dot(
+            q, store, lengths, scale, splits, block_n, num_warps, new, tickets, *launch[4:]
+        )
     block_n = block_n or (32 if bits == 8 else 64)  # measured best on an H200 (bench/RESULTS.md)
     if d & (d - 1):
         raise ValueError(f"the quantized decode kernel needs a power-of-two head_dim, not {d}")

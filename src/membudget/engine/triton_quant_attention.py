@@ -297,9 +297,14 @@ def _partial_quant_kernel(
         )  # fmt: skip
 
 
-def scale_after_dot(q, store, lengths, scale, splits, block_n, num_warps, new, tickets) -> torch.Tensor:
+def scale_after_dot(
+    q, store, lengths, scale, splits, block_n, num_warps, new, tickets, num_stages=3, maxnreg=None
+) -> torch.Tensor:
     """Launch this kernel and the merge (arguments as `triton_attention.split_kv_decode_quant`, all
-    given): q [G, H, 1, D] -> [G, H, 1, D]; with `new` = (k, v) [G, H_kv, D] it also writes their codes."""
+    given): q [G, H, 1, D] -> [G, H, 1, D]; with `new` = (k, v) [G, H_kv, D] it also writes their codes.
+    num_stages: the compiler's pipeline depth (shared memory per program); maxnreg: a register cap
+    per thread (more programs per multiprocessor), None for the compiler's choice."""
+    caps = {} if maxnreg is None else {"maxnreg": maxnreg}
     kc, ks, kz, vc, vs, vz, kr, vr, bits = store
     g, heads, _, d = q.shape
     kv_heads = kc.shape[1]
@@ -322,6 +327,6 @@ def scale_after_dot(q, store, lengths, scale, splits, block_n, num_warps, new, t
         ks.stride(0), ks.stride(1), kr.stride(0), kr.stride(1), kr.stride(2), out.stride(0), out.stride(1),
         SCALE=scale, KV_HEADS=kv_heads, N_REP=heads // kv_heads, SPLITS=splits, BLOCK_N=block_n, D=d,
         BITS=bits, WRITE=new is not None, ASM=q.is_cuda, BLOCK_S=triton.next_power_of_2(splits),
-        MERGE=tickets is not None, num_warps=num_warps,
+        MERGE=tickets is not None, num_warps=num_warps, num_stages=num_stages, **caps,
     )  # fmt: skip
     return merge(partial, lse, out, tickets)

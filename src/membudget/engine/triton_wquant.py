@@ -10,12 +10,13 @@ Codes become floats without integer-to-float conversions (a slow instruction on 
 of a code or'ed into the mantissa of 2**23 give the float 2**23 + code, exact, and one subtraction
 leaves the code. A high nibble is masked in place (16 * code) and its x is scaled by 1 / 16 instead.
 
-One row (batch-1 decode): broadcast multiply and sum on the CUDA cores. Two or more rows: the
-dequantized tile goes to tensor cores (`tl.dot`; codes and their differences are exact in bf16).
+One row (batch-1 decode) of bf16/fp16 goes to engine/triton_gemv.py (packed 16-bit arithmetic);
+other single rows (fp32, K % 8 != 0): broadcast multiply and sum on the CUDA cores here. Two or more
+rows: the dequantized tile goes to tensor cores (`tl.dot`; codes and their differences are exact in bf16).
 
 Shapes: x [..., K], w of shape (N, K) -> [..., N] in x's dtype (the kernel sees x as [M, K]).
-Speed on an H200 (bench/RESULTS.md): 40-68 % of copy bandwidth per matrix at one row; a Qwen3-8B
-batch-1 step at 8 or 4 bits takes ~0.83x the bf16 step.
+Speed on an H200 (bench/RESULTS.md): a Qwen3-8B batch-1 step at 8 bits takes ~0.77x the bf16 step,
+at 4 bits ~0.67x (with triton_gemv); 16 rows 1.10-1.14x.
 Tested on the CPU with TRITON_INTERPRET=1 against `wquant.dequantize` + matmul (tests/kernels).
 """
 
@@ -25,7 +26,9 @@ import torch
 import triton
 import triton.language as tl
 
+from . import triton_gemv
 from .ptx_codes import codes_to
+from .triton_gemv import splits_for
 from .wquant import GROUP, QuantWeight
 
 MAGIC = tl.constexpr(0x4B000000)  # the float 2**23: its low 23 bits are mantissa, one unit each
@@ -149,13 +152,6 @@ def _qlinear_kernel(
     tl.store(ptr, acc.to(out.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
 
 
-def splits_for(n: int, groups: int, block_n: int, target_programs: int) -> int:
-    """Split-K factor: about `target_programs` programs (many short loops keep more loads in flight than
-    a few long ones: bench/RESULTS.md), at most 16 splits, each with at least 2 groups."""
-    programs = triton.cdiv(n, block_n)
-    return max(1, min(16, groups // 2, target_programs // programs))
-
-
 def qlinear(
     x: torch.Tensor,
     w: QuantWeight,
@@ -166,16 +162,20 @@ def qlinear(
     target_programs: int = 2048,
     use_dot: bool | None = None,
     codes16: bool | None = None,
+    packed: bool | None = None,
 ) -> torch.Tensor:
     """x [..., K] @ dequantize(w).T -> [..., N] in x's dtype (fp32, bf16 or fp16), one fused kernel.
     use_dot: tensor cores (default: for two or more rows; at one row they measured slower, 56.8 vs
     36.6 us for Qwen3-8B's gate_up at 4 bits). codes16: on the tensor cores, 4-bit codes go straight
-    to x's 16-bit type by engine/ptx_codes.py (default where x is bf16/fp16), else through fp32."""
+    to x's 16-bit type by engine/ptx_codes.py (default where x is bf16/fp16), else through fp32.
+    packed: one row in packed fp16 arithmetic (engine/triton_gemv.py; default where it applies)."""
     n, k = w.shape
     if x.shape[-1] != k:
         raise ValueError(f"x has {x.shape[-1]} inputs, the weight {k}")
     if w.bits == 4 and k % 2:
         raise ValueError(f"the 4-bit kernel needs an even input size, not {k}")
+    if packed or (packed is None and not use_dot and triton_gemv.supports(x, w)):
+        return triton_gemv.gemv(x, w, block_n=block_n, splits=splits)
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k)
     if x2.stride(-1) != 1:

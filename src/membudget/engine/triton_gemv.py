@@ -1,0 +1,292 @@
+"""One-row weight-only int8 / int4 matrix product (batch-1 decode): y = x @ dequantize(w).T in packed
+16-bit arithmetic on the CUDA cores.
+
+Layout as in engine/wquant.py, read as 32-bit words: a chunk of 8 inputs is one word of 4-bit codes or
+two of 8-bit codes; a group of 128 inputs is 16 chunks. Each program owns BLOCK_N output rows and a
+range of groups (split-K; partial sums are added by torch in a fixed order). Per group it prepares the
+16 chunks of x once (scaled by a power of two per chunk, fp16, packed as the codes side pairs them:
+engine/ptx_gemv.py), then for every row and chunk one inline-PTX instance turns the codes into
+code - zero in fp16 and multiply-adds them with the inputs, two per instruction; the fp32 partials are
+scaled by the group's scale and summed. About 2 instructions per weight where the fp32 kernel
+(engine/triton_wquant.py) takes ~6.
+
+Precision: code - zero is exact in fp16 and so is a scaled bf16 input, except inputs below 2**-14 of
+their chunk's largest (fp16 subnormals: absolute error <= 2**-25 of that largest); each product is
+rounded to fp16 (11 bits) and four are summed per half before fp32 takes over: below the 16-bit
+rounding of the output (tests/test_gemv_ptx.py bounds it per chunk).
+
+Speed on an H200 (bench/RESULTS.md, Qwen3-8B matrices, one row): 4-bit 15-27 % faster per matrix than
+the fp32 kernel (gate_up 29.1 vs 36.6 us), 8-bit about the same (loads, not instructions, bound it).
+
+Shapes: x [1, K] (bf16 or fp16, K % 8 == 0), w (N, K) -> [1, N] in x's dtype. Not for fp32 inputs or
+several rows (triton_wquant.qlinear handles those). In the interpreter (ASM off) the same pairing runs
+per element in fp32 (tests/kernels/check_gemv.py).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .ptx_gemv import DOT4, DOT8, PREP4_BF16, PREP4_F16, PREP8_BF16, PREP8_F16
+from .wquant import GROUP, QuantWeight
+
+
+@triton.jit
+def _half(word, HI: tl.constexpr):
+    """fp32 value of the low (HI false) or high fp16 half of int32 words."""
+    if HI:
+        h = (word >> 16) & 0xFFFF
+    else:
+        h = word & 0xFFFF
+    return h.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+
+
+@triton.jit
+def _pack(hi, lo):
+    """Two fp32 tensors -> int32 words of fp16 pairs (lo in the low half), rounded to nearest."""
+    lo16 = lo.to(tl.float16).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
+    hi16 = hi.to(tl.float16).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
+    return (hi16 << 16) | lo16
+
+
+@triton.jit
+def _inputs(p, BF16: tl.constexpr):
+    """int32 words of two 16-bit inputs -> (first, second) as fp32."""
+    if BF16:
+        lo = (p << 16).to(tl.float32, bitcast=True)
+        hi = (p & -65536).to(tl.float32, bitcast=True)
+    else:
+        lo = _half(p, False)
+        hi = _half(p, True)
+    return lo, hi
+
+
+@triton.jit
+def _prep(p0, p1, p2, p3, BITS: tl.constexpr, BF16: tl.constexpr, ASM: tl.constexpr):
+    """Four words of natural input pairs per chunk [C] -> packed scaled fp16 pairs X0..X3 [C] (int32)
+    and inv [C] (fp32), as engine/ptx_gemv.py's PREP strings."""
+    if ASM:
+        if BITS == 4:
+            text: tl.constexpr = PREP4_BF16 if BF16 else PREP4_F16
+        else:
+            text: tl.constexpr = PREP8_BF16 if BF16 else PREP8_F16
+        x0, x1, x2, x3, inv = tl.inline_asm_elementwise(
+            text,
+            "=r,=r,=r,=r,=r,r,r,r,r",
+            [p0, p1, p2, p3],
+            dtype=(tl.int32, tl.int32, tl.int32, tl.int32, tl.float32),
+            is_pure=True,
+            pack=1,
+        )
+    else:
+        f0, f1 = _inputs(p0, BF16)
+        f2, f3 = _inputs(p1, BF16)
+        f4, f5 = _inputs(p2, BF16)
+        f6, f7 = _inputs(p3, BF16)
+        m = tl.maximum(tl.maximum(tl.maximum(tl.abs(f0), tl.abs(f1)), tl.maximum(tl.abs(f2), tl.abs(f3))),
+                       tl.maximum(tl.maximum(tl.abs(f4), tl.abs(f5)), tl.maximum(tl.abs(f6), tl.abs(f7))))  # fmt: skip
+        b = m.to(tl.int32, bitcast=True) >> 23
+        s = ((253 - b) << 23).to(tl.float32, bitcast=True)
+        inv = ((b + 1) << 23).to(tl.float32, bitcast=True)
+        if BITS == 4:
+            s16 = s * 0.0625
+            x0 = _pack(f4 * s, f0 * s)
+            x1 = _pack(f5 * s16, f1 * s16)
+            x2 = _pack(f6 * s, f2 * s)
+            x3 = _pack(f7 * s16, f3 * s16)
+        else:
+            x0 = _pack(f1 * s, f0 * s)
+            x1 = _pack(f3 * s, f2 * s)
+            x2 = _pack(f5 * s, f4 * s)
+            x3 = _pack(f7 * s, f6 * s)
+    return x0, x1, x2, x3, inv
+
+
+@triton.jit
+def _pair_dot(t, z, x):
+    """Reference of one packed multiply-add: sum over both halves of (t - z) * x, in fp32."""
+    return (_half(t, False) - _half(z, False)) * _half(x, False) + (_half(t, True) - _half(z, True)) * _half(
+        x, True
+    )
+
+
+@triton.jit
+def _dot(wa, wb, x0, x1, x2, x3, zz, zz16, inv, BITS: tl.constexpr, ASM: tl.constexpr):
+    """Codes of one chunk per row (wa, and wb for 8 bits: [BLOCK_N, C] int32) times the prepared inputs
+    -> fp32 partial sums [BLOCK_N, C] (DOT4 / DOT8 of engine/ptx_gemv.py)."""
+    if ASM and BITS == 4:
+        out = tl.inline_asm_elementwise(
+            DOT4,
+            "=r,r,r,r,r,r,r,r,r",
+            [wa, x0, x1, x2, x3, zz, zz16, inv],
+            dtype=tl.float32,
+            is_pure=True,
+            pack=1,
+        )
+    elif ASM:
+        out = tl.inline_asm_elementwise(
+            DOT8,
+            "=r,r,r,r,r,r,r,r,r",
+            [wa, wb, x0, x1, x2, x3, zz, inv],
+            dtype=tl.float32,
+            is_pure=True,
+            pack=1,
+        )
+    elif BITS == 4:
+        k = 0x64006400
+        w8 = wa >> 8
+        out = _pair_dot((wa & 0x000F000F) | k, zz, x0) + _pair_dot((wa & 0x00F000F0) | k, zz16, x1)
+        out += _pair_dot((w8 & 0x000F000F) | k, zz, x2) + _pair_dot((w8 & 0x00F000F0) | k, zz16, x3)
+        out *= inv
+    else:
+        k = 0x64006400
+        t0 = ((wa & 0xFF) | ((wa & 0xFF00) << 8)) | k
+        t1 = (((wa >> 16) & 0xFF) | (((wa >> 24) & 0xFF) << 16)) | k
+        t2 = ((wb & 0xFF) | ((wb & 0xFF00) << 8)) | k
+        t3 = (((wb >> 16) & 0xFF) | (((wb >> 24) & 0xFF) << 16)) | k
+        out = (
+            _pair_dot(t0, zz, x0) + _pair_dot(t1, zz, x1) + _pair_dot(t2, zz, x2) + _pair_dot(t3, zz, x3)
+        ) * inv
+    return out
+
+
+@triton.jit
+def _gemv_kernel(
+    x,
+    codes,
+    scales,
+    zeros,
+    y,  # [N] in x's dtype
+    partial,  # [SPLITS, N] fp32 (SPLITS > 1)
+    N,
+    K,
+    ROW_WORDS,  # K * BITS / 32: a row's words (an argument, so that Triton sees its divisibility)
+    GROUPS,
+    GROUPS_PER_SPLIT,
+    SPLITS,
+    s_ps,
+    BITS: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BF16: tl.constexpr,
+    ASM: tl.constexpr,
+    STAGES: tl.constexpr,  # loads of the next groups in flight (the compiler's software pipeline)
+):
+    pid_n = tl.program_id(0)
+    pid_s = tl.program_id(1)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_mask = offs_n < N
+    pairs = x.to(tl.pointer_type(tl.int32), bitcast=True)  # word i = inputs 2i, 2i + 1
+    words = codes.to(tl.pointer_type(tl.int32), bitcast=True)
+    rows = words + offs_n[:, None].to(tl.int64) * ROW_WORDS
+    chunk = tl.arange(0, 16)
+    acc = tl.zeros([BLOCK_N, 16], dtype=tl.float32)
+    g_start = pid_s * GROUPS_PER_SPLIT
+    for g in tl.range(g_start, tl.minimum(GROUPS, g_start + GROUPS_PER_SPLIT), num_stages=STAGES):
+        first = g * 128 + chunk * 8  # the chunk's first input
+        c_mask = first < K
+        p = pairs + first // 2
+        x0, x1, x2, x3, inv = _prep(
+            tl.load(p, mask=c_mask, other=0),
+            tl.load(p + 1, mask=c_mask, other=0),
+            tl.load(p + 2, mask=c_mask, other=0),
+            tl.load(p + 3, mask=c_mask, other=0),
+            BITS,
+            BF16,
+            ASM,
+        )
+        meta = offs_n * GROUPS + g
+        scale = tl.load(scales + meta, mask=n_mask, other=0.0).to(tl.float32)
+        if BITS == 8:
+            zero = tl.load(zeros + meta, mask=n_mask, other=0).to(tl.int32)
+            word = g * 32 + tl.arange(0, 32)  # in terms of words, so that Triton can vectorize the loads
+            both = tl.load(rows + word[None, :], mask=n_mask[:, None] & (word < ROW_WORDS)[None, :], other=0)
+            wa, wb = tl.split(tl.reshape(both, (BLOCK_N, 16, 2)))
+        else:
+            zero = (tl.load(zeros + meta // 2, mask=n_mask, other=0).to(tl.int32) >> ((meta % 2) * 4)) & 15
+            word = g * 16 + chunk
+            wa = tl.load(rows + word[None, :], mask=n_mask[:, None] & (word < ROW_WORDS)[None, :], other=0)
+            wb = wa
+        zz = ((zero | 0x6400) * 65537)[:, None]  # fp16 pair (1024 + zero, 1024 + zero)
+        zz16 = (((zero * 16) | 0x6400) * 65537)[:, None]
+        part = _dot(
+            wa, wb, x0[None, :], x1[None, :], x2[None, :], x3[None, :], zz, zz16, inv[None, :], BITS, ASM
+        )
+        acc += part * scale[:, None]
+    total = tl.sum(acc, axis=1)
+    if SPLITS == 1:
+        tl.store(y + offs_n, total.to(y.dtype.element_ty), mask=n_mask)
+    else:  # partial sums, added by the caller (inside the kernel, with tickets: slower, bench/RESULTS.md)
+        tl.store(partial + pid_s * s_ps + offs_n, total, mask=n_mask)
+
+
+def splits_for(n: int, groups: int, block_n: int, target_programs: int) -> int:
+    """Split-K factor: about `target_programs` programs (many short loops keep more loads in flight than
+    a few long ones: bench/RESULTS.md), at most 16 splits, each with at least 2 groups."""
+    programs = triton.cdiv(n, block_n)
+    return max(1, min(16, groups // 2, target_programs // programs))
+
+
+def supports(x: torch.Tensor, w: QuantWeight) -> bool:
+    """Whether gemv takes this product: one row of bf16/fp16, K a multiple of 8, word-aligned codes."""
+    rows = x.numel() // max(1, x.shape[-1])
+    return (
+        rows == 1
+        and x.dtype in (torch.bfloat16, torch.float16)
+        and w.shape[1] % 8 == 0
+        # word-aligned codes (torch's allocations are; inside torch.compile, offsets are not known:
+        # the engine's weights are whole tensors)
+        and (torch.compiler.is_compiling() or w.qweight.storage_offset() % 4 == 0)
+    )
+
+
+def gemv(
+    x: torch.Tensor,
+    w: QuantWeight,
+    block_n: int | None = None,
+    splits: int | None = None,
+    num_warps: int = 2,
+    num_stages: int = 1,
+    target_programs: int = 2048,
+) -> torch.Tensor:
+    """x [..., K] with one row @ dequantize(w).T -> [..., N] in x's dtype (see `supports`)."""
+    n, k = w.shape
+    if not supports(x, w):
+        raise ValueError(
+            f"gemv takes one bf16/fp16 row with K % 8 == 0, not {tuple(x.shape)} {x.dtype}, K={k}"
+        )
+    x2 = x.reshape(1, k)
+    if x2.stride(-1) != 1 or not (torch.compiler.is_compiling() or x2.storage_offset() % 2 == 0):
+        x2 = x2.clone()  # contiguous and word-aligned
+    groups = triton.cdiv(k, GROUP)
+    block_n = block_n or 64
+    splits = splits or splits_for(n, groups, block_n, target_programs)
+    per_split = triton.cdiv(groups, splits)
+    splits = triton.cdiv(groups, per_split)
+    y = torch.empty(n, dtype=x.dtype, device=x.device)
+    partial = torch.empty(splits, n, dtype=torch.float32, device=x.device) if splits > 1 else y
+    _gemv_kernel[(triton.cdiv(n, block_n), splits)](
+        x2,
+        w.qweight,
+        w.scales,
+        w.zeros,
+        y,
+        partial,
+        n,
+        k,
+        k * w.bits // 32,
+        groups,
+        per_split,
+        splits,
+        partial.stride(0),
+        BITS=w.bits,
+        BLOCK_N=block_n,
+        BF16=x.dtype == torch.bfloat16,
+        ASM=x.is_cuda,
+        STAGES=num_stages,
+        num_warps=num_warps,
+    )
+    if splits > 1:
+        y = partial.sum(0).to(x.dtype)
+    return y.view(*x.shape[:-1], n)
