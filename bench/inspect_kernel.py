@@ -36,14 +36,14 @@ STRIDES = {
 }
 
 
-def source(kind: str, bits: int, block_n: int, write: bool, merge: bool) -> ASTSource:
+def source(kind: str, bits: int, block_n: int, write: bool, merge: bool, grouped: bool = False) -> ASTSource:
     common = dict(
         SCALE=128**-0.5, KV_HEADS=8, N_REP=4, SPLITS=3, BLOCK_N=block_n, D=128, BLOCK_S=4, MERGE=merge
     )
     if kind == "fast":
         fn, names = triton_quant_attention._partial_quant_kernel, "Q KC KS KZ VC VS VZ KR VR KN VN"
         types = "*bf16 *u8 *fp16 *fp16 *u8 *fp16 *fp16 *bf16 *bf16 *bf16 *bf16"
-        constants = dict(common, BITS=bits, WRITE=write, ASM=True)
+        constants = dict(common, BITS=bits, WRITE=write, ASM=True, GROUPED_V=grouped)
         strides = STRIDES["fast"]
     else:
         fn, names = triton_attention._partial_kernel, "Q K V KS KZ VS VZ KR VR"
@@ -112,17 +112,21 @@ def main() -> None:
     parser.add_argument("--stages", type=int, default=3)
     parser.add_argument("--write", action="store_true", help="fast kernel: with the new token's code write")
     parser.add_argument("--merge", action="store_true", help="with the last program's merge (tickets)")
+    parser.add_argument("--grouped", action="store_true", help="fast kernel: value codes grouped by 4 slots")
+    parser.add_argument("--maxnreg", type=int, default=0, help="a register cap per thread")
     parser.add_argument("--rows", type=int, default=1, help="qlinear: rows of the input")
     args = parser.parse_args()
     bits = 0 if args.kind == "dense" else args.bits
     kind = "fast" if args.kind == "fast" else "split"
-    options = dict(num_warps=args.warps, num_stages=args.stages)
+    options = dict(num_warps=args.warps, num_stages=args.stages) | (
+        {"maxnreg": args.maxnreg} if args.maxnreg else {}
+    )
     if args.kind == "qlinear":
         src = qlinear_source(args.bits, args.block_n, args.rows)
     elif args.kind == "gemv":
         src = gemv_source(args.bits, args.block_n, args.stages)
     else:
-        src = source(kind, bits, args.block_n, args.write, args.merge)
+        src = source(kind, bits, args.block_n, args.write, args.merge, args.grouped)
     kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
     tools = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:

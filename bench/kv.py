@@ -21,7 +21,7 @@ import time
 import torch
 
 from membudget.bench import fill_random, save_result, time_replays
-from membudget.engine.kvquant import RESIDUAL, quant_decode_attention_reference, quantize
+from membudget.engine.kvquant import RESIDUAL, group_slots, quant_decode_attention_reference, quantize
 from membudget.engine.model import Decoder
 from membudget.engine.sampling import SamplingParams, row_seeds
 from membudget.engine.step import DecodeStep
@@ -45,6 +45,9 @@ def check_quant_kernel() -> float:
         out = split_kv_decode_quant(q, store, lengths, d**-0.5)
         err = ((out.double() - ref).norm() / ref.norm()).item()
         assert torch.isfinite(out).all() and err < 1e-2, f"quantized kernel error {err}"
+        if bits == 4:  # value codes grouped by 4 slots, as the 4-bit CUDA store keeps them: the same
+            grouped = split_kv_decode_quant(q, grouped_store(store), lengths, d**-0.5)
+            assert torch.equal(grouped, out), "grouped value codes give another result"
         tickets = torch.zeros(rows * kv_heads, dtype=torch.int32, device="cuda")
         for _ in range(3):  # merged by the last split program (its own reduction order): tickets left zero
             merged = split_kv_decode_quant(q, store, lengths, d**-0.5, tickets=tickets)
@@ -53,6 +56,11 @@ def check_quant_kernel() -> float:
             worst = max(worst, merged_err)
         worst = max(worst, err)
     return worst
+
+
+def grouped_store(store: tuple) -> tuple:
+    """A quantized store tuple with its value codes grouped by 4 slots (engine/kvquant.py)."""
+    return (*store[:3], group_slots(store[3]), *store[4:])
 
 
 def check_compact() -> bool:
@@ -124,21 +132,27 @@ def kernel_configs(g: int, heads: int, kv_heads: int, d: int, launches4: list) -
                 v[:, :, :RESIDUAL].clone(),
                 bits,
             )
+            fast_store = grouped_store(store) if bits == 4 else store  # as the engine's store has it
             runs = {"dequant": dict(fast=False), "fast": dict(fast=True)}
             runs["fast_merged"] = dict(fast=True, tickets=tickets)
             for n, w, sp in others[bits]:
                 runs[f"fast_n{n}_w{w}_s{sp}"] = dict(fast=True, block_n=n, num_warps=w, splits=sp)
             for name, kw in runs.items():
+                s = fast_store if kw["fast"] else store
                 out[f"quant{bits}_{length}_{name}"] = time_replays(
-                    lambda q=q, s=store, n=lengths, kw=kw: split_kv_decode_quant(q, s, n, d**-0.5, **kw)
+                    lambda q=q, s=s, n=lengths, kw=kw: split_kv_decode_quant(q, s, n, d**-0.5, **kw)
+                )
+            if bits == 4:  # the slot-major value codes this kernel read before
+                out[f"quant4_{length}_fast_slot_major"] = time_replays(
+                    lambda q=q, s=store, n=lengths: split_kv_decode_quant(q, s, n, d**-0.5, fast=True)
                 )
             for launch in launches4 if bits == 4 else ():  # the default launch's kwargs, other settings
                 default, FAST_LAUNCH[4] = FAST_LAUNCH[4], parse_launch(launch)
                 out[f"quant4_{length}_launch_{launch}"] = time_replays(
-                    lambda q=q, s=store, n=lengths: split_kv_decode_quant(q, s, n, d**-0.5, fast=True)
+                    lambda q=q, s=fast_store, n=lengths: split_kv_decode_quant(q, s, n, d**-0.5, fast=True)
                 )
                 FAST_LAUNCH[4] = default
-            del store
+            del store, fast_store
         del k, v
         print({key: round(val, 3) for key, val in out.items() if str(length) in key})
     return out

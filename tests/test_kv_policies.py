@@ -276,3 +276,18 @@ def test_prompts_batched_together_equal_each_alone(qwen, kv):
         alone = qwen.generate(prompt, dataclasses.replace(config, seed=seed))
         assert [s.token_ids for s in alone] == [s.token_ids for s in batch]
         assert [s.answers for s in alone] == [s.answers for s in batch]
+
+
+@pytest.mark.parametrize("kv", ["quant:4", "rkv:27+quant:4"])  # (capacities that are multiples of 4)
+def test_value_codes_grouped_by_four_slots_change_nothing(qwen, kv, monkeypatch):
+    """The CUDA store's value-code layout (4 slots per byte column, engine/kvquant.py) forced on the
+    CPU: prefill, decode writes, reads and compactions give the same generations as slot-major codes."""
+    from membudget.engine import kvstore
+
+    plain = run(qwen, kv, budgets=(90, 180))
+    grouped = []
+    monkeypatch.setattr(
+        kvstore, "grouped_values", lambda device, bits, capacity, *_: grouped.append(1) or capacity % 4 == 0
+    )
+    assert [s.token_ids for s in run(qwen, kv, budgets=(90, 180))] == [s.token_ids for s in plain]
+    assert grouped and qwen.cache.store.grouped and qwen.cache.store.vc[0].dim() == 5

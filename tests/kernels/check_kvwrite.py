@@ -7,12 +7,15 @@ import sys
 
 import torch
 
-from membudget.engine.kvquant import RESIDUAL, quantize
-from membudget.engine.triton_attention import split_kv_decode_quant
+from membudget.engine.kvquant import RESIDUAL, quantize, slot_major
+from membudget.engine.triton_attention import FAST_LAUNCH, split_kv_decode_quant
 from membudget.engine.triton_kvwrite import quantize_write
 
 
 def check(buffers, k, v, slots, bits, d, label):
+    buffers = list(buffers)
+    if buffers[3].dim() == 5:  # value codes grouped by 4 slots: compared slot-major
+        buffers[3] = slot_major(buffers[3])
     for x, (codes, scale, zero) in ((k, buffers[0:3]), (v, buffers[3:6])):
         ref = quantize(x, bits)
         for r in range(k.shape[0]):
@@ -43,15 +46,33 @@ for bits in (8, 4, 2):
         buffers = [torch.zeros(rows, kv_heads, capacity, w, dtype=t) for w, t in shapes]
         quantize_write(k, v, slots, tuple(buffers))
         check(buffers, k, v, slots, bits, d, "quantize_write")
+        if bits == 4:  # value codes grouped by 4 slots (engine/kvquant.py)
+            buffers[3] = torch.zeros(rows, kv_heads, capacity // 4, d * bits // 8, 4, dtype=torch.uint8)
+            buffers[:3] = [torch.zeros_like(b) for b in buffers[:3]]
+            buffers[4:] = [torch.zeros_like(b) for b in buffers[4:]]
+            quantize_write(k, v, slots, tuple(buffers))
+            check(buffers, k, v, slots, bits, d, "quantize_write, grouped values")
 
         q = torch.randn(rows, 2 * kv_heads, 1, d).half()
         rings = [torch.randn(rows, kv_heads, min(capacity, RESIDUAL), d).half() for _ in range(2)]
-        for fast in (True, False) if bits != 2 else (False,):
+        # (fast kernel, value codes grouped by 4 slots, the fast kernel writes itself: None = its default)
+        runs = [(True, False, None), (False, False, None)] if bits != 2 else [(False, False, None)]
+        # grouped and written by the separate kernel: quantize_write above and check_split_kv.py
+        runs += [(True, True, True)] if bits == 4 and d == 64 else []
+        for fast, grouped, write in runs:
             buffers = [torch.zeros(rows, kv_heads, capacity, w, dtype=t) for w, t in shapes]
+            if grouped:
+                buffers[3] = torch.zeros(rows, kv_heads, capacity // 4, d * bits // 8, 4, dtype=torch.uint8)
             store = (*buffers, *rings, bits)
+            default = FAST_LAUNCH.get(bits)
+            if write is not None:
+                FAST_LAUNCH[bits] = (*default[:3], write, *default[4:])
             before = split_kv_decode_quant(q, store, slots + 1, d**-0.5, fast=fast, block_n=16)
             after = split_kv_decode_quant(q, store, slots + 1, d**-0.5, fast=fast, block_n=16, new=(k, v))
-            check(buffers, k, v, slots, bits, d, f"attention(fast={fast}, new=)")
+            if write is not None:
+                FAST_LAUNCH[bits] = default
+            label = f"attention(fast={fast}, new=, grouped={grouped}, kernel writes={write})"
+            check(buffers, k, v, slots, bits, d, label)
             if not torch.equal(before, after):
-                sys.exit(f"bits={bits} d={d} fast={fast}: the write changed this step's attention output")
+                sys.exit(f"{label} bits={bits} d={d}: the write changed this step's attention output")
 print("ok kvwrite")

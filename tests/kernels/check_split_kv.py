@@ -60,7 +60,12 @@ if not torch.equal(full, short):
 print(f"ok worst={worst:.2e}")
 
 # the quantized cache: codes, scales, zeros and the exact ring of the newest 128 slots
-from membudget.engine.kvquant import RESIDUAL, quant_decode_attention_reference, quantize  # noqa: E402
+from membudget.engine.kvquant import (  # noqa: E402
+    RESIDUAL,
+    group_slots,
+    quant_decode_attention_reference,
+    quantize,
+)
 from membudget.engine.triton_attention import split_kv_decode_quant  # noqa: E402
 
 # fp32 queries: the dequantizing kernel (exact to 1e-5); fp16 queries at 8/4 bits: the scale-after-dot
@@ -100,6 +105,12 @@ for bits, rows, heads, kv_heads, d, capacity, splits, dtype in [
     )
     if not torch.isfinite(out).all() or err > (2e-3 if fast else 1e-5):
         sys.exit(f"quantized mismatch: relative error {err:.2e}")
+    if fast and bits == 4 and capacity % 4 == 0:  # value codes grouped by 4 slots: the same result
+        grouped = (*quant[:3], group_slots(quant[3]), *quant[4:])
+        same = split_kv_decode_quant(q, grouped, lengths, d**-0.5, splits=splits, block_n=16, fast=fast)
+        print(f"  grouped value codes: {'identical' if torch.equal(same, out) else 'DIFFERENT'}")
+        if not torch.equal(same, out):
+            sys.exit("grouped value codes give another result")
     exact = decode_attention_reference(q.double(), k.double(), v.double(), lengths, d**-0.5)
     drift = ((out.double() - exact).norm() / exact.norm()).item()
     print(f"  vs the unquantized cache: {drift:.2e}")

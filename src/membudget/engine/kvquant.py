@@ -4,6 +4,11 @@ Layout of one quantized vector x [D] at Q bits (Q in 2, 4, 8):
   * codes: D * Q / 8 bytes (uint8); element i sits in byte i // (8 / Q) at bit (i % (8 / Q)) * Q;
   * scale, zero: fp16, one each per group of 64 elements; x ~ code * scale + zero (zero = group min).
 So a token costs Q/8 + 32/(8*64) bytes per element, the figure `memory.kv_bytes` accounts.
+
+Slot order of a cache's codes [..., C, B] (B bytes per slot): slot-major, or for the value codes of a
+4-bit CUDA cache "grouped" [..., C/4, B, 4]: byte b of slot n at [n // 4, b, n % 4], so one 32-bit
+word holds a byte column of 4 consecutive slots -- what the attention kernel's value product reduces
+over (engine/triton_quant_attention.py; same bytes, `group_slots` / `slot_major` convert).
 """
 
 from __future__ import annotations
@@ -12,6 +17,18 @@ import torch
 
 GROUP = 64
 RESIDUAL = 128  # the newest tokens of a row, kept exact in a 16-bit ring beside the codes
+
+
+def group_slots(codes: torch.Tensor) -> torch.Tensor:
+    """Slot-major codes [..., C, B] (C % 4 == 0) -> the grouped layout [..., C/4, B, 4] (a copy)."""
+    *lead, c, b = codes.shape
+    return codes.reshape(*lead, c // 4, 4, b).transpose(-1, -2).contiguous()
+
+
+def slot_major(grouped: torch.Tensor) -> torch.Tensor:
+    """The inverse of `group_slots`: [..., C/4, B, 4] -> [..., C, B] (a copy)."""
+    *lead, c4, b, four = grouped.shape
+    return grouped.transpose(-1, -2).reshape(*lead, c4 * four, b)
 
 
 def check_head_dim(head_dim: int) -> None:
@@ -84,10 +101,13 @@ def quant_decode_attention_reference(
     exact 16-bit ring instead of the codes.
 
     q [G, H, 1, D]; store = (k_codes, k_scale, k_zero, v_codes, v_scale, v_zero, k_ring, v_ring, bits)
-    with codes [G, H_kv, C, D*bits/8], scale/zero [G, H_kv, C, D/64], rings [G, H_kv, RESIDUAL, D];
-    lengths [G] valid slots per row -> [G, H, 1, D].
+    with codes [G, H_kv, C, D*bits/8] (value codes also grouped, [G, H_kv, C/4, D*bits/8, 4]),
+    scale/zero [G, H_kv, C, D/64], rings [G, H_kv, RESIDUAL, D]; lengths [G] valid slots per row ->
+    [G, H, 1, D].
     """
     kc, ks, kz, vc, vs, vz, kr, vr, bits = store
+    if vc.dim() == 5:
+        vc = slot_major(vc)
     g, heads, _, d = q.shape
     kv_heads, capacity = kc.shape[1], kc.shape[2]
     qg = q.float().reshape(g, kv_heads, heads // kv_heads, d)  # [G, H_kv, rep, D]

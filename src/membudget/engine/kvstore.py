@@ -19,7 +19,15 @@ from __future__ import annotations
 import torch
 
 from .attention import decode_attention
-from .kvquant import RESIDUAL, check_head_dim, dequantize, quant_decode_attention_reference, quantize
+from .kvquant import (
+    RESIDUAL,
+    check_head_dim,
+    dequantize,
+    group_slots,
+    quant_decode_attention_reference,
+    quantize,
+    slot_major,
+)
 
 
 def dynamic_slots(tensors: list[torch.Tensor]) -> None:
@@ -38,11 +46,16 @@ def _gather(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 def _compact(buf: torch.Tensor, rows, index: torch.Tensor, end: int, all_rows: torch.Tensor) -> None:
     """Move slots `index` [R, H_kv, B] (ascending) of `rows` (a slice or row ids) of buf [G, H_kv, C, X]
-    to slots 0..B-1: in place in one pass on CUDA (engine/triton_compact.py), by a gather elsewhere."""
+    (or grouped, [G, H_kv, C/4, X, 4]) to slots 0..B-1: in place in one pass on CUDA
+    (engine/triton_compact.py), by a gather elsewhere."""
     if buf.is_cuda:
         from .triton_compact import compact_
 
         compact_(buf, all_rows[rows], index.contiguous())
+    elif buf.dim() == 5:  # grouped value codes (a test's choice on the CPU): through the slot-major form
+        block = slot_major(buf[rows])
+        block[:, :, : index.shape[-1]] = _gather(block[:, :, :end], index)
+        buf[rows] = group_slots(block)
     else:
         buf[rows, :, : index.shape[-1]] = _gather(buf[rows, :, :end], index)
 
@@ -103,23 +116,46 @@ class DenseStore:
         pass
 
 
+def grouped_values(device, bits: int, capacity: int, head_dim: int, dtype, heads: int, kv_heads: int) -> bool:
+    """Whether a quantized store keeps its value codes grouped by 4 slots (engine/kvquant.py): where
+    the CUDA attention kernel over 4-bit codes applies (head_dim 64 or 128, <= 8 query heads per KV
+    head, 16-bit queries), which reads them that way 12-20 % faster (bench/RESULTS.md)."""
+    return (
+        torch.device(device).type == "cuda"
+        and bits == 4
+        and capacity % 4 == 0
+        and head_dim in (64, 128)
+        and heads <= 8 * kv_heads
+        and dtype != torch.float32
+    )
+
+
 class QuantStore:
     """Codes, scales and zeros per layer (see kvquant), plus the newest RESIDUAL tokens of each row
     exact in a 16-bit ring: slot s lives at ring index s % RESIDUAL. Attention reads the ring for the
     newest RESIDUAL slots of a row and the codes for all older ones (every token is quantized on
-    write, so nothing is flushed later)."""
+    write, so nothing is flushed later). `grouped` (default: `grouped_values`): value codes in the
+    4-slot grouped layout [G, H_kv, C/4, B, 4], else slot-major [G, H_kv, C, B] like the key codes."""
 
-    def __init__(self, layers, rows, kv_heads, capacity, head_dim, dtype, device, bits: int) -> None:
+    def __init__(
+        self, layers, rows, kv_heads, capacity, head_dim, dtype, device, bits: int, heads=None, grouped=None
+    ) -> None:
         check_head_dim(head_dim)
         self.bits, self.dtype, self.kv_heads = bits, dtype, kv_heads
+        if grouped is None:
+            grouped = grouped_values(device, bits, capacity, head_dim, dtype, heads or kv_heads, kv_heads)
+        if grouped and capacity % 4:
+            raise ValueError(f"grouped value codes need a capacity that is a multiple of 4, not {capacity}")
+        self.grouped = grouped
 
-        def make(width, kind):
-            return [
-                torch.zeros(rows, kv_heads, capacity, width, dtype=kind, device=device) for _ in range(layers)
-            ]
+        def make(width, kind, grouped=False):
+            shape = (
+                (rows, kv_heads, capacity // 4, width, 4) if grouped else (rows, kv_heads, capacity, width)
+            )
+            return [torch.zeros(shape, dtype=kind, device=device) for _ in range(layers)]
 
         codes, groups = head_dim * bits // 8, head_dim // 64
-        self.kc, self.vc = make(codes, torch.uint8), make(codes, torch.uint8)
+        self.kc, self.vc = make(codes, torch.uint8), make(codes, torch.uint8, grouped)
         self.ks, self.kz = make(groups, torch.float16), make(groups, torch.float16)
         self.vs, self.vz = make(groups, torch.float16), make(groups, torch.float16)
         ring = (rows, kv_heads, min(capacity, RESIDUAL), head_dim)  # slot s at s % RESIDUAL
@@ -149,7 +185,11 @@ class QuantStore:
             (v, self.vc, self.vs, self.vz, self.vr),
         ):
             c, sc, z = quantize(x, self.bits)  # [1, H_kv, S, *]
-            codes[layer][rows, :, slot : slot + s], scale[layer][rows, :, slot : slot + s] = c, sc
+            if codes[layer].dim() == 5:  # grouped: slot n at [n // 4, :, n % 4]
+                codes[layer][rows, :, slots // 4, :, slots % 4] = c[0].transpose(0, 1)[:, None]
+            else:
+                codes[layer][rows, :, slot : slot + s] = c
+            scale[layer][rows, :, slot : slot + s] = sc
             zero[layer][rows, :, slot : slot + s] = z
             block = ring[layer][rows]
             block[:, :, tail % RESIDUAL] = x[:, :, -tail.shape[0] :]
@@ -162,8 +202,9 @@ class QuantStore:
             (self.kc, self.ks, self.kz, self.kr),
             (self.vc, self.vs, self.vz, self.vr),
         )[: 2 if values else 1]:
+            c = codes[layer][rows]
             x = dequantize(
-                codes[layer][rows, :, :end],
+                (slot_major(c) if c.dim() == 5 else c)[:, :, :end],
                 scale[layer][rows, :, :end],
                 zero[layer][rows, :, :end],
                 self.bits,
@@ -198,7 +239,11 @@ class QuantStore:
             return split_kv_decode_quant(q, store, slots + 1, scale, new=new, tickets=tickets)
         for x, codes, scale_, zero, ring in ((k, kc, ks, kz, kr), (v, vc, vs, vz, vr)):
             c, s, z = quantize(x[:, :, 0], bits)
-            codes[rows, :, slots], scale_[rows, :, slots], zero[rows, :, slots] = c, s, z
+            if codes.dim() == 5:  # grouped (a test's choice on the CPU)
+                codes[rows[:, None], :, (slots // 4)[:, None], :, (slots % 4)[:, None]] = c[:, None]
+            else:
+                codes[rows, :, slots] = c
+            scale_[rows, :, slots], zero[rows, :, slots] = s, z
             ring[rows, :, slots % RESIDUAL] = x[:, :, 0]
         return quant_decode_attention_reference(q, store, slots + 1, scale)
 

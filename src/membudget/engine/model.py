@@ -248,7 +248,7 @@ class Decoder:
         s = self.spec
         capacity = policy.held_tokens(tokens, answer_slots)
         shape = (s.num_layers, rows, s.num_kv_heads, capacity, s.head_dim, self.dtype, self.device)
-        store = DenseStore(*shape) if policy.bits is None else QuantStore(*shape, bits=policy.bits)
+        store = DenseStore(*shape) if policy.bits is None else QuantStore(*shape, policy.bits, s.num_heads)
         evict = make_policy(policy.eviction, policy.budget) if policy.eviction else None
         return KVCache(store, s.num_layers, s.num_heads, s.head_dim, self.scale, evict, track_positions)
 

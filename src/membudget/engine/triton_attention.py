@@ -305,7 +305,7 @@ def split_kv_decode(
 # shape, 16 rows, 16k-32k slots; bench/RESULTS.md): (block_n, num_warps, target programs for splits,
 # write the new token's codes inside it -- at 4 bits that cost registers and occupancy when measured,
 # so the separate write kernel runs first --, pipeline stages, register cap per thread or None)
-FAST_LAUNCH = {8: (32, 1, 4096, True, 3, None), 4: (32, 1, 4096, False, 2, None)}
+FAST_LAUNCH = {8: (32, 1, 4096, True, 3, None), 4: (32, 1, 1024, False, 3, 168)}
 
 
 def split_kv_decode_quant(
@@ -334,6 +334,8 @@ def split_kv_decode_quant(
         fast = (
             bits in FAST_LAUNCH and d in (64, 128) and heads <= 8 * kc.shape[1] and q.dtype != torch.float32
         )
+    if vc.dim() == 5 and not fast:
+        raise ValueError("value codes grouped by 4 slots are read by the scale-after-dot kernel only")
     if new is not None and not (fast and FAST_LAUNCH[bits][3]):  # else the attention kernel writes
         from .triton_kvwrite import quantize_write
 

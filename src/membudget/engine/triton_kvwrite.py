@@ -7,7 +7,8 @@ the same fp32 operations with IEEE division, and round-half-to-even done by addi
 adder rounds to nearest even; the code is then the low mantissa bits).
 
 Shapes: k, v [G, H_kv, D] (the new token of each row); slots [G] (the slot row g writes); codes
-[G, H_kv, C, D*bits/8] uint8, scales/zeros [G, H_kv, C, D/64] fp16. Tested on the CPU with
+[G, H_kv, C, D*bits/8] uint8 (value codes also grouped: [G, H_kv, C/4, D*bits/8, 4], kvquant.py),
+scales/zeros [G, H_kv, C, D/64] fp16. Tested on the CPU with
 TRITON_INTERPRET=1 (tests/kernels).
 """
 
@@ -46,12 +47,17 @@ def _quantize(x, BITS: tl.constexpr, D: tl.constexpr):
 
 @triton.jit
 def write_codes(
-    x_ptr, codes, scales, zeros, slot, s_cc, s_sc, BITS: tl.constexpr, D: tl.constexpr, WORDS: tl.constexpr
-):
+    x_ptr, codes, scales, zeros, slot, s_cc, s_sc, BITS: tl.constexpr, D: tl.constexpr, WORDS: tl.constexpr,
+    GROUPED: tl.constexpr = False,
+):  # fmt: skip
     """Quantize the vector at x_ptr [D] and store its codes, scales and zeros at `slot`. WORDS: the
-    scale/zero pointers point at int32 words (two fp16 of a slot per word, head_dim 128)."""
+    scale/zero pointers point at int32 words (two fp16 of a slot per word, head_dim 128). GROUPED: the
+    codes are in kvquant's grouped layout (s_cc: the stride of a group of 4 slots)."""
     packed, scale, zero = _quantize(tl.load(x_ptr + tl.arange(0, D)).to(tl.float32), BITS, D)
-    tl.store(codes + slot * s_cc + tl.arange(0, D * BITS // 8), packed)
+    if GROUPED:
+        tl.store(codes + (slot // 4) * s_cc + slot % 4 + tl.arange(0, D * BITS // 8) * 4, packed)
+    else:
+        tl.store(codes + slot * s_cc + tl.arange(0, D * BITS // 8), packed)
     if WORDS:
         tl.store(scales + slot * s_sc + tl.arange(0, 1), _word(scale))
         tl.store(zeros + slot * s_sc + tl.arange(0, 1), _word(zero))
@@ -71,15 +77,15 @@ def _word(pair):
 @triton.jit
 def _write_kernel(
     K, V, Slots, KC, KS, KZ, VC, VS, VZ,
-    s_kg, s_kh, s_vg, s_vh, s_cg, s_ch, s_cc, s_sg, s_sh, s_sc,
-    KV_HEADS: tl.constexpr, BITS: tl.constexpr, D: tl.constexpr,
+    s_kg, s_kh, s_vg, s_vh, s_cg, s_ch, s_cc, s_vcc, s_sg, s_sh, s_sc,
+    KV_HEADS: tl.constexpr, BITS: tl.constexpr, D: tl.constexpr, V_GROUPED: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
     g, h = pid // KV_HEADS, pid % KV_HEADS
     slot = tl.load(Slots + g)
     c, s = g * s_cg + h * s_ch, g * s_sg + h * s_sh
     write_codes(K + g * s_kg + h * s_kh, KC + c, KS + s, KZ + s, slot, s_cc, s_sc, BITS, D, False)
-    write_codes(V + g * s_vg + h * s_vh, VC + c, VS + s, VZ + s, slot, s_cc, s_sc, BITS, D, False)
+    write_codes(V + g * s_vg + h * s_vh, VC + c, VS + s, VZ + s, slot, s_vcc, s_sc, BITS, D, False, V_GROUPED)
 
 
 def quantize_write(k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor, buffers: tuple) -> None:
@@ -90,9 +96,12 @@ def quantize_write(k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor, buffer
     g, kv_heads, d = k.shape
     if k.stride(-1) != 1 or v.stride(-1) != 1:
         raise ValueError("quantize_write needs k and v contiguous along head_dim")
+    same = torch.compiler.is_compiling() or (vc.stride(0), vc.stride(1)) == (kc.stride(0), kc.stride(1))
+    if not same:  # (symbolic sizes while compiling: the store's, which match)
+        raise ValueError("quantize_write needs key and value codes of the same row and head strides")
     _write_kernel[(g * kv_heads,)](
         k, v, slots, kc, ks, kz, vc, vs, vz,
         k.stride(0), k.stride(1), v.stride(0), v.stride(1), kc.stride(0), kc.stride(1), kc.stride(2),
-        ks.stride(0), ks.stride(1), ks.stride(2),
-        KV_HEADS=kv_heads, BITS=(kc.shape[-1] * 8) // d, D=d, num_warps=1,
+        vc.stride(2), ks.stride(0), ks.stride(1), ks.stride(2),
+        KV_HEADS=kv_heads, BITS=(kc.shape[-1] * 8) // d, D=d, V_GROUPED=vc.dim() == 5, num_warps=1,
     )  # fmt: skip

@@ -28,8 +28,12 @@ Speed on an H200 (bench/RESULTS.md; Qwen3-8B shape, 16 rows): 8-bit 0.235-0.237 
 Tested on the CPU with TRITON_INTERPRET=1 (fp16 queries; tests/kernels/check_split_kv.py,
 check_kvwrite.py).
 
-Shapes: q [G, H, 1, D]; codes [G, H_kv, C, D*bits/8], scale/zero [G, H_kv, C, D/64], rings
-[G, H_kv, <=128, D]; lengths [G] -> out [G, H, 1, D].
+Value codes grouped by 4 slots (engine/kvquant.py, the 4-bit CUDA store's layout) reach the value
+product's operand as 32-bit words, where slot-major codes need a byte gather (one-byte shared-memory
+loads and PRMTs): 0.346 vs 0.394 ms at 32k slots, 4 bits (bench/RESULTS.md).
+
+Shapes: q [G, H, 1, D]; codes [G, H_kv, C, D*bits/8] (value codes also grouped: [G, H_kv, C/4,
+D*bits/8, 4]), scale/zero [G, H_kv, C, D/64], rings [G, H_kv, <=128, D]; lengths [G] -> out [G, H, 1, D].
 """
 
 from __future__ import annotations
@@ -183,6 +187,7 @@ def _partial_quant_kernel(
     ASM: tl.constexpr,  # codes to fp16 by inline PTX (engine/ptx_codes.py; off in the interpreter)
     BLOCK_S: tl.constexpr,
     MERGE: tl.constexpr,  # the last split program merges (triton_attention.merge_if_last)
+    GROUPED_V: tl.constexpr,  # value codes grouped by 4 slots (engine/kvquant.py)
 ):
     GROUPS: tl.constexpr = D // 64
     W: tl.constexpr = 64 if BITS == 8 else 32  # columns of one code tile (bytes of a group)
@@ -200,7 +205,10 @@ def _partial_quant_kernel(
     if WRITE and split == 0:  # its codes are read 128 steps from now, never by this call
         k_new, v_new, slot = KN + g * s_kng + kvh * s_knh, VN + g * s_vng + kvh * s_vnh, length - 1
         write_codes(k_new, KC + codes, KS + meta, KZ + meta, slot, s_cc, 1, BITS, D, GROUPS == 2)
-        write_codes(v_new, VC + codes, VS + meta, VZ + meta, slot, s_cc, 1, BITS, D, GROUPS == 2)
+        v_stride = 4 * s_cc if GROUPED_V else s_cc  # (a group of 4 slots' stride, grouped)
+        write_codes(
+            v_new, VC + codes, VS + meta, VZ + meta, slot, v_stride, 1, BITS, D, GROUPS == 2, GROUPED_V
+        )
 
     rows = tl.arange(0, 16)
     h = rows % 8
@@ -248,10 +256,16 @@ def _partial_quant_kernel(
         pz = pz * alpha + tl.sum(p * _per_row(grp, vz0, vz1, GROUPS), 1)
         ps = (p * _per_row(grp, vs0, vs1, GROUPS) * V_SCALE).to(tl.float16)
         acc_a, acc_b = acc_a * alpha[:, None], acc_b * alpha[:, None]
-        vb = tl.load(VC + codes + tile, mask=n_mask[:, None], other=0)
+        if GROUPED_V:  # a byte column of 4 slots is one word: the value product reduces over slots
+            vtile = (offs_n // 4)[:, None] * (4 * s_cc) + cols[None, :] * 4 + (offs_n % 4)[:, None]
+            # whole groups of 4 (loads of 4 bytes; the slots past `cut` get p = 0)
+            v_mask = (offs_n // 4) * 4 < cut
+        else:
+            vtile, v_mask = tile, n_mask
+        vb = tl.load(VC + codes + vtile, mask=v_mask[:, None], other=0)
         if GROUPS == 2:
             acc_a, acc_b = _add_code_values(acc_a, acc_b, tl.where(first, ps, 0.0), vb, BITS, ASM)
-            vb = tl.load(VC + codes + W + tile, mask=n_mask[:, None], other=0)
+            vb = tl.load(VC + codes + (4 * W if GROUPED_V else W) + vtile, mask=v_mask[:, None], other=0)
             acc_a, acc_b = _add_code_values(acc_a, acc_b, tl.where(first, 0.0, ps), vb, BITS, ASM)
         else:
             acc_a, acc_b = _add_code_values(acc_a, acc_b, ps, vb, BITS, ASM)
@@ -318,6 +332,10 @@ def scale_after_dot(
         raise ValueError("the new k and v must be contiguous along head_dim")
     if any(t.stride(3) != 1 or t.stride(2) != d // 64 for t in (ks, kz, vs, vz)):
         raise ValueError("the scale-after-dot kernel needs each slot's scales and zeros contiguous")
+    grouped = 4 if vc.dim() == 5 else 1  # (the value codes' stride of 4 slots, else of one)
+    same = torch.compiler.is_compiling() or (vc.stride(0), vc.stride(1)) == (kc.stride(0), kc.stride(1))
+    if not same or vc.stride(2) != grouped * kc.stride(2):  # (symbolic sizes while compiling: the store's)
+        raise ValueError("the scale-after-dot kernel needs key and value codes of the same layout strides")
     _partial_quant_kernel[(g * kv_heads, splits)](
         q, kc, ks, kz, vc, vs, vz, kr, vr, k_new, v_new, lengths, partial, lse, out,
         lengths if tickets is None else tickets,
@@ -327,6 +345,6 @@ def scale_after_dot(
         ks.stride(0), ks.stride(1), kr.stride(0), kr.stride(1), kr.stride(2), out.stride(0), out.stride(1),
         SCALE=scale, KV_HEADS=kv_heads, N_REP=heads // kv_heads, SPLITS=splits, BLOCK_N=block_n, D=d,
         BITS=bits, WRITE=new is not None, ASM=q.is_cuda, BLOCK_S=triton.next_power_of_2(splits),
-        MERGE=tickets is not None, num_warps=num_warps, num_stages=num_stages, **caps,
+        MERGE=tickets is not None, GROUPED_V=vc.dim() == 5, num_warps=num_warps, num_stages=num_stages, **caps,
     )  # fmt: skip
     return merge(partial, lse, out, tickets)
