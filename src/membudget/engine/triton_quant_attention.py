@@ -23,8 +23,8 @@ first split of each (row, KV head) also quantizes the step's new token into the 
 (engine/triton_kvwrite.py): this call never reads the codes of a row's newest 128 slots.
 
 Speed on an H200 (bench/RESULTS.md; Qwen3-8B shape, 16 rows): 8-bit 0.235-0.237 ms at 16k slots vs
-0.25 ms for the 16-bit kernel and 0.39 ms for the dequantizing one; 4-bit 0.41 ms at 32k vs 0.49 and
-0.72. Launch settings per bit width are in triton_attention.FAST_LAUNCH.
+0.25 ms for the 16-bit kernel and 0.39 ms for the dequantizing one; 4-bit (grouped value codes)
+0.35 ms at 32k vs 0.48 and 0.72. Launch settings per bit width are in triton_attention.FAST_LAUNCH.
 Tested on the CPU with TRITON_INTERPRET=1 (fp16 queries; tests/kernels/check_split_kv.py,
 check_kvwrite.py).
 
