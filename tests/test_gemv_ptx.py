@@ -72,12 +72,11 @@ def test_dot(bits):
         if bits == 4:  # input 2i in the low nibble of byte i
             b = q[0::2] | (q[1::2] << 4)
             codes = {"$1": int(sum(int(v) << 8 * i for i, v in enumerate(b)))}
-            regs = {**codes, "$6": (0x6400 | z) * 0x10001, "$7": (0x6400 | 16 * z) * 0x10001, "$8": xp["$4"]}
-            regs |= {f"${2 + i}": xp[f"${i}"] for i in range(4)}
+            regs = {**codes, "$7": (0x6400 | z) * 0x10001, "$8": (0x6400 | 16 * z) * 0x10001, "$9": xp["$4"]}
         else:
             words = [int(sum(int(v) << 8 * i for i, v in enumerate(q[j : j + 4]))) for j in (0, 4)]
-            regs = {"$1": words[0], "$2": words[1], "$7": (0x6400 | z) * 0x10001, "$8": xp["$4"]}
-            regs |= {f"${3 + i}": xp[f"${i}"] for i in range(4)}
+            regs = {"$1": words[0], "$2": words[1], "$7": (0x6400 | z) * 0x10001, "$9": xp["$4"]}
+        regs |= {f"${3 + i}": xp[f"${i}"] for i in range(4)}
         got = f32(run_ptx(text, regs)["$0"])
         # the model: fp16 products, multiply-adds rounded to fp16 per half, then fp32
         acc = np.zeros(2, dtype=np.float16)

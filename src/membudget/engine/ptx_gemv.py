@@ -18,8 +18,8 @@ Pairs (lo half, hi half) for 4-bit codes, word = bytes b0..b3 = inputs 0..7 (low
   inputs are scaled by 1 / 16 more. For 8-bit codes (two words) the pairs are the natural ones.
 
 Register order: PREP  $0-$3 = packed inputs X0-X3, $4 = inv (fp32), $5-$8 = the four input words;
-DOT4 $0 = fp32 partial, $1 = code word, $2-$5 = X0-X3, $6 = 1024 + zero, $7 = 1024 + 16 zero (fp16
-pairs), $8 = inv; DOT8 $1, $2 = code words, $3-$6 = X0-X3, $7 = 1024 + zero, $8 = inv.
+DOT4 / DOT8 $0 = fp32 partial, $1, $2 = code words (4 bits: $1 only), $3-$6 = X0-X3, $7 = 1024 +
+zero, $8 = 1024 + 16 zero (fp16 pairs; 4 bits only), $9 = inv.
 The interpreter cannot run PTX; tests/test_code_ptx.py runs these strings through an emulator.
 """
 
@@ -69,13 +69,13 @@ DOT4 = tl.constexpr(
     "mov.b32 k, 0x64006400; shr.b32 w8, $1, 8; "
     "lop3.b32 t0, $1, 0x000F000F, k, 0xea; lop3.b32 t1, $1, 0x00F000F0, k, 0xea; "
     "lop3.b32 t2, w8, 0x000F000F, k, 0xea; lop3.b32 t3, w8, 0x00F000F0, k, 0xea; "
-    "sub.f16x2 t0, t0, $6; sub.f16x2 t1, t1, $7; sub.f16x2 t2, t2, $6; sub.f16x2 t3, t3, $7; "
-    + _TAIL.format(x0="$2", x1="$3", x2="$4", x3="$5", inv="$8")
+    "sub.f16x2 t0, t0, $7; sub.f16x2 t1, t1, $8; sub.f16x2 t2, t2, $7; sub.f16x2 t3, t3, $8; "
+    + _TAIL.format(x0="$3", x1="$4", x2="$5", x3="$6", inv="$9")
 )
 DOT8 = tl.constexpr(
     "{.reg .b32 m, t0, t1, t2, t3, a; .reg .b16 h0, h1; .reg .f32 f0, f1; mov.b32 m, 0x64646464; "
     "prmt.b32 t0, $1, m, 0x5140; prmt.b32 t1, $1, m, 0x7362; "
     "prmt.b32 t2, $2, m, 0x5140; prmt.b32 t3, $2, m, 0x7362; "
     "sub.f16x2 t0, t0, $7; sub.f16x2 t1, t1, $7; sub.f16x2 t2, t2, $7; sub.f16x2 t3, t3, $7; "
-    + _TAIL.format(x0="$3", x1="$4", x2="$5", x3="$6", inv="$8")
+    + _TAIL.format(x0="$3", x1="$4", x2="$5", x3="$6", inv="$9")
 )

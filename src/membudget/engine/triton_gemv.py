@@ -116,24 +116,10 @@ def _pair_dot(t, z, x):
 def _dot(wa, wb, x0, x1, x2, x3, zz, zz16, inv, BITS: tl.constexpr, ASM: tl.constexpr):
     """Codes of one chunk per row (wa, and wb for 8 bits: [BLOCK_N, C] int32) times the prepared inputs
     -> fp32 partial sums [BLOCK_N, C] (DOT4 / DOT8 of engine/ptx_gemv.py)."""
-    if ASM and BITS == 4:
-        out = tl.inline_asm_elementwise(
-            DOT4,
-            "=r,r,r,r,r,r,r,r,r",
-            [wa, x0, x1, x2, x3, zz, zz16, inv],
-            dtype=tl.float32,
-            is_pure=True,
-            pack=1,
-        )
-    elif ASM:
-        out = tl.inline_asm_elementwise(
-            DOT8,
-            "=r,r,r,r,r,r,r,r,r",
-            [wa, wb, x0, x1, x2, x3, zz, inv],
-            dtype=tl.float32,
-            is_pure=True,
-            pack=1,
-        )
+    if ASM:  # (DOT4 ignores wb, DOT8 zz16)
+        text: tl.constexpr = DOT4 if BITS == 4 else DOT8
+        args = [wa, wb, x0, x1, x2, x3, zz, zz16, inv]
+        out = tl.inline_asm_elementwise(text, "=r" + ",r" * 9, args, dtype=tl.float32, is_pure=True, pack=1)
     elif BITS == 4:
         k = 0x64006400
         w8 = wa >> 8
