@@ -24,11 +24,15 @@ for bits in (8, 4):
         w = quantize(torch.randn(n, k) * 0.05, bits)
         x = torch.randn(m, k).to(dtype)
         ref = (x.double() @ dequantize(w, torch.float64).T).float()
-        y = qlinear(x, w, block_n=16, splits=splits)
-        out = y.float()
-        err = float((out - ref).norm() / ref.norm())
-        print(f"bits={bits} M={m} N={n} K={k} {dtype} splits={splits}: relative error {err:.2e}")
-        bound = 1e-6 if dtype == torch.float32 else 1e-2  # 16-bit: the output is rounded
-        if y.shape != (m, n) or y.dtype != dtype or not err < bound:
-            sys.exit(f"mismatch: {err} (bound {bound})")
+        # one 16-bit row: the packed kernel (engine/triton_gemv.py) by default, and this module's
+        for packed in (None, False) if m == 1 and dtype != torch.float32 else (None,):
+            y = qlinear(x, w, block_n=16, splits=splits, packed=packed)
+            out = y.float()
+            err = float((out - ref).norm() / ref.norm())
+            print(
+                f"bits={bits} M={m} N={n} K={k} {dtype} splits={splits} packed={packed}: relative error {err:.2e}"
+            )
+            bound = 1e-6 if dtype == torch.float32 else 1e-2  # 16-bit: the output is rounded
+            if y.shape != (m, n) or y.dtype != dtype or not err < bound:
+                sys.exit(f"mismatch: {err} (bound {bound})")
 print("ok qlinear")
