@@ -31,6 +31,12 @@ def slot_major(grouped: torch.Tensor) -> torch.Tensor:
     return grouped.transpose(-1, -2).reshape(*lead, c4 * four, b)
 
 
+def fast_kernel_applies(bits: int, head_dim: int, heads: int, kv_heads: int, dtype: torch.dtype) -> bool:
+    """Whether the CUDA attention that applies scales to dot products (engine/triton_quant_attention.py)
+    takes this cache: 8 or 4 bits, head_dim 64 or 128, <= 8 query heads per KV head, 16-bit queries."""
+    return bits in (8, 4) and head_dim in (64, 128) and heads <= 8 * kv_heads and dtype != torch.float32
+
+
 def check_head_dim(head_dim: int) -> None:
     if head_dim % GROUP:
         raise ValueError(

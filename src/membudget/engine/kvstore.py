@@ -23,6 +23,7 @@ from .kvquant import (
     RESIDUAL,
     check_head_dim,
     dequantize,
+    fast_kernel_applies,
     group_slots,
     quant_decode_attention_reference,
     quantize,
@@ -117,16 +118,14 @@ class DenseStore:
 
 
 def grouped_values(device, bits: int, capacity: int, head_dim: int, dtype, heads: int, kv_heads: int) -> bool:
-    """Whether a quantized store keeps its value codes grouped by 4 slots (engine/kvquant.py): where
-    the CUDA attention kernel over 4-bit codes applies (head_dim 64 or 128, <= 8 query heads per KV
-    head, 16-bit queries), which reads them that way 12-20 % faster (bench/RESULTS.md)."""
+    """Whether a quantized store keeps its value codes grouped by 4 slots (engine/kvquant.py): 4-bit
+    CUDA caches that the scale-after-dot kernel takes, which reads them that way 12-20 % faster
+    (bench/RESULTS.md)."""
     return (
         torch.device(device).type == "cuda"
         and bits == 4
         and capacity % 4 == 0
-        and head_dim in (64, 128)
-        and heads <= 8 * kv_heads
-        and dtype != torch.float32
+        and fast_kernel_applies(bits, head_dim, heads, kv_heads, dtype)
     )
 
 
@@ -202,9 +201,10 @@ class QuantStore:
             (self.kc, self.ks, self.kz, self.kr),
             (self.vc, self.vs, self.vz, self.vr),
         )[: 2 if values else 1]:
-            c = codes[layer][rows]
+            c = codes[layer]
+            c = slot_major(c[rows, :, : -(-end // 4)])[:, :, :end] if c.dim() == 5 else c[rows, :, :end]
             x = dequantize(
-                (slot_major(c) if c.dim() == 5 else c)[:, :, :end],
+                c,
                 scale[layer][rows, :, :end],
                 zero[layer][rows, :, :end],
                 self.bits,

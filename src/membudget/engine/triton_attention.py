@@ -26,6 +26,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .kvquant import fast_kernel_applies
+
 
 @triton.jit
 def _dequantize_block(
@@ -332,9 +334,7 @@ def split_kv_decode_quant(
     kc, ks, kz, vc, vs, vz, kr, vr, bits = store
     g, heads, _, d = q.shape
     if fast is None:
-        fast = (
-            bits in FAST_LAUNCH and d in (64, 128) and heads <= 8 * kc.shape[1] and q.dtype != torch.float32
-        )
+        fast = fast_kernel_applies(bits, d, heads, kc.shape[1], q.dtype)
     if vc.dim() == 5 and not fast:
         raise ValueError("value codes grouped by 4 slots are read by the scale-after-dot kernel only")
     if new is not None and not (fast and FAST_LAUNCH[bits][3]):  # else the attention kernel writes

@@ -17,13 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-
-@triton.jit
-def _at(slots, cols, s_bc, GROUPED: tl.constexpr):
-    """Offsets [N, BLOCK_W] of columns `cols` of `slots` [N]: slot-major, or grouped by 4 slots."""
-    if GROUPED:
-        return (slots // 4)[:, None] * s_bc + cols[None, :] * 4 + (slots % 4)[:, None]
-    return slots[:, None] * s_bc + cols[None, :]
+from .triton_kvwrite import slot_offsets
 
 
 @triton.jit
@@ -39,9 +33,9 @@ def _compact_kernel(
         offs = j0 + tl.arange(0, BLOCK)
         mask = (offs < kept)[:, None] & (cols < W)[None, :]
         source = tl.load(Index + r * s_ir + h * s_ih + offs, mask=offs < kept, other=0)
-        x = tl.load(base + _at(source, cols, s_bc, GROUPED), mask=mask)
+        x = tl.load(base + slot_offsets(source, cols, s_bc, GROUPED), mask=mask)
         tl.debug_barrier()  # every thread has read this block before any thread writes it
-        tl.store(base + _at(offs, cols, s_bc, GROUPED), x, mask=mask)
+        tl.store(base + slot_offsets(offs, cols, s_bc, GROUPED), x, mask=mask)
 
 
 def compact_(buffer: torch.Tensor, rows: torch.Tensor, index: torch.Tensor, block: int = 64) -> None:

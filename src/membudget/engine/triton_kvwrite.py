@@ -46,6 +46,15 @@ def _quantize(x, BITS: tl.constexpr, D: tl.constexpr):
 
 
 @triton.jit
+def slot_offsets(slots, cols, s_c, GROUPED: tl.constexpr):
+    """Offsets [N, W] of byte columns `cols` [W] of `slots` [N] in codes of one row and head:
+    slot-major (s_c: a slot's stride) or grouped by 4 slots (kvquant.py; s_c: a group's stride)."""
+    if GROUPED:
+        return (slots // 4)[:, None] * s_c + cols[None, :] * 4 + (slots % 4)[:, None]
+    return slots[:, None] * s_c + cols[None, :]
+
+
+@triton.jit
 def write_codes(
     x_ptr, codes, scales, zeros, slot, s_cc, s_sc, BITS: tl.constexpr, D: tl.constexpr, WORDS: tl.constexpr,
     GROUPED: tl.constexpr = False,

@@ -44,7 +44,7 @@ import triton.language as tl
 
 from .ptx_codes import codes_to
 from .triton_attention import merge, merge_if_last, program_range
-from .triton_kvwrite import write_codes
+from .triton_kvwrite import slot_offsets, write_codes
 
 V_SCALE = tl.constexpr(256.0)  # p * s is kept in fp16 times 2**8, away from fp16's subnormals
 
@@ -202,10 +202,10 @@ def _partial_quant_kernel(
         meta = meta // 2
     # a slot's scales (or zeros) are contiguous and slots follow each other: one word (two groups) or
     # one fp16 (one group) per slot, a stride of 1 the compiler can see
+    v_stride = 4 * s_cc if GROUPED_V else s_cc  # value codes: a slot's stride, or a group of 4 slots'
     if WRITE and split == 0:  # its codes are read 128 steps from now, never by this call
         k_new, v_new, slot = KN + g * s_kng + kvh * s_knh, VN + g * s_vng + kvh * s_vnh, length - 1
         write_codes(k_new, KC + codes, KS + meta, KZ + meta, slot, s_cc, 1, BITS, D, GROUPS == 2)
-        v_stride = 4 * s_cc if GROUPED_V else s_cc  # (a group of 4 slots' stride, grouped)
         write_codes(
             v_new, VC + codes, VS + meta, VZ + meta, slot, v_stride, 1, BITS, D, GROUPS == 2, GROUPED_V
         )
@@ -256,16 +256,15 @@ def _partial_quant_kernel(
         pz = pz * alpha + tl.sum(p * _per_row(grp, vz0, vz1, GROUPS), 1)
         ps = (p * _per_row(grp, vs0, vs1, GROUPS) * V_SCALE).to(tl.float16)
         acc_a, acc_b = acc_a * alpha[:, None], acc_b * alpha[:, None]
-        if GROUPED_V:  # a byte column of 4 slots is one word: the value product reduces over slots
-            vtile = (offs_n // 4)[:, None] * (4 * s_cc) + cols[None, :] * 4 + (offs_n % 4)[:, None]
-            # whole groups of 4 (loads of 4 bytes; the slots past `cut` get p = 0)
-            v_mask = (offs_n // 4) * 4 < cut
-        else:
-            vtile, v_mask = tile, n_mask
+        # grouped: a byte column of 4 slots is one word (the value product reduces over slots), read
+        # in whole groups of 4 (loads of 4 bytes; the slots past `cut` get p = 0)
+        vtile = slot_offsets(offs_n, cols, v_stride, GROUPED_V)
+        v_mask = (offs_n // 4) * 4 < cut if GROUPED_V else n_mask
         vb = tl.load(VC + codes + vtile, mask=v_mask[:, None], other=0)
         if GROUPS == 2:
             acc_a, acc_b = _add_code_values(acc_a, acc_b, tl.where(first, ps, 0.0), vb, BITS, ASM)
-            vb = tl.load(VC + codes + (4 * W if GROUPED_V else W) + vtile, mask=v_mask[:, None], other=0)
+            group1 = 4 * W if GROUPED_V else W  # byte column W of a slot
+            vb = tl.load(VC + codes + group1 + vtile, mask=v_mask[:, None], other=0)
             acc_a, acc_b = _add_code_values(acc_a, acc_b, tl.where(first, 0.0, ps), vb, BITS, ASM)
         else:
             acc_a, acc_b = _add_code_values(acc_a, acc_b, ps, vb, BITS, ASM)
