@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from membudget.bench import bench_engine, copy_bandwidth, save_result
-from membudget.engine.triton_gemv import gemv
+from membudget.engine.triton_gemv import GEMV_LAUNCH, gemv
 from membudget.engine.triton_wquant import qlinear
 from membudget.engine.wquant import dequantize, quantize
 from membudget.spec import resolve_spec
@@ -195,6 +195,11 @@ def main() -> None:
     parser.add_argument("--checks-only", action="store_true", help="correctness checks, no timing")
     parser.add_argument("--no-model-check", action="store_true", help="skip the Qwen3-0.6B step checks")
     parser.add_argument("--batches", default="1")
+    parser.add_argument(
+        "--gemv-launch",
+        default="",
+        help="batch-1 steps (8 and 4 bits) also with these one-row launches: 'block_n:warps:stages:programs;...'",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     spec = resolve_spec("Qwen/Qwen3-8B")
@@ -224,6 +229,30 @@ def main() -> None:
             result["steps"] = steps
             save_result(args.out, args.name, result)
             print(json.dumps(row), flush=True)
+    for launch in filter(None, args.gemv_launch.split(";")):
+        default = dict(GEMV_LAUNCH)
+        GEMV_LAUNCH.update(
+            zip(
+                ("block_n", "num_warps", "num_stages", "target_programs"),
+                map(int, launch.split(":")),
+                strict=True,
+            )
+        )
+        torch._dynamo.reset()  # the compiled step read the old launch
+        base = next(r["ms_per_step"] for r in steps if r["batch"] == 1 and r["weights"] == 16)
+        for bits in (8, 4):
+            row = bench_engine(spec, 1, 8192, bandwidth, weights=bits).to_dict()
+            row["vs_bf16"], row["gemv_launch"] = row["ms_per_step"] / base, launch
+            steps.append(row)
+            result["steps"] = steps
+            save_result(args.out, args.name, result)
+            print(
+                f"launch {launch}: {bits}-bit {row['ms_per_step']:.3f} ms, {row['vs_bf16']:.3f}x bf16",
+                flush=True,
+            )
+        GEMV_LAUNCH.clear()
+        GEMV_LAUNCH.update(default)
+        torch._dynamo.reset()
     result["steps"] = steps
     save_result(args.out, args.name, result)
     print(f"\ncopy bandwidth {bandwidth / 1e9:.0f} GB/s")
@@ -231,6 +260,8 @@ def main() -> None:
         f"{'G':>3}{'bits':>5}{'ms/step':>9}{'bound ms':>9}{'% bound':>8}{'x bf16':>8}{'target':>8}{'peak GiB':>9}{'acct GiB':>9}"
     )
     for r in steps:
+        if "gemv_launch" in r:
+            continue
         target = f"<={TARGETS[r['weights']]}" if r["weights"] in TARGETS and r["batch"] == 1 else "-"
         print(
             f"{r['batch']:>3}{r['weights']:>5}{r['ms_per_step']:>9.3f}{r['hbm_bound_ms']:>9.3f}{r['pct_of_bound']:>7.1f}%"

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from membudget.engine.triton_gemv import add_splits
 from membudget.engine.wquant import GROUP, dequantize, pack4, quantize, unpack4, unpacked
 from membudget.memory import weight_bytes
 
@@ -34,6 +35,21 @@ def test_rounding_error_is_at_most_half_a_step(bits, shape):
     assert bool((err <= step / 2 + 1e-6).all())
     # the layout holds exactly the accounted bytes: packed values, 16-bit scales, b-bit zeros
     assert qw.nbytes == -(-n * k * bits // 8) + 2 * n * groups + -(-n * groups * bits // 8)
+
+
+def test_split_sums_add_left_to_right():
+    # the order is part of the contract: the same bits in eager and compiled steps, on every run
+    partial = torch.randn(7, 3, 33) * torch.exp2(torch.randint(-20, 20, (7, 3, 33)).float())
+    expected = partial[0].clone()
+    for part in partial[1:]:
+        expected += part
+    total = add_splits(partial)
+    assert total.shape == (3, 33)
+    assert torch.equal(total, expected)
+    assert torch.allclose(
+        total.double(), partial.double().sum(0), rtol=1e-5, atol=1e-5 * partial.abs().max().item()
+    )
+    assert torch.equal(add_splits(partial[:1]), partial[0])
 
 
 @pytest.mark.parametrize("bits", [8, 4])

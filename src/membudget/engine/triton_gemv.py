@@ -3,7 +3,7 @@
 
 Layout as in engine/wquant.py, read as 32-bit words: a chunk of 8 inputs is one word of 4-bit codes or
 two of 8-bit codes; a group of 128 inputs is 16 chunks. Each program owns BLOCK_N output rows and a
-range of groups (split-K; partial sums are added by torch in a fixed order). Per group it prepares the
+range of groups (split-K; partial sums are added by `add_splits`, in a fixed order). Per group it prepares the
 16 chunks of x once (scaled by a power of two per chunk, fp16, packed as the codes side pairs them:
 engine/ptx_gemv.py), then for every row and chunk one inline-PTX instance turns the codes into
 code - zero in fp16 and multiply-adds them with the inputs, two per instruction; the fp32 partials are
@@ -207,6 +207,20 @@ def _gemv_kernel(
         tl.store(partial + pid_s * s_ps + offs_n, total, mask=n_mask)
 
 
+def add_splits(partial: torch.Tensor) -> torch.Tensor:
+    """partial [S, ...] -> their sum over S [...], added left to right as S - 1 element-wise adds.
+
+    Under torch.compile the adds are element-wise work that Inductor folds into the kernel consuming
+    the sum (the residual add and RMSNorm, SwiGLU, q/k-norm and RoPE), where `partial.sum(0)` is a
+    reduction kernel of its own: three per layer, 3.7-5.0 us each at batch 1 on an H200
+    (bench/RESULTS.md). The order is fixed, so results are deterministic."""
+    parts = partial.unbind(0)
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
+
+
 def splits_for(n: int, groups: int, block_n: int, target_programs: int) -> int:
     """Split-K factor: about `target_programs` programs (many short loops keep more loads in flight than
     a few long ones: bench/RESULTS.md), at most 16 splits, each with at least 2 groups."""
@@ -227,16 +241,22 @@ def supports(x: torch.Tensor, w: QuantWeight) -> bool:
     )
 
 
+# The launch, measured on an H200 with Qwen3-8B's matrices (bench/weights.py --tune-gemv, --gemv-launch):
+# output rows per program, warps, pipeline stages, and the programs split-K aims at.
+GEMV_LAUNCH = {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048}
+
+
 def gemv(
     x: torch.Tensor,
     w: QuantWeight,
     block_n: int | None = None,
     splits: int | None = None,
-    num_warps: int = 2,
-    num_stages: int = 1,
-    target_programs: int = 2048,
+    num_warps: int | None = None,
+    num_stages: int | None = None,
+    target_programs: int | None = None,
 ) -> torch.Tensor:
-    """x [..., K] with one row @ dequantize(w).T -> [..., N] in x's dtype (see `supports`)."""
+    """x [..., K] with one row @ dequantize(w).T -> [..., N] in x's dtype (see `supports`); launch
+    settings not given come from GEMV_LAUNCH."""
     n, k = w.shape
     if not supports(x, w):
         raise ValueError(
@@ -246,8 +266,8 @@ def gemv(
     if x2.stride(-1) != 1 or not (torch.compiler.is_compiling() or x2.storage_offset() % 2 == 0):
         x2 = x2.clone()  # contiguous and word-aligned
     groups = triton.cdiv(k, GROUP)
-    block_n = block_n or 64
-    splits = splits or splits_for(n, groups, block_n, target_programs)
+    block_n = block_n or GEMV_LAUNCH["block_n"]
+    splits = splits or splits_for(n, groups, block_n, target_programs or GEMV_LAUNCH["target_programs"])
     per_split = triton.cdiv(groups, splits)
     splits = triton.cdiv(groups, per_split)
     y = torch.empty(n, dtype=x.dtype, device=x.device)
@@ -270,9 +290,9 @@ def gemv(
         BLOCK_N=block_n,
         BF16=x.dtype == torch.bfloat16,
         ASM=x.is_cuda,
-        STAGES=num_stages,
-        num_warps=num_warps,
+        STAGES=num_stages or GEMV_LAUNCH["num_stages"],
+        num_warps=num_warps or GEMV_LAUNCH["num_warps"],
     )
     if splits > 1:
-        y = partial.sum(0).to(x.dtype)
+        y = add_splits(partial).to(x.dtype)
     return y.view(*x.shape[:-1], n)

@@ -3,8 +3,9 @@
 Layout as in engine/wquant.py: codes [N, K] (8-bit: one per byte; 4-bit: two per byte, low nibble
 first, so row n starts at byte n * K / 2), fp16 scales [N, G] and b-bit zeros (G = ceil(K / 128)).
 Each program owns BLOCK_N outputs and a range of groups (split-K when N alone would under-fill the
-GPU; the partial sums are added by torch in a fixed order, so results are deterministic). Per group
-of 128 inputs it computes the integer dot product d = sum_k x_k q_k and adds (d - z * sum_k x_k) * s.
+GPU; the partial sums are added by triton_gemv.add_splits in a fixed order, so results are
+deterministic). Per group of 128 inputs it computes the integer dot product d = sum_k x_k q_k and
+adds (d - z * sum_k x_k) * s.
 
 Codes become floats without integer-to-float conversions (a slow instruction on NVIDIA GPUs): the bits
 of a code or'ed into the mantissa of 2**23 give the float 2**23 + code, exact, and one subtraction
@@ -28,7 +29,7 @@ import triton.language as tl
 
 from . import triton_gemv
 from .ptx_codes import codes_to
-from .triton_gemv import splits_for
+from .triton_gemv import add_splits, splits_for
 from .wquant import GROUP, QuantWeight
 
 MAGIC = tl.constexpr(0x4B000000)  # the float 2**23: its low 23 bits are mantissa, one unit each
@@ -220,5 +221,5 @@ def qlinear(
         num_warps=num_warps,
         num_stages=num_stages,
     )
-    y = out[0] if splits == 1 else out.sum(0).to(x.dtype)
+    y = out[0] if splits == 1 else add_splits(out).to(x.dtype)
     return y.view(*lead, n)
