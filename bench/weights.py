@@ -91,6 +91,16 @@ def check_model() -> dict:
     return found
 
 
+def parse_gemv_launch(text: str) -> dict:
+    """'block_n:warps:stages:programs[:maxnreg]' -> GEMV_LAUNCH entries (maxnreg 0: no cap)."""
+    values = [int(v) for v in text.split(":")]
+    keys = ("block_n", "num_warps", "num_stages", "target_programs", "maxnreg")
+    launch = dict(zip(keys, values, strict=False))
+    if launch.get("maxnreg") == 0:
+        launch["maxnreg"] = None
+    return launch
+
+
 def graph_ms(fn, *args, calls: int = 20, replays: int = 20, **kwargs) -> float:
     """Milliseconds per call of fn(*args, **kwargs), from CUDA-graph replays of `calls` calls (no launch
     overhead)."""
@@ -111,6 +121,22 @@ def graph_ms(fn, *args, calls: int = 20, replays: int = 20, **kwargs) -> float:
         end.synchronize()
         times.append(start.elapsed_time(end) / (replays * calls))
     return sorted(times)[2]
+
+
+def kernel_ms(fn, *args, name: str = "_gemv_kernel", calls: int = 30, **kwargs) -> float:
+    """Milliseconds per call of the kernels called `name` that fn(*args, **kwargs) launches, from the
+    profiler's device times (the kernel alone: without the eager split-K adds that a compiled step
+    folds into other kernels)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn(*args, **kwargs)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn(*args, **kwargs)
+        torch.cuda.synchronize()
+    times = [e.device_time_total for e in prof.key_averages() if e.key == name]
+    return sum(times) / calls / 1e3
 
 
 def matrices(spec, bandwidth: float, tune: bool, tune4: bool = False, tune_gemv: bool = False) -> list[dict]:
@@ -136,11 +162,14 @@ def matrices(spec, bandwidth: float, tune: bool, tune4: bool = False, tune_gemv:
                 "default": graph_ms(qlinear, x, w),
                 "fp32-kernel": graph_ms(qlinear, x, w, packed=False),
             }
-            if tune_gemv:  # the packed one-row kernel's launch: rows per program, warps, splits
-                grid = itertools.product((64, 128), (1, 2, 4), (None, 8, 16), (1, 3, 4))
-                for bn, wa, sp, st in grid:
-                    key = f"gemv-bn{bn}-w{wa}-s{sp}-st{st}"
-                    configs[key] = graph_ms(gemv, x, w, block_n=bn, num_warps=wa, splits=sp, num_stages=st)
+            if tune_gemv:  # the packed one-row kernel's launch: warps, stages, programs, register cap
+                grid = itertools.product((1, 2, 4), (1, 2), (1320, 1584, 2048, 2640), (0, 72, 80))
+                for wa, st, programs, cap in grid:
+                    key = f"gemv-w{wa}-st{st}-p{programs}-r{cap}"
+                    configs[key] = kernel_ms(
+                        gemv, x, w, num_warps=wa, num_stages=st, target_programs=programs, maxnreg=cap or None
+                    )
+                configs["gemv-default"] = kernel_ms(gemv, x, w)
             if tune4 and bits == 4:  # 16 rows: codes straight to bf16 (the default) vs through fp32
                 x16 = torch.randn(16, k, device="cuda", dtype=torch.bfloat16)
                 configs["rows16-default"] = graph_ms(qlinear, x16, w)
@@ -164,7 +193,8 @@ def matrices(spec, bandwidth: float, tune: bool, tune4: bool = False, tune_gemv:
                     )
                 x16 = torch.randn(16, k, device="cuda", dtype=torch.bfloat16)
                 configs["rows16-default"] = graph_ms(qlinear, x16, w)
-        best = min((c for c in configs if not c.startswith("rows16")), key=configs.get)
+        # (the gemv- entries time the kernel alone, so they are ranked among themselves)
+        best = min((c for c in configs if not c.startswith(("rows16", "gemv-"))), key=configs.get)
         row = {
             "matrix": name,
             "n": n,
@@ -176,6 +206,13 @@ def matrices(spec, bandwidth: float, tune: bool, tune4: bool = False, tune_gemv:
             "best_ms": configs[best],
             "pct_of_copy_bw": 100 * nbytes / bandwidth * 1e3 / configs[best],
         }
+        if tune_gemv:
+            row["best_gemv"] = min((c for c in configs if c.startswith("gemv-")), key=configs.get)
+            print(
+                f"  gemv kernel alone: default {configs['gemv-default'] * 1e3:.1f} us, best {row['best_gemv']} "
+                f"{configs[row['best_gemv']] * 1e3:.1f} us",
+                flush=True,
+            )
         if tune or tune4 or tune_gemv:
             row["configs"] = configs
         rows.append(row)
@@ -198,7 +235,7 @@ def main() -> None:
     parser.add_argument(
         "--gemv-launch",
         default="",
-        help="batch-1 steps (8 and 4 bits) also with these one-row launches: 'block_n:warps:stages:programs;...'",
+        help="batch-1 steps (8 and 4 bits) also with these one-row launches: 'block_n:warps:stages:programs[:maxnreg];...'",
     )
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -230,14 +267,9 @@ def main() -> None:
             save_result(args.out, args.name, result)
             print(json.dumps(row), flush=True)
     for launch in filter(None, args.gemv_launch.split(";")):
-        default = dict(GEMV_LAUNCH)
-        GEMV_LAUNCH.update(
-            zip(
-                ("block_n", "num_warps", "num_stages", "target_programs"),
-                map(int, launch.split(":")),
-                strict=True,
-            )
-        )
+        default = {bits: dict(v) for bits, v in GEMV_LAUNCH.items()}
+        for bits in (8, 4):
+            GEMV_LAUNCH[bits].update(parse_gemv_launch(launch))
         torch._dynamo.reset()  # the compiled step read the old launch
         base = next(r["ms_per_step"] for r in steps if r["batch"] == 1 and r["weights"] == 16)
         for bits in (8, 4):
@@ -250,7 +282,6 @@ def main() -> None:
                 f"launch {launch}: {bits}-bit {row['ms_per_step']:.3f} ms, {row['vs_bf16']:.3f}x bf16",
                 flush=True,
             )
-        GEMV_LAUNCH.clear()
         GEMV_LAUNCH.update(default)
         torch._dynamo.reset()
     result["steps"] = steps

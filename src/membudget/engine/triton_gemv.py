@@ -241,9 +241,13 @@ def supports(x: torch.Tensor, w: QuantWeight) -> bool:
     )
 
 
-# The launch, measured on an H200 with Qwen3-8B's matrices (bench/weights.py --tune-gemv, --gemv-launch):
-# output rows per program, warps, pipeline stages, and the programs split-K aims at.
-GEMV_LAUNCH = {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048}
+# The launch per bit width, measured on an H200 with Qwen3-8B's matrices (bench/weights.py
+# --tune-gemv, --gemv-launch): output rows per program, warps, pipeline stages, the programs split-K
+# aims at, and a register cap per thread (None: the compiler's choice).
+GEMV_LAUNCH = {
+    8: {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048, "maxnreg": None},
+    4: {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048, "maxnreg": None},
+}
 
 
 def gemv(
@@ -254,9 +258,10 @@ def gemv(
     num_warps: int | None = None,
     num_stages: int | None = None,
     target_programs: int | None = None,
+    maxnreg: int | None = None,
 ) -> torch.Tensor:
     """x [..., K] with one row @ dequantize(w).T -> [..., N] in x's dtype (see `supports`); launch
-    settings not given come from GEMV_LAUNCH."""
+    settings not given come from GEMV_LAUNCH[w.bits]."""
     n, k = w.shape
     if not supports(x, w):
         raise ValueError(
@@ -265,11 +270,13 @@ def gemv(
     x2 = x.reshape(1, k)
     if x2.stride(-1) != 1 or not (torch.compiler.is_compiling() or x2.storage_offset() % 2 == 0):
         x2 = x2.clone()  # contiguous and word-aligned
+    launch = GEMV_LAUNCH[w.bits]
     groups = triton.cdiv(k, GROUP)
-    block_n = block_n or GEMV_LAUNCH["block_n"]
-    splits = splits or splits_for(n, groups, block_n, target_programs or GEMV_LAUNCH["target_programs"])
+    block_n = block_n or launch["block_n"]
+    splits = splits or splits_for(n, groups, block_n, target_programs or launch["target_programs"])
     per_split = triton.cdiv(groups, splits)
     splits = triton.cdiv(groups, per_split)
+    maxnreg = maxnreg or launch["maxnreg"]
     y = torch.empty(n, dtype=x.dtype, device=x.device)
     partial = torch.empty(splits, n, dtype=torch.float32, device=x.device) if splits > 1 else y
     _gemv_kernel[(triton.cdiv(n, block_n), splits)](
@@ -290,8 +297,9 @@ def gemv(
         BLOCK_N=block_n,
         BF16=x.dtype == torch.bfloat16,
         ASM=x.is_cuda,
-        STAGES=num_stages or GEMV_LAUNCH["num_stages"],
-        num_warps=num_warps or GEMV_LAUNCH["num_warps"],
+        STAGES=num_stages or launch["num_stages"],
+        num_warps=num_warps or launch["num_warps"],
+        **({} if maxnreg is None else {"maxnreg": maxnreg}),
     )
     if splits > 1:
         y = add_splits(partial).to(x.dtype)
