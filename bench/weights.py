@@ -206,7 +206,7 @@ def matrices(spec, bandwidth: float, tune: bool, tune4: bool = False, tune_gemv:
             "best_ms": configs[best],
             "pct_of_copy_bw": 100 * nbytes / bandwidth * 1e3 / configs[best],
         }
-        if tune_gemv:
+        if tune_gemv and bits != 16:
             row["best_gemv"] = min((c for c in configs if c.startswith("gemv-")), key=configs.get)
             print(
                 f"  gemv kernel alone: default {configs['gemv-default'] * 1e3:.1f} us, best {row['best_gemv']} "
