@@ -362,13 +362,19 @@ FEW_ROWS = 4
 def compiled(fn, default: str = "1"):
     """torch.compile(fn) as MEMBUDGET_COMPILE says (else `default`): "autotune" (Inductor also times its
     own matrix kernels against cuBLAS for every shape: measured faster at 1 row, slower at 16 --
-    bench/RESULTS.md), "1" (plain compile), or "0" (eager: same results, many more kernel launches)."""
+    bench/RESULTS.md), "1" (plain compile), or "0" (eager: same results, many more kernel launches).
+
+    Inductor's kernels use programmatic dependent launch (Hopper and later; Inductor ignores it
+    elsewhere): a kernel starts while its predecessor finishes and waits for its data on the device,
+    which hides part of each launch's latency (Qwen3-8B batch 1 bf16 4.999 -> 4.798 ms, bench/RESULTS.md)."""
     mode = os.environ.get("MEMBUDGET_COMPILE", default)
     if mode == "0":
         return fn
     # one compiled copy per (batch size, cache layout: store kind, KV bits, policy state), shared by
     # all models of a process; a sweep over KV policies needs more than torch's default of 8
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-    return torch.compile(
-        fn, fullgraph=True, dynamic=False, mode="max-autotune-no-cudagraphs" if mode == "autotune" else None
+    options = torch._inductor.list_mode_options(
+        "max-autotune-no-cudagraphs" if mode == "autotune" else "default"
     )
+    options = {**options, "triton.enable_pdl": True}
+    return torch.compile(fn, fullgraph=True, dynamic=False, options=options)
