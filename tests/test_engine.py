@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from membudget.engine.generate import GenerationConfig, Generator
-from membudget.engine.model import Decoder
+from membudget.engine.model import Decoder, attention_inputs, attention_output_and_mlp, compiled
 from membudget.engine.sampling import SamplingParams
 from membudget.spec import ModelSpec
 
@@ -57,6 +57,24 @@ def test_logits_match_transformers_at_every_step(model_type):
     for p in range(10, 24):
         logits = decoder.decode(ids[p : p + 1], torch.tensor([p]), cache)[0]
         torch.testing.assert_close(logits, ref[p], rtol=1e-4, atol=1e-4)
+
+
+def test_compiled_layer_parts_match_eager():
+    # the options `compiled` hands torch.compile (programmatic dependent launch among them) must be
+    # valid for the pinned torch; on the CPU Inductor compiles the same graphs to C++ (the CPU cache's
+    # reference attention is data-dependent, so the whole decode layer compiles on CUDA only)
+    decoder = decoder_of(tiny_model("qwen3"))
+    w, shape = decoder.layers[0], decoder.shape
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 1, decoder.spec.hidden_size, generator=gen)
+    attn = torch.randn(2, shape.heads, 1, shape.head_dim, generator=gen)
+    decoder.new_cache(1, 8)  # builds the RoPE table
+    positions = torch.tensor([3, 5])
+    cos, sin = decoder.cos[positions][:, None], decoder.sin[positions][:, None]  # [2, 1, D]
+    q, k, v = attention_inputs(x, cos, sin, w, shape)
+    torch.testing.assert_close(compiled(attention_inputs, "1")(x, cos, sin, w, shape), (q, k, v))
+    out = attention_output_and_mlp(x, attn, w, shape)
+    torch.testing.assert_close(compiled(attention_output_and_mlp, "1")(x, attn, w, shape), out)
 
 
 def test_prefill_chunks_are_causal():
