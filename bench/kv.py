@@ -239,7 +239,7 @@ def main() -> None:
         "--launch4",
         default="",
         help="also time the quant:4 step with these launches of its kernel: "
-        "'block_n:warps:programs:write[:stages[:maxnreg]];...' (maxnreg 0: no cap)",
+        "'block_n:warps:programs:write[:stages[:maxnreg]];...' (maxnreg 0: no cap; it reaches eager launches only, not the compiled step)",
     )
     args = parser.parse_args()
     torch.manual_seed(0)

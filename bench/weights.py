@@ -92,13 +92,9 @@ def check_model() -> dict:
 
 
 def parse_gemv_launch(text: str) -> dict:
-    """'block_n:warps:stages:programs[:maxnreg]' -> GEMV_LAUNCH entries (maxnreg 0: no cap)."""
-    values = [int(v) for v in text.split(":")]
-    keys = ("block_n", "num_warps", "num_stages", "target_programs", "maxnreg")
-    launch = dict(zip(keys, values, strict=False))
-    if launch.get("maxnreg") == 0:
-        launch["maxnreg"] = None
-    return launch
+    """'block_n:warps:stages:programs' -> GEMV_LAUNCH entries."""
+    keys = ("block_n", "num_warps", "num_stages", "target_programs")
+    return dict(zip(keys, (int(v) for v in text.split(":")), strict=True))
 
 
 def graph_ms(fn, *args, calls: int = 20, replays: int = 20, **kwargs) -> float:
@@ -162,7 +158,7 @@ def matrices(spec, bandwidth: float, tune: bool, tune4: bool = False, tune_gemv:
                 "default": graph_ms(qlinear, x, w),
                 "fp32-kernel": graph_ms(qlinear, x, w, packed=False),
             }
-            if tune_gemv:  # the packed one-row kernel's launch: warps, stages, programs, register cap
+            if tune_gemv:  # the packed one-row kernel's launch: warps, stages, programs
                 # distinct copies, cycled, so that each call streams its weight from HBM as in a step
                 # (one matrix called again and again is read from L2 when it fits: 50 MB on an H200)
                 l2 = torch.cuda.get_device_properties(0).L2_cache_size
@@ -172,12 +168,10 @@ def matrices(spec, bandwidth: float, tune: bool, tune4: bool = False, tune_gemv:
                 def cycled(x=x, ring=ring, **launch):
                     return gemv(x, next(ring), **launch)
 
-                grid = itertools.product((1, 2, 4), (1, 2), (1320, 1584, 2048, 2640), (0, 72, 80))
-                for wa, st, programs, cap in grid:
-                    key = f"gemv-w{wa}-st{st}-p{programs}-r{cap}"
-                    configs[key] = kernel_ms(
-                        cycled, num_warps=wa, num_stages=st, target_programs=programs, maxnreg=cap or None
-                    )
+                grid = itertools.product((1, 2, 4), (1, 2), (1320, 1584, 2048, 2640))
+                for wa, st, programs in grid:
+                    key = f"gemv-w{wa}-st{st}-p{programs}"
+                    configs[key] = kernel_ms(cycled, num_warps=wa, num_stages=st, target_programs=programs)
                 configs["gemv-default"] = kernel_ms(cycled)
                 del copies, ring
             if tune4 and bits == 4:  # 16 rows: codes straight to bf16 (the default) vs through fp32
@@ -245,7 +239,7 @@ def main() -> None:
     parser.add_argument(
         "--gemv-launch",
         default="",
-        help="batch-1 steps (8 and 4 bits) also with these one-row launches: 'block_n:warps:stages:programs[:maxnreg];...'",
+        help="batch-1 steps (8 and 4 bits) also with these one-row launches: 'block_n:warps:stages:programs;...'",
     )
     args = parser.parse_args()
     torch.manual_seed(0)

@@ -306,8 +306,10 @@ def split_kv_decode(
 # Per bit width, the launch measured fastest for the scale-after-dot kernel on an H200 (Qwen3-8B
 # shape, 16 rows, 16k-32k slots; bench/RESULTS.md): (block_n, num_warps, target programs for splits,
 # write the new token's codes inside it -- at 4 bits the separate write kernel measured faster --,
-# pipeline stages, register cap per thread or None). 4 bits: 1,024 programs (8 splits at 16 rows) and
-# a 168-register cap made the quant:4 step 0.793x of bf16 at 32k, vs 0.82x at 4,096 programs.
+# pipeline stages, register cap per thread or None). 4 bits: 1,024 programs (8 splits at 16 rows) made
+# the quant:4 step 0.793x of bf16 at 32k, vs 0.82x at 4,096 programs. The cap reaches eager launches
+# only: torch.compile (2.11) compiles a user kernel without `maxnreg`, so the compiled decode step
+# runs this kernel uncapped (255 registers; alone 0.405 vs 0.351 ms capped at 32k, bench/RESULTS.md).
 FAST_LAUNCH = {8: (32, 1, 4096, True, 3, None), 4: (32, 1, 1024, False, 3, 168)}
 
 

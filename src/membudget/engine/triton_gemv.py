@@ -242,11 +242,11 @@ def supports(x: torch.Tensor, w: QuantWeight) -> bool:
 
 
 # The launch per bit width, measured on an H200 with Qwen3-8B's matrices (bench/weights.py
-# --tune-gemv, --gemv-launch): output rows per program, warps, pipeline stages, the programs split-K
-# aims at, and a register cap per thread (None: the compiler's choice).
+# --tune-gemv, --gemv-launch): output rows per program, warps, pipeline stages, and the programs
+# split-K aims at. (No register cap: torch.compile drops `maxnreg` for user kernels, bench/RESULTS.md.)
 GEMV_LAUNCH = {
-    8: {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048, "maxnreg": None},
-    4: {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048, "maxnreg": None},
+    8: {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048},
+    4: {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048},
 }
 
 
@@ -258,7 +258,6 @@ def gemv(
     num_warps: int | None = None,
     num_stages: int | None = None,
     target_programs: int | None = None,
-    maxnreg: int | None = None,
 ) -> torch.Tensor:
     """x [..., K] with one row @ dequantize(w).T -> [..., N] in x's dtype (see `supports`); launch
     settings not given come from GEMV_LAUNCH[w.bits]."""
@@ -276,7 +275,6 @@ def gemv(
     splits = splits or splits_for(n, groups, block_n, target_programs or launch["target_programs"])
     per_split = triton.cdiv(groups, splits)
     splits = triton.cdiv(groups, per_split)
-    maxnreg = maxnreg or launch["maxnreg"]
     y = torch.empty(n, dtype=x.dtype, device=x.device)
     partial = torch.empty(splits, n, dtype=torch.float32, device=x.device) if splits > 1 else y
     _gemv_kernel[(triton.cdiv(n, block_n), splits)](
@@ -299,7 +297,6 @@ def gemv(
         ASM=x.is_cuda,
         STAGES=num_stages or launch["num_stages"],
         num_warps=num_warps or launch["num_warps"],
-        **({} if maxnreg is None else {"maxnreg": maxnreg}),
     )
     if splits > 1:
         y = add_splits(partial).to(x.dtype)
