@@ -16,8 +16,8 @@ other single rows (fp32, K % 8 != 0): broadcast multiply and sum on the CUDA cor
 rows: the dequantized tile goes to tensor cores (`tl.dot`; codes and their differences are exact in bf16).
 
 Shapes: x [..., K], w of shape (N, K) -> [..., N] in x's dtype (the kernel sees x as [M, K]).
-Speed on an H200 (bench/RESULTS.md): a Qwen3-8B batch-1 step at 8 bits takes ~0.77x the bf16 step,
-at 4 bits ~0.67x (with triton_gemv); 16 rows 1.10-1.14x.
+Speed on an H200 (bench/RESULTS.md): a Qwen3-8B batch-1 step at 8 bits takes 0.77-0.88x the bf16
+step, at 4 bits 0.67-0.78x (with triton_gemv; over machines and runs); 16 rows 1.10-1.14x.
 Tested on the CPU with TRITON_INTERPRET=1 against `wquant.dequantize` + matmul (tests/kernels).
 """
 
