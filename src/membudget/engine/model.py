@@ -366,7 +366,7 @@ def compiled(fn, default: str = "1"):
 
     Inductor's kernels use programmatic dependent launch (Hopper and later; Inductor ignores it
     elsewhere): a kernel starts while its predecessor finishes and waits for its data on the device,
-    which hides part of each launch's latency (Qwen3-8B batch 1 bf16 4.999 -> 4.798 ms, bench/RESULTS.md)."""
+    which hides part of each launch's latency (a few per cent at batch 1, bench/RESULTS.md)."""
     mode = os.environ.get("MEMBUDGET_COMPILE", default)
     if mode == "0":
         return fn
