@@ -5,9 +5,9 @@ Layout as in engine/wquant.py, read as 32-bit words: a chunk of 8 inputs is one 
 two of 8-bit codes; a group of 128 inputs is 16 chunks. Each program owns BLOCK_N output rows and a
 range of groups (split-K; partial sums are added by `add_splits`, in a fixed order). Per group it
 prepares the 16 chunks of x once (scaled by a power of two per chunk, fp16, packed as the codes side
-pairs them: engine/ptx_gemv.py), then for every row and chunk one inline-PTX instance turns the codes into
-code - zero in fp16 and multiply-adds them with the inputs, two per instruction; the fp32 partials are
-scaled by the group's scale and summed. About 3.5 instructions per weight and lane where the fp32
+pairs them: engine/ptx_gemv.py), then for every row and chunk one inline-PTX instance turns the
+codes into code - zero in fp16 and multiply-adds them with the inputs, two per instruction; the fp32
+partials are scaled by the group's scale and summed. About 3.5 instructions per weight and lane where the fp32
 kernel (engine/triton_wquant.py) takes ~6.6 (sm_90 loops, bench/inspect_kernel.py).
 
 Precision: code - zero is exact in fp16 and so is a scaled bf16 input, except inputs below 2**-14 of
