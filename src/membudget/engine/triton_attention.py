@@ -309,7 +309,7 @@ def split_kv_decode(
 # pipeline stages, register cap per thread or None). 4 bits: 1,024 programs (8 splits at 16 rows) made
 # the quant:4 step 0.793x of bf16 at 32k, vs 0.82x at 4,096 programs. The cap reaches eager launches
 # only: torch.compile (2.11) compiles a user kernel without `maxnreg`, so the compiled decode step
-# runs this kernel uncapped (255 registers; alone 0.405 vs 0.351 ms capped at 32k, bench/RESULTS.md).
+# runs this kernel uncapped (255 registers; alone at 32k 0.405 vs 0.346 ms capped, bench/RESULTS.md).
 FAST_LAUNCH = {8: (32, 1, 4096, True, 3, None), 4: (32, 1, 1024, False, 3, 168)}
 
 
