@@ -6,9 +6,9 @@ slots in blocks, front to back, only ever overwrites slots that it has already r
 it reads the whole block before writing it; earlier blocks wrote only below this block's sources).
 That holds for value codes grouped by 4 slots too (kvquant.py): blocks are multiples of 4 slots.
 
-Shapes: buffer [G, H_kv, C, W] (any dtype, last dim contiguous) or grouped [G, H_kv, C/4, W, 4], rows [R] (int64 row ids), index
-[R, H_kv, B] (int64, ascending per row and head) -> buffer[rows[r], h, j] = old buffer[rows[r], h,
-index[r, h, j]] for j < B. Tested on the CPU with TRITON_INTERPRET=1 against the torch gather.
+Shapes: buffer [G, H_kv, C, W] (any dtype, last dim contiguous) or grouped [G, H_kv, C/4, W, 4],
+rows [R] (int64 row ids), index [R, H_kv, B] (int64, ascending per row and head) ->
+buffer[rows[r], h, j] = old buffer[rows[r], h, index[r, h, j]] for j < B. Tested on the CPU with TRITON_INTERPRET=1 against the torch gather.
 """
 
 from __future__ import annotations

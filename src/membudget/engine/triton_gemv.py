@@ -7,8 +7,8 @@ range of groups (split-K; partial sums are added by `add_splits`, in a fixed ord
 prepares the 16 chunks of x once (scaled by a power of two per chunk, fp16, packed as the codes side
 pairs them: engine/ptx_gemv.py), then for every row and chunk one inline-PTX instance turns the
 codes into code - zero in fp16 and multiply-adds them with the inputs, two per instruction; the fp32
-partials are scaled by the group's scale and summed. About 3.5 instructions per weight and lane where the fp32
-kernel (engine/triton_wquant.py) takes ~6.6 (sm_90 loops, bench/inspect_kernel.py).
+partials are scaled by the group's scale and summed. About 3.5 instructions per weight and lane
+where the fp32 kernel (engine/triton_wquant.py) takes ~6.6 (sm_90 loops, bench/inspect_kernel.py).
 
 Precision: code - zero is exact in fp16 and so is a scaled bf16 input, except inputs below 2**-14 of
 their chunk's largest (fp16 subnormals: absolute error <= 2**-25 of that largest); each product is
@@ -18,8 +18,8 @@ rounding of the output (tests/test_gemv_ptx.py bounds it per chunk).
 Speed on an H200 (bench/RESULTS.md, Qwen3-8B matrices, one row): 4-bit 15-27 % faster per matrix than
 the fp32 kernel (gate_up 29.1 vs 36.6 us), 8-bit about the same (loads, not instructions, bound it).
 
-Shapes: x [..., K] holding one row (bf16 or fp16, K % 8 == 0), w (N, K) -> [..., N] in x's dtype. Not for fp32 inputs or
-several rows (triton_wquant.qlinear handles those). In the interpreter (ASM off) the same pairing runs
+Shapes: x [..., K] holding one row (bf16 or fp16, K % 8 == 0), w (N, K) -> [..., N] in x's dtype.
+Not for fp32 inputs or several rows (triton_wquant.qlinear handles those). In the interpreter (ASM off) the same pairing runs
 per element in fp32 (tests/kernels/check_gemv.py).
 """
 

@@ -97,6 +97,12 @@ def _write_kernel(
     write_codes(V + g * s_vg + h * s_vh, VC + c, VS + s, VZ + s, slot, s_vcc, s_sc, BITS, D, False, V_GROUPED)
 
 
+def same_row_strides(kc: torch.Tensor, vc: torch.Tensor) -> bool:
+    """Whether key and value codes step through rows and KV heads alike (the kernels address both with
+    one offset). While compiling the strides are symbolic: the store's, which match."""
+    return torch.compiler.is_compiling() or (vc.stride(0), vc.stride(1)) == (kc.stride(0), kc.stride(1))
+
+
 def quantize_write(k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor, buffers: tuple) -> None:
     """Quantize k, v [G, H_kv, D] and write their codes, scales and zeros at slots [G]; buffers =
     (k_codes, k_scale, k_zero, v_codes, v_scale, v_zero) of one layer (shapes in the module
@@ -105,8 +111,7 @@ def quantize_write(k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor, buffer
     g, kv_heads, d = k.shape
     if k.stride(-1) != 1 or v.stride(-1) != 1:
         raise ValueError("quantize_write needs k and v contiguous along head_dim")
-    same = torch.compiler.is_compiling() or (vc.stride(0), vc.stride(1)) == (kc.stride(0), kc.stride(1))
-    if not same:  # (symbolic sizes while compiling: the store's, which match)
+    if not same_row_strides(kc, vc):
         raise ValueError("quantize_write needs key and value codes of the same row and head strides")
     _write_kernel[(g * kv_heads,)](
         k, v, slots, kc, ks, kz, vc, vs, vz,

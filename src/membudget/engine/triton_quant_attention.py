@@ -44,7 +44,7 @@ import triton.language as tl
 
 from .ptx_codes import codes_to
 from .triton_attention import merge, merge_if_last, program_range
-from .triton_kvwrite import slot_offsets, write_codes
+from .triton_kvwrite import same_row_strides, slot_offsets, write_codes
 
 V_SCALE = tl.constexpr(256.0)  # p * s is kept in fp16 times 2**8, away from fp16's subnormals
 
@@ -332,8 +332,7 @@ def scale_after_dot(
     if any(t.stride(3) != 1 or t.stride(2) != d // 64 for t in (ks, kz, vs, vz)):
         raise ValueError("the scale-after-dot kernel needs each slot's scales and zeros contiguous")
     grouped = 4 if vc.dim() == 5 else 1  # (the value codes' stride of 4 slots, else of one)
-    same = torch.compiler.is_compiling() or (vc.stride(0), vc.stride(1)) == (kc.stride(0), kc.stride(1))
-    if not same or vc.stride(2) != grouped * kc.stride(2):  # (symbolic sizes while compiling: the store's)
+    if not same_row_strides(kc, vc) or vc.stride(2) != grouped * kc.stride(2):
         raise ValueError("the scale-after-dot kernel needs key and value codes of the same layout strides")
     _partial_quant_kernel[(g * kv_heads, splits)](
         q, kc, ks, kz, vc, vs, vz, kr, vr, k_new, v_new, lengths, partial, lse, out,
