@@ -8,11 +8,14 @@ that Triton ships).
     PYTHONPATH=src python3 bench/inspect_kernel.py dense --block-n 64 --warps 4
     PYTHONPATH=src python3 bench/inspect_kernel.py qlinear --bits 4 --block-n 128 --warps 4 [--rows 16]
     PYTHONPATH=src python3 bench/inspect_kernel.py gemv --bits 4 --block-n 64 --warps 2
+    PYTHONPATH=src python3 bench/inspect_kernel.py gemv16 --block-n 16 --block-k 256 --warps 4 [--pdl]
 
 Shapes are Qwen3-8B's (32 query heads, 8 KV heads, head_dim 128). A loop is a backward branch in
 the SASS; its count of instructions is per warp and iteration (attention: one block of slots;
 qlinear: one group of 128 inputs for block-n outputs, bf16 inputs, `--rows` 1 on the CUDA cores,
-more on tensor cores; gemv: the same for the packed one-row kernel).
+more on tensor cores; gemv: the same for the packed one-row kernel; gemv16: one block of the 16-bit
+one-row kernel). With --pdl the kernels wait for their predecessor (engine/launch.py); the listing
+then shows which global loads are issued before that wait.
 """
 
 import argparse
@@ -26,7 +29,13 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from membudget.engine import triton_attention, triton_gemv, triton_quant_attention, triton_wquant
+from membudget.engine import (
+    triton_attention,
+    triton_gemv,
+    triton_gemv16,
+    triton_quant_attention,
+    triton_wquant,
+)
 
 STRIDES = {
     "fast": "s_kng s_knh s_vng s_vnh s_qg s_qh s_cg s_ch s_cc s_og s_oh s_os s_lg s_lh s_sg s_sh s_rg s_rh s_rc "
@@ -103,9 +112,26 @@ def gemv_source(bits: int, block_n: int, stages: int) -> ASTSource:
     return ASTSource(triton_gemv._gemv_kernel, signature, constants, attrs)
 
 
+def gemv16_source(block_n: int, block_k: int, stages: int, pdl: bool) -> ASTSource:
+    pointers = {"x": "*bf16", "w": "*bf16", "partial": "*fp32"}
+    ints = dict.fromkeys("N K s_wn K_PER_SPLIT s_ps".split(), "i32")
+    constants = dict(BLOCK_N=block_n, BLOCK_K=block_k, STAGES=stages, PDL=pdl)
+    signature = pointers | ints | dict.fromkeys(constants, "constexpr")
+    attrs = {(i,): [["tt.divisibility", 16]] for i in range(len(pointers) + len(ints))}
+    return ASTSource(triton_gemv16._gemv16_kernel, signature, constants, attrs)
+
+
+def before_wait(sass: str) -> str:
+    """How many global loads the SASS issues before its first griddepcontrol.wait (ACQBULK)."""
+    head = sass.split("ACQBULK")[0] if "ACQBULK" in sass else None
+    if head is None:
+        return "no wait"
+    return f"{len(re.findall(r'LDG', head))} global loads before the wait"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["fast", "dequant", "dense", "qlinear", "gemv"])
+    parser.add_argument("kind", choices=["fast", "dequant", "dense", "qlinear", "gemv", "gemv16"])
     parser.add_argument("--bits", type=int, default=8)
     parser.add_argument("--block-n", type=int, default=32)
     parser.add_argument("--warps", type=int, default=4)
@@ -115,6 +141,8 @@ def main() -> None:
     parser.add_argument("--grouped", action="store_true", help="fast kernel: value codes grouped by 4 slots")
     parser.add_argument("--maxnreg", type=int, default=0, help="a register cap per thread")
     parser.add_argument("--rows", type=int, default=1, help="qlinear: rows of the input")
+    parser.add_argument("--block-k", type=int, default=256, help="gemv16: inputs per block")
+    parser.add_argument("--pdl", action="store_true", help="gemv16: with programmatic dependent launch")
     args = parser.parse_args()
     bits = 0 if args.kind == "dense" else args.bits
     kind = "fast" if args.kind == "fast" else "split"
@@ -125,6 +153,8 @@ def main() -> None:
         src = qlinear_source(args.bits, args.block_n, args.rows)
     elif args.kind == "gemv":
         src = gemv_source(args.bits, args.block_n, args.stages)
+    elif args.kind == "gemv16":
+        src = gemv16_source(args.block_n, args.block_k, args.stages, args.pdl)
     else:
         src = source(kind, bits, args.block_n, args.write, args.merge, args.grouped)
     kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
@@ -140,6 +170,8 @@ def main() -> None:
         ).stdout
     print(" ".join(re.findall(r"(?:REG|STACK|LOCAL):\d+", usage)), f"shared {kernel.metadata.shared} B",
           f"layout conversions {kernel.asm['ttgir'].count('convert_layout')}")  # fmt: skip
+    if args.pdl:
+        print(before_wait(sass))
     for count, ops in loops(sass):
         print(f"loop: {count} instructions;", ", ".join(f"{op} {n}" for op, n in ops.most_common(12)))
 

@@ -8,7 +8,7 @@ import sys
 import torch
 
 from membudget.engine.attention import decode_attention_reference
-from membudget.engine.triton_attention import split_kv_decode
+from membudget.engine.triton_attention import dense_attention, split_kv_decode
 
 CASES = [  # rows, heads, kv_heads, head_dim, capacity, splits
     (1, 4, 2, 32, 80, None),
@@ -57,6 +57,10 @@ full = split_kv_decode(q, k, v, lengths, 0.2, block_n=16)
 short = split_kv_decode(q, k[:, :, :160], v[:, :, :160], lengths, 0.2, block_n=16)
 if not torch.equal(full, short):
     sys.exit("the result changed with the cache capacity")
+# the two kernels are one opaque op under torch.compile: its fake agrees with it; q as the engine
+# passes it (a transposed view)
+q = torch.randn(3, 1, 8, 32).transpose(1, 2)
+torch.library.opcheck(dense_attention, (q, k, v, lengths, 0.2, 4, 16, 4))
 print(f"ok worst={worst:.2e}")
 
 # the quantized cache: codes, scales, zeros and the exact ring of the newest 128 slots

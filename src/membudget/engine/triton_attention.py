@@ -27,6 +27,7 @@ import triton
 import triton.language as tl
 
 from .kvquant import fast_kernel_applies
+from .launch import await_inputs, use_pdl
 
 
 @triton.jit
@@ -140,7 +141,9 @@ def _partial_kernel(
     BITS: tl.constexpr,  # 0: K, V are 16-bit values; else codes with scales, zeros and rings
     BLOCK_S: tl.constexpr,
     MERGE: tl.constexpr,  # the last split program merges (merge_if_last); else the merge kernel does
+    PDL: tl.constexpr = False,  # launched with programmatic dependent launch (engine/launch.py)
 ):
+    await_inputs(PDL)
     g, kvh, split, length, start, end = program_range(Lengths, KV_HEADS, SPLITS, BLOCK_N)
 
     offs_h = tl.arange(0, BLOCK_H)
@@ -236,7 +239,9 @@ def _merge_head(
 def _merge_kernel(
     Partial, LSE, Out, s_og, s_oh, s_os, s_lg, s_lh, s_outg, s_outh,
     HEADS: tl.constexpr, SPLITS: tl.constexpr, BLOCK_S: tl.constexpr, D: tl.constexpr, BLOCK_D: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):  # fmt: skip
+    await_inputs(PDL)
     g, h = tl.program_id(0) // HEADS, tl.program_id(0) % HEADS
     _merge_head(
         Partial + g * s_og + h * s_oh, LSE + g * s_lg + h * s_lh, Out + g * s_outg + h * s_outh, s_os,
@@ -298,9 +303,34 @@ def split_kv_decode(
     tickets: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Decode attention over a 16-bit cache; see the module docstring for shapes. tickets: int32
-    zeros [>= G * H_kv] (left zero) to merge the splits inside the one kernel (`merge_if_last`)."""
+    zeros [>= G * H_kv] (left zero) to merge the splits inside the one kernel (`merge_if_last`);
+    without them the two kernels run as one opaque op, launched with PDL (engine/launch.py)."""
     splits, block_n, num_warps = _settings(DENSE_LAUNCH, q.shape[0], k.shape[1], splits, block_n, num_warps)
+    if tickets is None:
+        return dense_attention(q, k, v, lengths, scale, splits, block_n, num_warps)
     return _launch(q, (k, v, k, k, k, k, k, k), 0, lengths, scale, splits, block_n, num_warps, tickets)
+
+
+@torch.library.custom_op("membudget::dense_attention", mutates_args=())
+def dense_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    lengths: torch.Tensor,
+    scale: float,
+    splits: int,
+    block_n: int,
+    num_warps: int,
+) -> torch.Tensor:
+    """The split-KV kernel and the merge kernel over a 16-bit cache as one opaque op (shapes as
+    `split_kv_decode`)."""
+    tensors = (k, v, k, k, k, k, k, k)
+    return _launch(q, tensors, 0, lengths, scale, splits, block_n, num_warps, pdl=use_pdl(q.device))
+
+
+@dense_attention.register_fake
+def _(q, k, v, lengths, scale, splits, block_n, num_warps):
+    return q.new_empty(q.shape)
 
 
 # Per bit width, the launch measured fastest for the scale-after-dot kernel on an H200 (Qwen3-8B
@@ -359,7 +389,9 @@ def split_kv_decode_quant(
     return _launch(q, tensors, bits, lengths, scale, splits, block_n, num_warps or 4, tickets)
 
 
-def _launch(q, tensors, bits, lengths, scale, splits, block_n, num_warps=4, tickets=None) -> torch.Tensor:
+def _launch(
+    q, tensors, bits, lengths, scale, splits, block_n, num_warps=4, tickets=None, pdl=False
+) -> torch.Tensor:
     k, v, ks, kz, vs, vz, kr, vr = tensors
     g, heads, _, d = q.shape
     kv_heads = k.shape[1]
@@ -377,19 +409,23 @@ def _launch(q, tensors, bits, lengths, scale, splits, block_n, num_warps=4, tick
         out.stride(0), out.stride(1),
         SCALE=scale, KV_HEADS=kv_heads, N_REP=n_rep, SPLITS=splits,
         BLOCK_H=max(16, triton.next_power_of_2(n_rep)), BLOCK_N=block_n, D=d, BLOCK_D=block_d, BITS=bits,
-        BLOCK_S=triton.next_power_of_2(splits), MERGE=tickets is not None, num_warps=num_warps,
+        BLOCK_S=triton.next_power_of_2(splits), MERGE=tickets is not None, PDL=pdl, num_warps=num_warps,
+        launch_pdl=pdl,
     )  # fmt: skip
-    return merge(partial, lse, out, tickets)
+    return merge(partial, lse, out, tickets, pdl)
 
 
-def merge(partial: torch.Tensor, lse: torch.Tensor, out: torch.Tensor, tickets) -> torch.Tensor:
+def merge(
+    partial: torch.Tensor, lse: torch.Tensor, out: torch.Tensor, tickets, pdl: bool = False
+) -> torch.Tensor:
     """partial [G, H, S, D], lse [G, H, S] -> out [G, H, 1, D] by the merge kernel, unless the partial
-    kernel merged already (it was given tickets)."""
+    kernel merged already (it was given tickets); pdl: launched with PDL (engine/launch.py)."""
     if tickets is None:
         g, heads, splits, d = partial.shape
         _merge_kernel[(g * heads,)](
             partial, lse, out, partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0),
             lse.stride(1), out.stride(0), out.stride(1), HEADS=heads, SPLITS=splits,
-            BLOCK_S=triton.next_power_of_2(splits), D=d, BLOCK_D=triton.next_power_of_2(d),
+            BLOCK_S=triton.next_power_of_2(splits), D=d, BLOCK_D=triton.next_power_of_2(d), PDL=pdl,
+            launch_pdl=pdl,
         )  # fmt: skip
     return out

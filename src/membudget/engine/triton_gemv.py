@@ -29,6 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .launch import await_inputs, use_pdl
 from .ptx_gemv import DOT4, DOT8, PREP4_BF16, PREP4_F16, PREP8_BF16, PREP8_F16
 from .wquant import GROUP, QuantWeight
 
@@ -158,7 +159,9 @@ def _gemv_kernel(
     BF16: tl.constexpr,
     ASM: tl.constexpr,
     STAGES: tl.constexpr,  # loads of the next groups in flight (the compiler's software pipeline)
+    PDL: tl.constexpr,  # launched with programmatic dependent launch (engine/launch.py)
 ):
+    await_inputs(PDL)
     pid_n = tl.program_id(0)
     pid_s = tl.program_id(1)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -251,6 +254,44 @@ GEMV_LAUNCH = {
 }
 
 
+@torch.library.custom_op("membudget::gemv_partials", mutates_args=())
+def gemv_partials(
+    x: torch.Tensor,
+    qweight: torch.Tensor,
+    scales: torch.Tensor,
+    zeros: torch.Tensor,
+    bits: int,
+    k: int,
+    splits: int,
+    per_split: int,
+    block_n: int,
+    num_warps: int,
+    num_stages: int,
+) -> torch.Tensor:
+    """The kernel's launch as an opaque op (engine/launch.py): x [1, K], the weight's
+    tensors (engine/wquant.py) -> y [N] in x's dtype (one split) or fp32 partial sums [splits, N] over
+    ranges of `per_split` groups."""
+    n = scales.shape[0]
+    if x.stride(-1) != 1 or x.storage_offset() % 2:
+        x = x.clone()  # contiguous and word-aligned
+    y = torch.empty(n, dtype=x.dtype, device=x.device)
+    partial = torch.empty(splits, n, dtype=torch.float32, device=x.device) if splits > 1 else y
+    pdl = use_pdl(x.device)
+    groups = triton.cdiv(k, GROUP)
+    _gemv_kernel[(triton.cdiv(n, block_n), splits)](
+        x, qweight, scales, zeros, y, partial, n, k, k * bits // 32, groups, per_split, splits,
+        partial.stride(0), BITS=bits, BLOCK_N=block_n, BF16=x.dtype == torch.bfloat16, ASM=x.is_cuda,
+        STAGES=num_stages, PDL=pdl, num_warps=num_warps, launch_pdl=pdl,
+    )  # fmt: skip
+    return y if splits == 1 else partial
+
+
+@gemv_partials.register_fake
+def _(x, qweight, scales, zeros, bits, k, splits, per_split, block_n, num_warps, num_stages):
+    n = scales.shape[0]
+    return x.new_empty(n) if splits == 1 else x.new_empty(splits, n, dtype=torch.float32)
+
+
 def gemv(
     x: torch.Tensor,
     w: QuantWeight,
@@ -268,37 +309,15 @@ def gemv(
             f"gemv takes one bf16/fp16 row with K % 8 == 0, not {tuple(x.shape)} {x.dtype}, K={k}"
         )
     x2 = x.reshape(1, k)
-    if x2.stride(-1) != 1 or not (torch.compiler.is_compiling() or x2.storage_offset() % 2 == 0):
-        x2 = x2.clone()  # contiguous and word-aligned
     launch = GEMV_LAUNCH[w.bits]
     groups = triton.cdiv(k, GROUP)
     block_n = block_n or launch["block_n"]
     splits = splits or splits_for(n, groups, block_n, target_programs or launch["target_programs"])
     per_split = triton.cdiv(groups, splits)
     splits = triton.cdiv(groups, per_split)
-    y = torch.empty(n, dtype=x.dtype, device=x.device)
-    partial = torch.empty(splits, n, dtype=torch.float32, device=x.device) if splits > 1 else y
-    _gemv_kernel[(triton.cdiv(n, block_n), splits)](
-        x2,
-        w.qweight,
-        w.scales,
-        w.zeros,
-        y,
-        partial,
-        n,
-        k,
-        k * w.bits // 32,
-        groups,
-        per_split,
-        splits,
-        partial.stride(0),
-        BITS=w.bits,
-        BLOCK_N=block_n,
-        BF16=x.dtype == torch.bfloat16,
-        ASM=x.is_cuda,
-        STAGES=num_stages or launch["num_stages"],
-        num_warps=num_warps or launch["num_warps"],
-    )
-    if splits > 1:
-        y = add_splits(partial).to(x.dtype)
+    out = gemv_partials(
+        x2, w.qweight, w.scales, w.zeros, w.bits, k, splits, per_split, block_n,
+        num_warps or launch["num_warps"], num_stages or launch["num_stages"],
+    )  # fmt: skip
+    y = out if splits == 1 else add_splits(out).to(x.dtype)
     return y.view(*x.shape[:-1], n)

@@ -107,8 +107,9 @@ def dequantize(weight: QuantWeight, dtype: torch.dtype = torch.float32) -> torch
 
 
 def linear(x: torch.Tensor, w: torch.Tensor | QuantWeight, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """F.linear for plain or quantized weights (quantized: the fused kernel on CUDA, else dequantize and
-    multiply)."""
+    """F.linear for plain or quantized weights. On CUDA: quantized weights by the fused kernel
+    (engine/triton_wquant.py), one row of 16-bit weights by engine/triton_gemv16.py; elsewhere
+    quantized weights are dequantized and multiplied."""
     if isinstance(w, QuantWeight):
         if x.is_cuda and (w.bits == 8 or w.shape[1] % 2 == 0):
             from .triton_wquant import qlinear
@@ -116,4 +117,10 @@ def linear(x: torch.Tensor, w: torch.Tensor | QuantWeight, bias: torch.Tensor | 
             y = qlinear(x, w)
             return y if bias is None else y + bias
         return F.linear(x, dequantize(w, x.dtype), bias)
+    if x.is_cuda:
+        from . import triton_gemv16
+
+        if triton_gemv16.supports(x, w):
+            y = triton_gemv16.gemv16(x, w)
+            return y if bias is None else y + bias
     return F.linear(x, w, bias)
