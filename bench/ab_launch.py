@@ -1,0 +1,106 @@
+"""A/B of how our kernels are launched, in one run, alternating, each variant compiled afresh:
+programmatic dependent launch for our kernels (engine/launch.py) on or off, and one-row 16-bit matrix
+products by our GEMV (engine/triton_gemv16.py) or by Inductor's / cuBLAS's kernels.
+
+Run on the device:  PYTHONPATH=src python3 bench/ab_launch.py [--out DIR] [--cases M:B:BITS,...]
+    [--variants pdl+gemv16,pdl,off] [--reps 2]
+Checks first: gemv16 against F.linear on Qwen3 matrices, and greedy tokens of graph replays equal
+eager steps at one row with PDL on. Writes ab-launch.json after every timed step.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from membudget.bench import bench_engine, copy_bandwidth, save_result
+from membudget.engine import launch, triton_gemv16
+from membudget.engine.model import Decoder
+from membudget.engine.sampling import SamplingParams, row_seeds
+from membudget.engine.step import DecodeStep
+from membudget.spec import resolve_spec
+
+SUPPORTS = triton_gemv16.supports
+
+
+def set_variant(name: str) -> None:
+    """'off' (neither), 'pdl', 'gemv16', 'pdl+gemv16'."""
+    parts = set(name.split("+"))
+    if not parts <= {"off", "pdl", "gemv16"}:
+        sys.exit(f"unknown variant {name!r}")
+    launch.PDL = "pdl" in parts
+    triton_gemv16.supports = SUPPORTS if "gemv16" in parts else (lambda x, w: False)
+    torch._dynamo.reset()
+
+
+def check_gemv16() -> float:
+    """Worst relative error of gemv16 vs F.linear (fp32 reference) on Qwen3-0.6B and -8B matrices."""
+    worst = 0.0
+    for n, k in [(4096, 1024), (1024, 2048), (6144, 1024), (24576, 4096), (4096, 12288), (151936, 1024)]:
+        w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02
+        x = torch.randn(1, k, device="cuda", dtype=torch.bfloat16)
+        ref = F.linear(x.float(), w.float())
+        err = ((triton_gemv16.gemv16(x, w).float() - ref).norm() / ref.norm()).item()
+        worst = max(worst, err)
+    return worst
+
+
+def check_graph_one_row(spec_name: str = "Qwen/Qwen3-0.6B") -> bool:
+    """Greedy tokens of graph replays == eager steps, one row (gemv16 and PDL in the step)."""
+    model = Decoder.random(resolve_spec(spec_name), torch.bfloat16, "cuda")
+    tokens = {}
+    for use_graph in (True, False):
+        cache = model.new_cache(1, 256)
+        step = DecodeStep(model, cache, SamplingParams(greedy=True), row_seeds(0, 1), use_graph=use_graph)
+        model.prefill(torch.arange(100, 132, device="cuda"), cache)
+        ids, out = torch.tensor([5]), []
+        for p in range(32, 96):
+            ids = step.run(ids, torch.full((1,), p)).cpu()
+            out.append(ids.tolist())
+        tokens[use_graph] = out
+    return tokens[True] == tokens[False]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=os.environ.get("OUT", "."))
+    parser.add_argument("--name", default="ab-launch")
+    parser.add_argument("--cases", default="Qwen/Qwen3-0.6B:1:16,Qwen/Qwen3-8B:1:16")
+    parser.add_argument("--variants", default="pdl+gemv16,off,pdl")
+    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--no-checks", action="store_true")
+    args = parser.parse_args()
+    start = time.time()
+    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": []}
+    if not args.no_checks:
+        set_variant("pdl+gemv16")
+        result["gemv16_rel_err"] = check_gemv16()
+        result["graph_equals_eager_one_row"] = check_graph_one_row()
+        print(json.dumps(result), flush=True)
+    bandwidth = copy_bandwidth(torch.device("cuda"))
+    result["copy_bandwidth_gbps"] = bandwidth / 1e9
+    for case in args.cases.split(","):
+        name, batch, bits = case.split(":")
+        spec = resolve_spec(name)
+        for rep in range(args.reps):
+            for variant in args.variants.split(","):
+                set_variant(variant)
+                row = bench_engine(spec, int(batch), 8192, bandwidth, weights=int(bits))
+                result["rows"].append(
+                    row.to_dict() | {"variant": variant, "rep": rep, "at_s": time.time() - start}
+                )
+                save_result(args.out, args.name, result)
+                r = result["rows"][-1]
+                print(
+                    f"{name.split('/')[-1]} b{batch} w{bits} {variant:<12} {r['ms_per_step']:.3f} ms "
+                    f"({r['pct_of_bound']:.1f} %) peak/acct {r['peak_vs_accounted']:.3f} at {r['at_s']:.0f} s",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
