@@ -3,7 +3,7 @@ programmatic dependent launch for our kernels (engine/launch.py) on or off, and 
 products by our GEMV (engine/triton_gemv16.py) or by Inductor's / cuBLAS's kernels.
 
 Run on the device:  PYTHONPATH=src python3 bench/ab_launch.py [--out DIR] [--cases M:B:BITS,...]
-    [--variants pdl+gemv16,pdl,off] [--reps 2]
+    [--variants 'pdl+gemv16;pdl;off;pdl+gemv16=32:128:4:2:1024;pdl+dense=32:2:512'] [--reps 2]
 Checks first: gemv16 against F.linear on Qwen3 matrices, and greedy tokens of graph replays equal
 eager steps at one row with PDL on. Writes ab-launch.json after every timed step.
 """
@@ -18,22 +18,30 @@ import torch
 import torch.nn.functional as F
 
 from membudget.bench import bench_engine, copy_bandwidth, save_result
-from membudget.engine import launch, triton_gemv16
+from membudget.engine import launch, triton_attention, triton_gemv16
 from membudget.engine.model import Decoder
 from membudget.engine.sampling import SamplingParams, row_seeds
 from membudget.engine.step import DecodeStep
 from membudget.spec import resolve_spec
 
 SUPPORTS = triton_gemv16.supports
+GEMV16_LAUNCH = triton_gemv16.GEMV16_LAUNCH
+DENSE_LAUNCH = triton_attention.DENSE_LAUNCH
 
 
 def set_variant(name: str) -> None:
-    """'off' (neither), 'pdl', 'gemv16', 'pdl+gemv16'."""
-    parts = set(name.split("+"))
-    if not parts <= {"off", "pdl", "gemv16"}:
+    """'+'-joined parts: 'off' (neither), 'pdl', 'gemv16' or 'gemv16=block_n:block_k:warps:stages:programs',
+    'dense=block_n:warps:programs' (the 16-bit attention's launch)."""
+    parts = dict((p.split("=") + [""])[:2] for p in name.split("+"))
+    if not set(parts) <= {"off", "pdl", "gemv16", "dense"}:
         sys.exit(f"unknown variant {name!r}")
     launch.PDL = "pdl" in parts
     triton_gemv16.supports = SUPPORTS if "gemv16" in parts else (lambda x, w: False)
+    keys = ("block_n", "block_k", "num_warps", "num_stages", "target_programs")
+    given = dict(zip(keys, map(int, parts["gemv16"].split(":")), strict=True)) if parts.get("gemv16") else {}
+    triton_gemv16.GEMV16_LAUNCH = GEMV16_LAUNCH | given
+    dense = tuple(map(int, parts["dense"].split(":"))) if parts.get("dense") else DENSE_LAUNCH
+    triton_attention.DENSE_LAUNCH = dense
     torch._dynamo.reset()
 
 
@@ -70,7 +78,7 @@ def main() -> None:
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     parser.add_argument("--name", default="ab-launch")
     parser.add_argument("--cases", default="Qwen/Qwen3-0.6B:1:16,Qwen/Qwen3-8B:1:16")
-    parser.add_argument("--variants", default="pdl+gemv16,off,pdl")
+    parser.add_argument("--variants", default="pdl+gemv16;off;pdl")
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--no-checks", action="store_true")
     args = parser.parse_args()
@@ -87,7 +95,7 @@ def main() -> None:
         name, batch, bits = case.split(":")
         spec = resolve_spec(name)
         for rep in range(args.reps):
-            for variant in args.variants.split(","):
+            for variant in args.variants.split(";"):
                 set_variant(variant)
                 row = bench_engine(spec, int(batch), 8192, bandwidth, weights=int(bits))
                 result["rows"].append(
@@ -96,7 +104,7 @@ def main() -> None:
                 save_result(args.out, args.name, result)
                 r = result["rows"][-1]
                 print(
-                    f"{name.split('/')[-1]} b{batch} w{bits} {variant:<12} {r['ms_per_step']:.3f} ms "
+                    f"{name.split('/')[-1]} b{batch} w{bits} {variant:<30} {r['ms_per_step']:.3f} ms "
                     f"({r['pct_of_bound']:.1f} %) peak/acct {r['peak_vs_accounted']:.3f} at {r['at_s']:.0f} s",
                     flush=True,
                 )
