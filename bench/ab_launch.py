@@ -16,12 +16,10 @@ import time
 
 import torch
 import torch.nn.functional as F
+from decode import check_graph  # bench/decode.py
 
 from membudget.bench import bench_engine, copy_bandwidth, save_result
 from membudget.engine import launch, triton_attention, triton_gemv16
-from membudget.engine.model import Decoder
-from membudget.engine.sampling import SamplingParams, row_seeds
-from membudget.engine.step import DecodeStep
 from membudget.spec import resolve_spec
 
 SUPPORTS = triton_gemv16.supports
@@ -57,22 +55,6 @@ def check_gemv16() -> float:
     return worst
 
 
-def check_graph_one_row(spec_name: str = "Qwen/Qwen3-0.6B") -> bool:
-    """Greedy tokens of graph replays == eager steps, one row (gemv16 and PDL in the step)."""
-    model = Decoder.random(resolve_spec(spec_name), torch.bfloat16, "cuda")
-    tokens = {}
-    for use_graph in (True, False):
-        cache = model.new_cache(1, 256)
-        step = DecodeStep(model, cache, SamplingParams(greedy=True), row_seeds(0, 1), use_graph=use_graph)
-        model.prefill(torch.arange(100, 132, device="cuda"), cache)
-        ids, out = torch.tensor([5]), []
-        for p in range(32, 96):
-            ids = step.run(ids, torch.full((1,), p)).cpu()
-            out.append(ids.tolist())
-        tokens[use_graph] = out
-    return tokens[True] == tokens[False]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -87,7 +69,7 @@ def main() -> None:
     if not args.no_checks:
         set_variant("pdl+gemv16")
         result["gemv16_rel_err"] = check_gemv16()
-        result["graph_equals_eager_one_row"] = check_graph_one_row()
+        result["graph_equals_eager_one_row"] = check_graph(1)
         print(json.dumps(result), flush=True)
     bandwidth = copy_bandwidth(torch.device("cuda"))
     result["copy_bandwidth_gbps"] = bandwidth / 1e9

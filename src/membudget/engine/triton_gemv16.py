@@ -7,6 +7,10 @@ program loads its first [BLOCK_N, BLOCK_K] block of weights *before* it waits fo
 kernel before it finishes. At Qwen3-0.6B's sizes (2-12 MB per matrix) every program holds one block,
 so the whole matrix is in flight before the input is known.
 
+Speed on an H200 (bench/RESULTS.md): whole batch-1 steps with it, against Inductor's autotuned matrix
+kernels, Qwen3-0.6B 1.12-1.19 ms vs 1.22-1.54, Qwen3-8B 4.83-4.88 vs 4.62-5.19: faster at 0.6B, and
+at 8B a steady figure in the middle of a range that depends on which kernels the autotuner picked.
+
 Shapes: x [..., K] holding one row (bf16 or fp16), w [N, K] (rows contiguous) -> [..., N] in x's dtype;
 fp32 products and sums. Tested on the CPU with TRITON_INTERPRET=1 (tests/kernels/check_gemv16.py).
 """
@@ -79,9 +83,10 @@ def _(x, w, splits, block_n, block_k, num_warps, num_stages):
     return x.new_empty(splits, w.shape[0], dtype=torch.float32)
 
 
-# The launch, measured on an H200 with Qwen3 matrices at one row (bench/decode.py --gemv16-launch):
-# output rows and inputs per block, warps, pipeline stages, and the programs split-K aims at.
-GEMV16_LAUNCH = {"block_n": 16, "block_k": 256, "num_warps": 4, "num_stages": 2, "target_programs": 1024}
+# The launch: output rows and inputs per block, warps, pipeline stages, and the programs split-K aims
+# at. Measured best of seven on an H200 in whole Qwen3-0.6B and -8B batch-1 steps (bench/ab_launch.py,
+# bench/RESULTS.md).
+GEMV16_LAUNCH = {"block_n": 8, "block_k": 256, "num_warps": 2, "num_stages": 1, "target_programs": 1024}
 
 
 def supports(x: torch.Tensor, w: torch.Tensor) -> bool:
