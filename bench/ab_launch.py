@@ -29,15 +29,17 @@ DENSE_LAUNCH = triton_attention.DENSE_LAUNCH
 
 def set_variant(name: str) -> None:
     """'+'-joined parts: 'off' (neither), 'pdl', 'gemv16' or 'gemv16=block_n:block_k:warps:stages:programs',
-    'dense=block_n:warps:programs' (the 16-bit attention's launch)."""
+    'dense=block_n:warps:programs' (the 16-bit attention's launch), 'upto=MiB' (gemv16 for weights up to
+    that size only)."""
     parts = dict((p.split("=") + [""])[:2] for p in name.split("+"))
-    if not set(parts) <= {"off", "pdl", "gemv16", "dense"}:
+    if not set(parts) <= {"off", "pdl", "gemv16", "dense", "upto"}:
         sys.exit(f"unknown variant {name!r}")
     launch.PDL = "pdl" in parts
     triton_gemv16.supports = SUPPORTS if "gemv16" in parts else (lambda x, w: False)
     keys = ("block_n", "block_k", "num_warps", "num_stages", "target_programs")
     given = dict(zip(keys, map(int, parts["gemv16"].split(":")), strict=True)) if parts.get("gemv16") else {}
     triton_gemv16.GEMV16_LAUNCH = GEMV16_LAUNCH | given
+    triton_gemv16.MAX_WEIGHT_BYTES = int(parts["upto"]) << 20 if parts.get("upto") else None
     dense = tuple(map(int, parts["dense"].split(":"))) if parts.get("dense") else DENSE_LAUNCH
     triton_attention.DENSE_LAUNCH = dense
     torch._dynamo.reset()

@@ -89,10 +89,16 @@ def _(x, w, splits, block_n, block_k, num_warps, num_stages):
 GEMV16_LAUNCH = {"block_n": 8, "block_k": 256, "num_warps": 2, "num_stages": 1, "target_programs": 1024}
 
 
+# Larger weights go to Inductor's / cuBLAS's kernels (None: no limit).
+MAX_WEIGHT_BYTES: int | None = None
+
+
 def supports(x: torch.Tensor, w: torch.Tensor) -> bool:
-    """Whether gemv16 takes this product: one row on CUDA of w's 16-bit dtype, rows of w contiguous."""
+    """Whether gemv16 takes this product: one row on CUDA of w's 16-bit dtype, rows of w contiguous,
+    at most MAX_WEIGHT_BYTES of weights."""
     return (
-        x.is_cuda
+        (MAX_WEIGHT_BYTES is None or w.numel() * w.element_size() <= MAX_WEIGHT_BYTES)
+        and x.is_cuda
         and x.numel() == x.shape[-1]
         and x.dtype in (torch.bfloat16, torch.float16)
         and w.dtype == x.dtype
