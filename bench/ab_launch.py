@@ -9,7 +9,6 @@ eager steps at one row with PDL on. Writes ab-launch.json after every timed step
 """
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -20,26 +19,22 @@ import torch.nn.functional as F
 from decode import check_graph  # bench/decode.py
 
 from membudget.bench import bench_engine, copy_bandwidth, save_result
-from membudget.engine import launch, model, triton_attention, triton_gemv16
-from membudget.engine.wquant import linear
+from membudget.engine import launch, triton_attention, triton_gemv16
 from membudget.spec import resolve_spec
 
 SUPPORTS = triton_gemv16.supports
-PARTIAL_SUMS = model.partial_sums
 GEMV16_LAUNCH = triton_gemv16.GEMV16_LAUNCH
 DENSE_LAUNCH = triton_attention.DENSE_LAUNCH
 
 
 def set_variant(name: str) -> None:
-    """'+'-joined parts: 'off' (none), 'pdl', 'gemv16' or 'gemv16=block_n:block_k:warps:stages:programs',
-    'fused' (one row's attention inputs in one kernel, engine/triton_qkv.py),
+    """'+'-joined parts: 'off' (neither), 'pdl', 'gemv16' or 'gemv16=block_n:block_k:warps:stages:programs',
     'dense=block_n:warps:programs' (the 16-bit attention's launch), 'upto=MiB' (gemv16 for weights up to
     that size only)."""
     parts = dict((p.split("=") + [""])[:2] for p in name.split("+"))
-    if not set(parts) <= {"off", "pdl", "gemv16", "dense", "upto", "fused"}:
+    if not set(parts) <= {"off", "pdl", "gemv16", "dense", "upto"}:
         sys.exit(f"unknown variant {name!r}")
     launch.PDL = "pdl" in parts
-    model.partial_sums = PARTIAL_SUMS if "fused" in parts else (lambda x, w: None)
     triton_gemv16.supports = SUPPORTS if "gemv16" in parts else (lambda x, w: False)
     keys = ("block_n", "block_k", "num_warps", "num_stages", "target_programs")
     given = dict(zip(keys, map(int, parts["gemv16"].split(":")), strict=True)) if parts.get("gemv16") else {}
@@ -62,43 +57,21 @@ def check_gemv16() -> float:
     return worst
 
 
-def check_fused_inputs() -> float:
-    """Worst relative error of one row's attention inputs by the fused kernel vs the forward's torch
-    code on the same product, Qwen3-0.6B and -8B layers (bf16 and 4-bit weights)."""
-    worst = 0.0
-    for name, bits in (("Qwen/Qwen3-0.6B", 16), ("Qwen/Qwen3-8B", 16), ("Qwen/Qwen3-0.6B", 4)):
-        spec = resolve_spec(name)
-        decoder = model.Decoder.random(dataclasses.replace(spec, num_layers=1), torch.bfloat16, "cuda")
-        decoder.quantize_(bits)
-        w = decoder.layers[0]
-        x = torch.randn(1, 1, spec.hidden_size, device="cuda", dtype=torch.bfloat16)
-        decoder.new_cache(1, 1024)  # the RoPE table
-        cos, sin = decoder.cos[700][None, None], decoder.sin[700][None, None]
-        fused = model.attention_inputs(x, cos, sin, w, decoder.shape)
-        h = model.rms_norm(x, w.input_norm, decoder.shape.eps)
-        ref = model.qkv_heads(linear(h, w.qkv, w.qkv_bias), cos, sin, w, decoder.shape)
-        for f, r in zip(fused, ref, strict=True):
-            worst = max(worst, ((f.float() - r.float()).norm() / r.float().norm()).item())
-        del decoder
-    return worst
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     parser.add_argument("--name", default="ab-launch")
     parser.add_argument("--cases", default="Qwen/Qwen3-0.6B:1:16,Qwen/Qwen3-8B:1:16")
-    parser.add_argument("--variants", default="pdl+gemv16+fused;pdl+gemv16")
+    parser.add_argument("--variants", default="pdl+gemv16;off;pdl")
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--no-checks", action="store_true")
     args = parser.parse_args()
     start = time.time()
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": []}
     if not args.no_checks:
-        set_variant("pdl+gemv16+fused")
+        set_variant("pdl+gemv16")
         result["gemv16_rel_err"] = check_gemv16()
         result["graph_equals_eager_one_row"] = check_graph(1)
-        result["fused_inputs_rel_err"] = check_fused_inputs()
         print(json.dumps(result), flush=True)
     bandwidth = copy_bandwidth(torch.device("cuda"))
     result["copy_bandwidth_gbps"] = bandwidth / 1e9

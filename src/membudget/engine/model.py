@@ -20,7 +20,7 @@ from .cache import KVCache
 from .kvstore import DenseStore, QuantStore
 from .policies import make_policy
 from .rope import apply_rope, rope_table
-from .wquant import QuantWeight, dequantize, linear, partial_sums, quantize
+from .wquant import QuantWeight, dequantize, linear, quantize
 
 
 class LayerWeights(NamedTuple):
@@ -312,25 +312,10 @@ class Shape:
 
 
 def attention_inputs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, w: LayerWeights, shape: Shape):
-    """x [B, S, hidden] -> q [B, H, S, D], k, v [B, H_kv, S, D]; q/k-norm and RoPE applied. One row on
-    CUDA: the product's partial sums, bias, norms and RoPE in one kernel (engine/triton_qkv.py)."""
+    """x [B, S, hidden] -> q [B, H, S, D], k, v [B, H_kv, S, D]; q/k-norm and RoPE applied."""
     b, s, _ = x.shape
     h = rms_norm(x, w.input_norm, shape.eps)
-    partial = partial_sums(h, w.qkv) if b * s == 1 else None
-    if partial is not None:
-        from .triton_qkv import split_heads
-
-        return split_heads(
-            partial, w.qkv_bias, w.q_norm, w.k_norm, cos, sin, shape.eps, shape.heads, shape.kv_heads
-        )
-    return qkv_heads(linear(h, w.qkv, w.qkv_bias), cos, sin, w, shape)
-
-
-def qkv_heads(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, w: LayerWeights, shape: Shape):
-    """The q/k/v product qkv [B, S, (H + 2 H_kv) * D] (bias added) -> q [B, H, S, D], k, v [B, H_kv, S, D];
-    q/k-norm and RoPE applied."""
-    b, s, _ = qkv.shape
-    qkv = qkv.view(b, s, shape.heads + 2 * shape.kv_heads, shape.head_dim)
+    qkv = linear(h, w.qkv, w.qkv_bias).view(b, s, shape.heads + 2 * shape.kv_heads, shape.head_dim)
     q, k, v = qkv.split([shape.heads, shape.kv_heads, shape.kv_heads], dim=2)  # [B, S, H(_kv), D]
     if w.q_norm is not None:
         q, k = rms_norm(q, w.q_norm, shape.eps), rms_norm(k, w.k_norm, shape.eps)

@@ -292,7 +292,7 @@ def _(x, qweight, scales, zeros, bits, k, splits, per_split, block_n, num_warps,
     return x.new_empty(n) if splits == 1 else x.new_empty(splits, n, dtype=torch.float32)
 
 
-def partial_sums(
+def gemv(
     x: torch.Tensor,
     w: QuantWeight,
     block_n: int | None = None,
@@ -301,14 +301,14 @@ def partial_sums(
     num_stages: int | None = None,
     target_programs: int | None = None,
 ) -> torch.Tensor:
-    """x [..., K] with one row, w (N, K) -> fp32 partial sums [S, N] of x @ dequantize(w).T, or the
-    product itself [1, N] in x's dtype when unsplit (see `supports`); launch settings not given come
-    from GEMV_LAUNCH[w.bits]."""
+    """x [..., K] with one row @ dequantize(w).T -> [..., N] in x's dtype (see `supports`); launch
+    settings not given come from GEMV_LAUNCH[w.bits]."""
     n, k = w.shape
     if not supports(x, w):
         raise ValueError(
             f"gemv takes one bf16/fp16 row with K % 8 == 0, not {tuple(x.shape)} {x.dtype}, K={k}"
         )
+    x2 = x.reshape(1, k)
     launch = GEMV_LAUNCH[w.bits]
     groups = triton.cdiv(k, GROUP)
     block_n = block_n or launch["block_n"]
@@ -316,14 +316,8 @@ def partial_sums(
     per_split = triton.cdiv(groups, splits)
     splits = triton.cdiv(groups, per_split)
     out = gemv_partials(
-        x.reshape(1, k), w.qweight, w.scales, w.zeros, w.bits, k, splits, per_split, block_n,
+        x2, w.qweight, w.scales, w.zeros, w.bits, k, splits, per_split, block_n,
         num_warps or launch["num_warps"], num_stages or launch["num_stages"],
     )  # fmt: skip
-    return out.view(-1, n)
-
-
-def gemv(x: torch.Tensor, w: QuantWeight, **launch) -> torch.Tensor:
-    """x [..., K] with one row @ dequantize(w).T -> [..., N] in x's dtype (launch: as `partial_sums`)."""
-    partial = partial_sums(x, w, **launch)
-    y = partial[0] if partial.dtype == x.dtype else add_splits(partial).to(x.dtype)
-    return y.view(*x.shape[:-1], w.shape[0])
+    y = out if splits == 1 else add_splits(out).to(x.dtype)
+    return y.view(*x.shape[:-1], n)

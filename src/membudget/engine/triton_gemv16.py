@@ -106,10 +106,9 @@ def supports(x: torch.Tensor, w: torch.Tensor) -> bool:
     )
 
 
-def partial_sums(x: torch.Tensor, w: torch.Tensor, **launch) -> torch.Tensor:
-    """x [..., K] with one row, w [N, K] -> fp32 partial sums [S, N] of x @ w.T (S = 1 when unsplit);
-    launch settings not given (block_n, block_k, num_warps, num_stages, target_programs) come from
-    GEMV16_LAUNCH."""
+def gemv16(x: torch.Tensor, w: torch.Tensor, **launch) -> torch.Tensor:
+    """x [..., K] with one row @ w.T -> [..., N] in x's dtype; launch settings not given (block_n,
+    block_k, num_warps, num_stages, target_programs) come from GEMV16_LAUNCH."""
     n, k = w.shape
     if x.numel() != k or w.stride(-1) != 1:
         raise ValueError(
@@ -121,11 +120,7 @@ def partial_sums(x: torch.Tensor, w: torch.Tensor, **launch) -> torch.Tensor:
     c = {**GEMV16_LAUNCH, **launch}
     blocks = triton.cdiv(k, c["block_k"])
     splits = max(1, min(16, blocks, c["target_programs"] // triton.cdiv(n, c["block_n"])))
-    return gemv16_partials(
+    partial = gemv16_partials(
         x.reshape(k).contiguous(), w, splits, c["block_n"], c["block_k"], c["num_warps"], c["num_stages"]
     )
-
-
-def gemv16(x: torch.Tensor, w: torch.Tensor, **launch) -> torch.Tensor:
-    """x [..., K] with one row @ w.T -> [..., N] in x's dtype (launch: as `partial_sums`)."""
-    return add_splits(partial_sums(x, w, **launch)).to(x.dtype).view(*x.shape[:-1], w.shape[0])
+    return add_splits(partial).to(x.dtype).view(*x.shape[:-1], n)

@@ -124,18 +124,3 @@ def linear(x: torch.Tensor, w: torch.Tensor | QuantWeight, bias: torch.Tensor | 
             y = triton_gemv16.gemv16(x, w)
             return y if bias is None else y + bias
     return F.linear(x, w, bias)
-
-
-def partial_sums(x: torch.Tensor, w: torch.Tensor | QuantWeight) -> torch.Tensor | None:
-    """x @ w.T for one row on CUDA as our one-row kernels leave it, for a consumer that adds the
-    split-K partial sums itself (engine/triton_qkv.py): fp32 [S, N], or the product [1, N] in x's
-    dtype when unsplit. None where those kernels do not apply (use `linear`)."""
-    if not x.is_cuda:
-        return None
-    if isinstance(w, QuantWeight):
-        from . import triton_gemv
-
-        return triton_gemv.partial_sums(x, w) if triton_gemv.supports(x, w) else None
-    from . import triton_gemv16
-
-    return triton_gemv16.partial_sums(x, w) if triton_gemv16.supports(x, w) else None
