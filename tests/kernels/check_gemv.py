@@ -32,5 +32,7 @@ for bits in (8, 4):
 w = quantize(torch.randn(40, 256) * 0.05, 4)
 x = torch.randn(1, 256, dtype=torch.bfloat16)
 for splits, per_split in ((1, 2), (2, 1)):
-    torch.library.opcheck(gemv_partials, (x, w.qweight, w.scales, w.zeros, 4, 256, splits, per_split, 16, 2, 1))
+    torch.library.opcheck(
+        gemv_partials, (x, w.qweight, w.scales, w.zeros, 4, 256, splits, per_split, 16, 2, 1)
+    )
 print("ok gemv")

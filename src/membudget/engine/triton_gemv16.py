@@ -8,8 +8,8 @@ kernel before it finishes. At Qwen3-0.6B's sizes (2-12 MB per matrix) every prog
 so the whole matrix is in flight before the input is known.
 
 Speed on an H200 (bench/RESULTS.md): whole batch-1 steps with it, against Inductor's autotuned matrix
-kernels, Qwen3-0.6B 1.12-1.19 ms vs 1.22-1.54, Qwen3-8B 4.83-4.88 vs 4.62-5.19: faster at 0.6B, and
-at 8B a steady figure in the middle of a range that depends on which kernels the autotuner picked.
+kernels, Qwen3-0.6B 1.12-1.22 ms vs 1.22-1.54 (the autotuned step varies with what the autotuner
+picked in that compile), Qwen3-8B even (mean 4.93 vs 4.99 ms in the same runs).
 
 Shapes: x [..., K] holding one row (bf16 or fp16), w [N, K] (rows contiguous) -> [..., N] in x's dtype;
 fp32 products and sums. Tested on the CPU with TRITON_INTERPRET=1 (tests/kernels/check_gemv16.py).
@@ -89,7 +89,8 @@ def _(x, w, splits, block_n, block_k, num_warps, num_stages):
 GEMV16_LAUNCH = {"block_n": 8, "block_k": 256, "num_warps": 2, "num_stages": 1, "target_programs": 1024}
 
 
-# Larger weights go to Inductor's / cuBLAS's kernels (None: no limit).
+# Larger weights go to Inductor's / cuBLAS's kernels (None: no limit). A 64 MiB limit (Qwen3-8B's
+# qkv and o here, gate_up and down autotuned) measured no different (bench/RESULTS.md).
 MAX_WEIGHT_BYTES: int | None = None
 
 
