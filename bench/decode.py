@@ -70,6 +70,22 @@ def check_graph(rows: int) -> bool:
     return tokens[True] == tokens[False]
 
 
+def step_growth_bytes(steps: int = 4) -> int:
+    """Allocated bytes that building one more DecodeStep of the same model leaves behind (its cache and
+    graph released), the largest over `steps` steps: 0 expected (one capture stream per model;
+    `Decoder.capture_stream`)."""
+    model = Decoder.random(resolve_spec("Qwen/Qwen3-0.6B"), torch.bfloat16, "cuda")
+    after = []
+    for _ in range(steps):
+        cache = model.new_cache(2, 256)
+        step = DecodeStep(model, cache, SamplingParams(), row_seeds(0, 2))
+        step.run(torch.tensor([5, 6]), torch.full((2,), 10))
+        del step, cache
+        torch.cuda.synchronize()
+        after.append(torch.cuda.memory_allocated())
+    return max(b - a for a, b in itertools.pairwise(after))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -95,8 +111,10 @@ def main() -> None:
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     result["kernel_rel_err"] = check_kernel()
     result["graph_equals_eager"] = check_graph(1) and check_graph(4)
+    result["step_growth_bytes"] = step_growth_bytes()
     print(
-        f"kernel rel err {result['kernel_rel_err']:.2e}; graph == eager: {result['graph_equals_eager']}",
+        f"kernel rel err {result['kernel_rel_err']:.2e}; graph == eager: {result['graph_equals_eager']}; "
+        f"allocated bytes left by one more step: {result['step_growth_bytes']}",
         flush=True,
     )
     bandwidth = copy_bandwidth(torch.device("cuda"))

@@ -79,6 +79,7 @@ class Decoder:
         # one compiled copy per batch regime (measured best: autotuned kernels for few rows, plain for many)
         self._decode_layer_few = compiled(decode_layer, "autotune") if cuda else decode_layer
         self._decode_layer_many = compiled(decode_layer, "1") if cuda else decode_layer
+        self._capture_stream = None  # see capture_stream
 
     # --- construction ------------------------------------------------------------------------------
     @classmethod
@@ -251,6 +252,15 @@ class Decoder:
         store = DenseStore(*shape) if policy.bits is None else QuantStore(*shape, policy.bits, s.num_heads)
         evict = make_policy(policy.eviction, policy.budget) if policy.eviction else None
         return KVCache(store, s.num_layers, s.num_heads, s.head_dim, self.scale, evict, track_positions)
+
+    def capture_stream(self) -> torch.cuda.Stream:
+        """The side stream on which every DecodeStep of this model warms up and captures its graph.
+        torch keeps a 32 MiB cuBLAS workspace per stream that ran a product until the process ends;
+        a new stream per step (one per `generate_batch` call) added one to the allocated memory each
+        time, up to torch's pool of 32 streams (1 GiB), and so to every later peak-memory figure."""
+        if self._capture_stream is None:
+            self._capture_stream = torch.cuda.Stream(self.device)
+        return self._capture_stream
 
     # --- forward -----------------------------------------------------------------------------------
     def _logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -50,9 +50,10 @@ class DecodeStep:
 
     def _capture(self) -> None:
         # compile and warm up (lazy inits, Triton compiles) at slot 0, then capture -- warm-up and
-        # capture share one side stream, so only two streams ever hold a cuBLAS workspace
+        # capture run on the model's one side stream, so however many steps a process builds, only
+        # two streams ever hold a cuBLAS workspace
         self._body()
-        stream = torch.cuda.Stream()
+        stream = self.model.capture_stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             self._body()
