@@ -159,7 +159,7 @@ def _gemv_kernel(
     BF16: tl.constexpr,
     ASM: tl.constexpr,
     STAGES: tl.constexpr,  # loads of the next groups in flight (the compiler's software pipeline)
-    PDL: tl.constexpr,  # launched with programmatic dependent launch (engine/launch.py)
+    PDL: tl.constexpr = False,  # launched with programmatic dependent launch (engine/launch.py)
 ):
     await_inputs(PDL)
     pid_n = tl.program_id(0)
@@ -225,11 +225,12 @@ def add_splits(partial: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def splits_for(n: int, groups: int, block_n: int, target_programs: int) -> int:
-    """Split-K factor: about `target_programs` programs (many short loops keep more loads in flight than
-    a few long ones: bench/RESULTS.md), at most 16 splits, each with at least 2 groups."""
+def splits_for(n: int, chunks: int, block_n: int, target_programs: int, min_chunks: int = 2) -> int:
+    """Split-K factor for N outputs in blocks of block_n over `chunks` chunks of inputs (groups, blocks):
+    about `target_programs` programs (many short loops keep more loads in flight than a few long
+    ones: bench/RESULTS.md), at most 16 splits, each with at least `min_chunks` chunks."""
     programs = triton.cdiv(n, block_n)
-    return max(1, min(16, groups // 2, target_programs // programs))
+    return max(1, min(16, chunks // min_chunks, target_programs // programs))
 
 
 def supports(x: torch.Tensor, w: QuantWeight) -> bool:

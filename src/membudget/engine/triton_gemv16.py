@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 
 from .launch import await_inputs, use_pdl
-from .triton_gemv import add_splits
+from .triton_gemv import add_splits, splits_for
 
 
 @triton.jit
@@ -119,8 +119,7 @@ def gemv16(x: torch.Tensor, w: torch.Tensor, **launch) -> torch.Tensor:
     if unknown:
         raise ValueError(f"unknown gemv16 launch settings {sorted(unknown)}; known: {sorted(GEMV16_LAUNCH)}")
     c = {**GEMV16_LAUNCH, **launch}
-    blocks = triton.cdiv(k, c["block_k"])
-    splits = max(1, min(16, blocks, c["target_programs"] // triton.cdiv(n, c["block_n"])))
+    splits = splits_for(n, triton.cdiv(k, c["block_k"]), c["block_n"], c["target_programs"], min_chunks=1)
     partial = gemv16_partials(
         x.reshape(k).contiguous(), w, splits, c["block_n"], c["block_k"], c["num_warps"], c["num_stages"]
     )

@@ -43,8 +43,9 @@ import triton
 import triton.language as tl
 
 from .ptx_codes import codes_to
-from .triton_attention import merge, merge_if_last, program_range
+from .triton_attention import program_range
 from .triton_kvwrite import same_row_strides, slot_offsets, write_codes
+from .triton_merge import merge, merge_if_last
 
 V_SCALE = tl.constexpr(256.0)  # p * s is kept in fp16 times 2**8, away from fp16's subnormals
 
@@ -186,7 +187,7 @@ def _partial_quant_kernel(
     WRITE: tl.constexpr,  # also quantize and store the new token KN, VN [G, H_kv, D] at slot length - 1
     ASM: tl.constexpr,  # codes to fp16 by inline PTX (engine/ptx_codes.py; off in the interpreter)
     BLOCK_S: tl.constexpr,
-    MERGE: tl.constexpr,  # the last split program merges (triton_attention.merge_if_last)
+    MERGE: tl.constexpr,  # the last split program merges (triton_merge.merge_if_last)
     GROUPED_V: tl.constexpr,  # value codes grouped by 4 slots (engine/kvquant.py)
 ):
     GROUPS: tl.constexpr = D // 64
