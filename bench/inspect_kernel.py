@@ -99,11 +99,11 @@ def qlinear_source(bits: int, block_n: int, rows: int) -> ASTSource:
     return ASTSource(triton_wquant._qlinear_kernel, signature, constants, attrs)
 
 
-def gemv_source(bits: int, block_n: int, stages: int) -> ASTSource:
+def gemv_source(bits: int, block_n: int, stages: int, prep_chunks: int) -> ASTSource:
     pointers = {"x": "*bf16", "codes": "*u8", "scales": "*fp16", "zeros": "*u8", "y": "*bf16"}
-    pointers |= {"partial": "*fp32"}
-    ints = dict.fromkeys("N K ROW_WORDS GROUPS GROUPS_PER_SPLIT SPLITS s_ps".split(), "i32")
-    constants = dict(BITS=bits, BLOCK_N=block_n, BF16=True, ASM=True, STAGES=stages)
+    pointers |= {"partial": "*fp32", "prepared": "*i32"}
+    ints = dict.fromkeys("N K ROW_WORDS GROUPS GROUPS_PER_SPLIT SPLITS s_ps CHUNKS".split(), "i32")
+    constants = dict(BITS=bits, BLOCK_N=block_n, BF16=True, ASM=True, STAGES=stages, PREP_CHUNKS=prep_chunks)
     signature = pointers | ints | dict.fromkeys(constants, "constexpr")
     unaligned = ("GROUPS_PER_SPLIT", "SPLITS")
     attrs = {
@@ -143,6 +143,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1, help="qlinear: rows of the input")
     parser.add_argument("--block-k", type=int, default=256, help="gemv16: inputs per block")
     parser.add_argument("--pdl", action="store_true", help="gemv16: with programmatic dependent launch")
+    parser.add_argument("--per-thread", action="store_true", help="gemv: each thread prepares its inputs")
     args = parser.parse_args()
     bits = 0 if args.kind == "dense" else args.bits
     kind = "fast" if args.kind == "fast" else "split"
@@ -152,7 +153,7 @@ def main() -> None:
     if args.kind == "qlinear":
         src = qlinear_source(args.bits, args.block_n, args.rows)
     elif args.kind == "gemv":
-        src = gemv_source(args.bits, args.block_n, args.stages)
+        src = gemv_source(args.bits, args.block_n, args.stages, 0 if args.per_thread else 32 * args.warps)
     elif args.kind == "gemv16":
         src = gemv16_source(args.block_n, args.block_k, args.stages, args.pdl)
     else:

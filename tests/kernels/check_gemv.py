@@ -28,11 +28,22 @@ for bits in (8, 4):
         if y.shape != (1, n) or y.dtype != dtype or not err < 4e-3:  # the output is rounded to 16 bits
             sys.exit(f"mismatch: {err}")
 
+# inputs prepared once per program (the default) or by every thread for its own chunks: same bits
+for bits in (8, 4):
+    w = quantize(torch.randn(40, 640) * 0.05, bits)
+    x = torch.randn(1, 640, dtype=torch.bfloat16)
+    once, per_thread = (
+        gemv_partials(x, w.qweight, w.scales, w.zeros, bits, 640, 2, 3, 16, 2, 1, prepare)
+        for prepare in (True, False)
+    )
+    if not torch.equal(once, per_thread):
+        sys.exit(f"{bits}-bit: prepared once != per thread")
+
 # the launch is an opaque op under torch.compile: its fake agrees with it (shapes, dtypes, strides)
 w = quantize(torch.randn(40, 256) * 0.05, 4)
 x = torch.randn(1, 256, dtype=torch.bfloat16)
 for splits, per_split in ((1, 2), (2, 1)):
     torch.library.opcheck(
-        gemv_partials, (x, w.qweight, w.scales, w.zeros, 4, 256, splits, per_split, 16, 2, 1)
+        gemv_partials, (x, w.qweight, w.scales, w.zeros, 4, 256, splits, per_split, 16, 2, 1, True)
     )
 print("ok gemv")

@@ -140,6 +140,32 @@ def _dot(wa, wb, x0, x1, x2, x3, zz, zz16, inv, BITS: tl.constexpr, ASM: tl.cons
 
 
 @triton.jit
+def _prepare(x, prepared, c_start, c_end, CHUNKS, BITS: tl.constexpr, BF16: tl.constexpr,
+             ASM: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+    """Chunks [c_start, c_end) of x -> `prepared` [5, CHUNKS] int32 (rows X0..X3 and inv as fp32 bits),
+    one chunk per thread."""
+    pairs = x.to(tl.pointer_type(tl.int32), bitcast=True)  # word i = inputs 2i, 2i + 1
+    for c0 in range(c_start, c_end, BLOCK_C):
+        c = c0 + tl.arange(0, BLOCK_C)
+        mask = c < c_end
+        p = pairs + c * 4
+        x0, x1, x2, x3, inv = _prep(
+            tl.load(p, mask=mask, other=0),
+            tl.load(p + 1, mask=mask, other=0),
+            tl.load(p + 2, mask=mask, other=0),
+            tl.load(p + 3, mask=mask, other=0),
+            BITS,
+            BF16,
+            ASM,
+        )
+        tl.store(prepared + c, x0, mask=mask)
+        tl.store(prepared + CHUNKS + c, x1, mask=mask)
+        tl.store(prepared + 2 * CHUNKS + c, x2, mask=mask)
+        tl.store(prepared + 3 * CHUNKS + c, x3, mask=mask)
+        tl.store(prepared + 4 * CHUNKS + c, inv.to(tl.int32, bitcast=True), mask=mask)
+
+
+@triton.jit
 def _gemv_kernel(
     x,
     codes,
@@ -147,6 +173,7 @@ def _gemv_kernel(
     zeros,
     y,  # [N] in x's dtype
     partial,  # [SPLITS, N] fp32 (SPLITS > 1)
+    prepared,  # [5, CHUNKS] int32 scratch: the prepared inputs (PREP_CHUNKS > 0)
     N,
     K,
     ROW_WORDS,  # K * BITS / 32: a row's words (an argument, so that Triton sees its divisibility)
@@ -154,11 +181,13 @@ def _gemv_kernel(
     GROUPS_PER_SPLIT,
     SPLITS,
     s_ps,
+    CHUNKS,  # K / 8
     BITS: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BF16: tl.constexpr,
     ASM: tl.constexpr,
     STAGES: tl.constexpr,  # loads of the next groups in flight (the compiler's software pipeline)
+    PREP_CHUNKS: tl.constexpr = 0,  # > 0: inputs prepared once per program, this many chunks a pass
     PDL: tl.constexpr = False,  # launched with programmatic dependent launch (engine/launch.py)
 ):
     await_inputs(PDL)
@@ -172,19 +201,34 @@ def _gemv_kernel(
     chunk = tl.arange(0, 16)
     acc = tl.zeros([BLOCK_N, 16], dtype=tl.float32)
     g_start = pid_s * GROUPS_PER_SPLIT
-    for g in tl.range(g_start, tl.minimum(GROUPS, g_start + GROUPS_PER_SPLIT), num_stages=STAGES):
-        first = g * 128 + chunk * 8  # the chunk's first input
-        c_mask = first < K
-        p = pairs + first // 2
-        x0, x1, x2, x3, inv = _prep(
-            tl.load(p, mask=c_mask, other=0),
-            tl.load(p + 1, mask=c_mask, other=0),
-            tl.load(p + 2, mask=c_mask, other=0),
-            tl.load(p + 3, mask=c_mask, other=0),
-            BITS,
-            BF16,
-            ASM,
-        )
+    g_end = tl.minimum(GROUPS, g_start + GROUPS_PER_SPLIT)
+    if PREP_CHUNKS:
+        # Every thread multiplies 4 chunks of each group with several rows; preparing them there
+        # repeats each chunk's preparation in 16 threads. Here each thread prepares one chunk, once;
+        # the loop below loads the results (L1 hits). Programs of one split write the same values.
+        c_end = tl.minimum(CHUNKS, g_end * 16)
+        _prepare(x, prepared, g_start * 16, c_end, CHUNKS, BITS, BF16, ASM, PREP_CHUNKS)
+        tl.debug_barrier()
+    for g in tl.range(g_start, g_end, num_stages=STAGES):
+        c = g * 16 + chunk
+        c_mask = c < CHUNKS
+        if PREP_CHUNKS:
+            x0 = tl.load(prepared + c, mask=c_mask, other=0)
+            x1 = tl.load(prepared + CHUNKS + c, mask=c_mask, other=0)
+            x2 = tl.load(prepared + 2 * CHUNKS + c, mask=c_mask, other=0)
+            x3 = tl.load(prepared + 3 * CHUNKS + c, mask=c_mask, other=0)
+            inv = tl.load(prepared + 4 * CHUNKS + c, mask=c_mask, other=0).to(tl.float32, bitcast=True)
+        else:
+            p = pairs + c * 4
+            x0, x1, x2, x3, inv = _prep(
+                tl.load(p, mask=c_mask, other=0),
+                tl.load(p + 1, mask=c_mask, other=0),
+                tl.load(p + 2, mask=c_mask, other=0),
+                tl.load(p + 3, mask=c_mask, other=0),
+                BITS,
+                BF16,
+                ASM,
+            )
         meta = offs_n * GROUPS + g
         scale = tl.load(scales + meta, mask=n_mask, other=0.0).to(tl.float32)
         if BITS == 8:
@@ -253,6 +297,9 @@ GEMV_LAUNCH = {
     8: {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048},
     4: {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048},
 }
+# Whether each program prepares its inputs once (into a scratch buffer) rather than every thread per
+# group (the A/B: bench/ab_launch.py)
+PREPARE_ONCE = True
 
 
 @torch.library.custom_op("membudget::gemv_partials", mutates_args=())
@@ -268,6 +315,7 @@ def gemv_partials(
     block_n: int,
     num_warps: int,
     num_stages: int,
+    prepare_once: bool,
 ) -> torch.Tensor:
     """The kernel's launch as an opaque op (engine/launch.py): x [1, K], the weight's
     tensors (engine/wquant.py) -> y [N] in x's dtype (one split) or fp32 partial sums [splits, N] over
@@ -277,18 +325,20 @@ def gemv_partials(
         x = x.clone()  # contiguous and word-aligned
     y = torch.empty(n, dtype=x.dtype, device=x.device)
     partial = torch.empty(splits, n, dtype=torch.float32, device=x.device) if splits > 1 else y
+    prepared = torch.empty(5, k // 8, dtype=torch.int32, device=x.device) if prepare_once else y
     pdl = use_pdl(x.device)
     groups = triton.cdiv(k, GROUP)
     _gemv_kernel[(triton.cdiv(n, block_n), splits)](
-        x, qweight, scales, zeros, y, partial, n, k, k * bits // 32, groups, per_split, splits,
-        partial.stride(0), BITS=bits, BLOCK_N=block_n, BF16=x.dtype == torch.bfloat16, ASM=x.is_cuda,
-        STAGES=num_stages, PDL=pdl, num_warps=num_warps, launch_pdl=pdl,
+        x, qweight, scales, zeros, y, partial, prepared, n, k, k * bits // 32, groups, per_split, splits,
+        partial.stride(0), k // 8, BITS=bits, BLOCK_N=block_n, BF16=x.dtype == torch.bfloat16,
+        ASM=x.is_cuda, STAGES=num_stages, PREP_CHUNKS=32 * num_warps if prepare_once else 0, PDL=pdl,
+        num_warps=num_warps, launch_pdl=pdl,
     )  # fmt: skip
     return y if splits == 1 else partial
 
 
 @gemv_partials.register_fake
-def _(x, qweight, scales, zeros, bits, k, splits, per_split, block_n, num_warps, num_stages):
+def _(x, qweight, scales, zeros, bits, k, splits, per_split, block_n, num_warps, num_stages, prepare_once):
     n = scales.shape[0]
     return x.new_empty(n) if splits == 1 else x.new_empty(splits, n, dtype=torch.float32)
 
@@ -318,7 +368,7 @@ def gemv(
     splits = triton.cdiv(groups, per_split)
     out = gemv_partials(
         x2, w.qweight, w.scales, w.zeros, w.bits, k, splits, per_split, block_n,
-        num_warps or launch["num_warps"], num_stages or launch["num_stages"],
+        num_warps or launch["num_warps"], num_stages or launch["num_stages"], PREPARE_ONCE,
     )  # fmt: skip
     y = out if splits == 1 else add_splits(out).to(x.dtype)
     return y.view(*x.shape[:-1], n)
