@@ -7,7 +7,7 @@ that Triton ships).
     PYTHONPATH=src python3 bench/inspect_kernel.py dequant --bits 4 --block-n 64 --warps 4
     PYTHONPATH=src python3 bench/inspect_kernel.py dense --block-n 64 --warps 4
     PYTHONPATH=src python3 bench/inspect_kernel.py qlinear --bits 4 --block-n 128 --warps 4 [--rows 16]
-    PYTHONPATH=src python3 bench/inspect_kernel.py gemv --bits 4 --block-n 64 --warps 2
+    PYTHONPATH=src python3 bench/inspect_kernel.py gemv --bits 4 --block-n 64 --warps 2 [--pdl]
     PYTHONPATH=src python3 bench/inspect_kernel.py gemv16 --block-n 16 --block-k 256 --warps 4 [--pdl]
 
 Shapes are Qwen3-8B's (32 query heads, 8 KV heads, head_dim 128). A loop is a backward branch in
@@ -99,11 +99,13 @@ def qlinear_source(bits: int, block_n: int, rows: int) -> ASTSource:
     return ASTSource(triton_wquant._qlinear_kernel, signature, constants, attrs)
 
 
-def gemv_source(bits: int, block_n: int, stages: int, prep_chunks: int) -> ASTSource:
+def gemv_source(bits: int, block_n: int, stages: int, pdl: bool) -> ASTSource:
     pointers = {"x": "*bf16", "codes": "*u8", "scales": "*fp16", "zeros": "*u8", "y": "*bf16"}
-    pointers |= {"partial": "*fp32", "prepared": "*i32"}
-    ints = dict.fromkeys("N K ROW_WORDS GROUPS GROUPS_PER_SPLIT SPLITS s_ps CHUNKS".split(), "i32")
-    constants = dict(BITS=bits, BLOCK_N=block_n, BF16=True, ASM=True, STAGES=stages, PREP_CHUNKS=prep_chunks)
+    pointers |= {"partial": "*fp32"}
+    ints = dict.fromkeys("N K ROW_WORDS GROUPS GROUPS_PER_SPLIT SPLITS s_ps".split(), "i32")
+    constants = dict(
+        BITS=bits, BLOCK_N=block_n, BF16=True, ASM=True, STAGES=stages, FETCH_FIRST=True, PDL=pdl
+    )
     signature = pointers | ints | dict.fromkeys(constants, "constexpr")
     unaligned = ("GROUPS_PER_SPLIT", "SPLITS")
     attrs = {
@@ -142,8 +144,7 @@ def main() -> None:
     parser.add_argument("--maxnreg", type=int, default=0, help="a register cap per thread")
     parser.add_argument("--rows", type=int, default=1, help="qlinear: rows of the input")
     parser.add_argument("--block-k", type=int, default=256, help="gemv16: inputs per block")
-    parser.add_argument("--pdl", action="store_true", help="gemv16: with programmatic dependent launch")
-    parser.add_argument("--per-thread", action="store_true", help="gemv: each thread prepares its inputs")
+    parser.add_argument("--pdl", action="store_true", help="gemv, gemv16: with programmatic dependent launch")
     args = parser.parse_args()
     bits = 0 if args.kind == "dense" else args.bits
     kind = "fast" if args.kind == "fast" else "split"
@@ -153,7 +154,7 @@ def main() -> None:
     if args.kind == "qlinear":
         src = qlinear_source(args.bits, args.block_n, args.rows)
     elif args.kind == "gemv":
-        src = gemv_source(args.bits, args.block_n, args.stages, 0 if args.per_thread else 32 * args.warps)
+        src = gemv_source(args.bits, args.block_n, args.stages, args.pdl)
     elif args.kind == "gemv16":
         src = gemv16_source(args.block_n, args.block_k, args.stages, args.pdl)
     else:

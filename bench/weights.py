@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 
 from membudget.bench import bench_engine, copy_bandwidth, save_result
-from membudget.engine import triton_gemv
 from membudget.engine.triton_gemv import GEMV_LAUNCH, gemv
 from membudget.engine.triton_wquant import qlinear
 from membudget.engine.wquant import dequantize, quantize
@@ -159,7 +158,7 @@ def matrices(spec, bandwidth: float, tune: bool, tune4: bool = False, tune_gemv:
                 "default": graph_ms(qlinear, x, w),
                 "fp32-kernel": graph_ms(qlinear, x, w, packed=False),
             }
-            if tune_gemv:  # the packed one-row kernel: warps, programs, inputs prepared once or per thread
+            if tune_gemv:  # the packed one-row kernel's launch: warps, stages, programs
                 # distinct copies, cycled, so that each call streams its weight from HBM as in a step
                 # (one matrix called again and again is read from L2 when it fits: 50 MB on an H200)
                 l2 = torch.cuda.get_device_properties(0).L2_cache_size
@@ -169,11 +168,10 @@ def matrices(spec, bandwidth: float, tune: bool, tune4: bool = False, tune_gemv:
                 def cycled(x=x, ring=ring, **launch):
                     return gemv(x, next(ring), **launch)
 
-                for once, wa, programs in itertools.product((True, False), (1, 2, 4), (1024, 2048)):
-                    triton_gemv.PREPARE_ONCE = once
-                    key = f"gemv-{'once' if once else 'per-thread'}-w{wa}-p{programs}"
-                    configs[key] = kernel_ms(cycled, num_warps=wa, target_programs=programs)
-                triton_gemv.PREPARE_ONCE = True
+                grid = itertools.product((1, 2, 4), (1, 2), (1320, 1584, 2048, 2640))
+                for wa, st, programs in grid:
+                    key = f"gemv-w{wa}-st{st}-p{programs}"
+                    configs[key] = kernel_ms(cycled, num_warps=wa, num_stages=st, target_programs=programs)
                 configs["gemv-default"] = kernel_ms(cycled)
                 del copies, ring
             if tune4 and bits == 4:  # 16 rows: codes straight to bf16 (the default) vs through fp32

@@ -140,29 +140,45 @@ def _dot(wa, wb, x0, x1, x2, x3, zz, zz16, inv, BITS: tl.constexpr, ASM: tl.cons
 
 
 @triton.jit
-def _prepare(x, prepared, c_start, c_end, CHUNKS, BITS: tl.constexpr, BF16: tl.constexpr,
-             ASM: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
-    """Chunks [c_start, c_end) of x -> `prepared` [5, CHUNKS] int32 (rows X0..X3 and inv as fp32 bits),
-    one chunk per thread."""
-    pairs = x.to(tl.pointer_type(tl.int32), bitcast=True)  # word i = inputs 2i, 2i + 1
-    for c0 in range(c_start, c_end, BLOCK_C):
-        c = c0 + tl.arange(0, BLOCK_C)
-        mask = c < c_end
-        p = pairs + c * 4
-        x0, x1, x2, x3, inv = _prep(
-            tl.load(p, mask=mask, other=0),
-            tl.load(p + 1, mask=mask, other=0),
-            tl.load(p + 2, mask=mask, other=0),
-            tl.load(p + 3, mask=mask, other=0),
-            BITS,
-            BF16,
-            ASM,
-        )
-        tl.store(prepared + c, x0, mask=mask)
-        tl.store(prepared + CHUNKS + c, x1, mask=mask)
-        tl.store(prepared + 2 * CHUNKS + c, x2, mask=mask)
-        tl.store(prepared + 3 * CHUNKS + c, x3, mask=mask)
-        tl.store(prepared + 4 * CHUNKS + c, inv.to(tl.int32, bitcast=True), mask=mask)
+def _load_codes(rows, scales, zeros, offs_n, n_mask, g, GROUPS, ROW_WORDS, BITS: tl.constexpr,
+                BLOCK_N: tl.constexpr):  # fmt: skip
+    """Group g's codes of the program's rows (wa, and wb for 8 bits: [BLOCK_N, 16] int32 words), its
+    fp32 scales and integer zeros [BLOCK_N]."""
+    g_mask = n_mask & (g < GROUPS)
+    meta = offs_n * GROUPS + g
+    scale = tl.load(scales + meta, mask=g_mask, other=0.0).to(tl.float32)
+    if BITS == 8:
+        zero = tl.load(zeros + meta, mask=g_mask, other=0).to(tl.int32)
+        word = g * 32 + tl.arange(0, 32)  # in terms of words, so that Triton can vectorize the loads
+        both = tl.load(rows + word[None, :], mask=n_mask[:, None] & (word < ROW_WORDS)[None, :], other=0)
+        wa, wb = tl.split(tl.reshape(both, (BLOCK_N, 16, 2)))
+    else:
+        zero = (tl.load(zeros + meta // 2, mask=g_mask, other=0).to(tl.int32) >> ((meta % 2) * 4)) & 15
+        word = g * 16 + tl.arange(0, 16)
+        wa = tl.load(rows + word[None, :], mask=n_mask[:, None] & (word < ROW_WORDS)[None, :], other=0)
+        wb = wa
+    return wa, wb, scale, zero
+
+
+@triton.jit
+def _group(pairs, g, K, wa, wb, scale, zero, BITS: tl.constexpr, BF16: tl.constexpr, ASM: tl.constexpr):
+    """Group g: its 16 chunks of x prepared, times the codes -> fp32 partial sums [BLOCK_N, 16]."""
+    first = g * 128 + tl.arange(0, 16) * 8  # each chunk's first input
+    c_mask = first < K
+    p = pairs + first // 2
+    x0, x1, x2, x3, inv = _prep(
+        tl.load(p, mask=c_mask, other=0),
+        tl.load(p + 1, mask=c_mask, other=0),
+        tl.load(p + 2, mask=c_mask, other=0),
+        tl.load(p + 3, mask=c_mask, other=0),
+        BITS,
+        BF16,
+        ASM,
+    )
+    zz = ((zero | 0x6400) * 65537)[:, None]  # fp16 pair (1024 + zero, 1024 + zero)
+    zz16 = (((zero * 16) | 0x6400) * 65537)[:, None]
+    part = _dot(wa, wb, x0[None, :], x1[None, :], x2[None, :], x3[None, :], zz, zz16, inv[None, :], BITS, ASM)
+    return part * scale[:, None]
 
 
 @triton.jit
@@ -173,7 +189,6 @@ def _gemv_kernel(
     zeros,
     y,  # [N] in x's dtype
     partial,  # [SPLITS, N] fp32 (SPLITS > 1)
-    prepared,  # [5, CHUNKS] int32 scratch: the prepared inputs (PREP_CHUNKS > 0)
     N,
     K,
     ROW_WORDS,  # K * BITS / 32: a row's words (an argument, so that Triton sees its divisibility)
@@ -181,16 +196,14 @@ def _gemv_kernel(
     GROUPS_PER_SPLIT,
     SPLITS,
     s_ps,
-    CHUNKS,  # K / 8
     BITS: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BF16: tl.constexpr,
     ASM: tl.constexpr,
     STAGES: tl.constexpr,  # loads of the next groups in flight (the compiler's software pipeline)
-    PREP_CHUNKS: tl.constexpr = 0,  # > 0: inputs prepared once per program, this many chunks a pass
+    FETCH_FIRST: tl.constexpr = True,  # the first group's codes fetched before the wait
     PDL: tl.constexpr = False,  # launched with programmatic dependent launch (engine/launch.py)
 ):
-    await_inputs(PDL)
     pid_n = tl.program_id(0)
     pid_s = tl.program_id(1)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -198,55 +211,23 @@ def _gemv_kernel(
     pairs = x.to(tl.pointer_type(tl.int32), bitcast=True)  # word i = inputs 2i, 2i + 1
     words = codes.to(tl.pointer_type(tl.int32), bitcast=True)
     rows = words + offs_n[:, None].to(tl.int64) * ROW_WORDS
-    chunk = tl.arange(0, 16)
-    acc = tl.zeros([BLOCK_N, 16], dtype=tl.float32)
     g_start = pid_s * GROUPS_PER_SPLIT
     g_end = tl.minimum(GROUPS, g_start + GROUPS_PER_SPLIT)
-    if PREP_CHUNKS:
-        # Every thread multiplies 4 chunks of each group with several rows; preparing them there
-        # repeats each chunk's preparation in 16 threads. Here each thread prepares one chunk, once;
-        # the loop below loads the results (L1 hits). Programs of one split write the same values.
-        c_end = tl.minimum(CHUNKS, g_end * 16)
-        _prepare(x, prepared, g_start * 16, c_end, CHUNKS, BITS, BF16, ASM, PREP_CHUNKS)
-        tl.debug_barrier()
-    for g in tl.range(g_start, g_end, num_stages=STAGES):
-        c = g * 16 + chunk
-        c_mask = c < CHUNKS
-        if PREP_CHUNKS:
-            x0 = tl.load(prepared + c, mask=c_mask, other=0)
-            x1 = tl.load(prepared + CHUNKS + c, mask=c_mask, other=0)
-            x2 = tl.load(prepared + 2 * CHUNKS + c, mask=c_mask, other=0)
-            x3 = tl.load(prepared + 3 * CHUNKS + c, mask=c_mask, other=0)
-            inv = tl.load(prepared + 4 * CHUNKS + c, mask=c_mask, other=0).to(tl.float32, bitcast=True)
-        else:
-            p = pairs + c * 4
-            x0, x1, x2, x3, inv = _prep(
-                tl.load(p, mask=c_mask, other=0),
-                tl.load(p + 1, mask=c_mask, other=0),
-                tl.load(p + 2, mask=c_mask, other=0),
-                tl.load(p + 3, mask=c_mask, other=0),
-                BITS,
-                BF16,
-                ASM,
-            )
-        meta = offs_n * GROUPS + g
-        scale = tl.load(scales + meta, mask=n_mask, other=0.0).to(tl.float32)
-        if BITS == 8:
-            zero = tl.load(zeros + meta, mask=n_mask, other=0).to(tl.int32)
-            word = g * 32 + tl.arange(0, 32)  # in terms of words, so that Triton can vectorize the loads
-            both = tl.load(rows + word[None, :], mask=n_mask[:, None] & (word < ROW_WORDS)[None, :], other=0)
-            wa, wb = tl.split(tl.reshape(both, (BLOCK_N, 16, 2)))
-        else:
-            zero = (tl.load(zeros + meta // 2, mask=n_mask, other=0).to(tl.int32) >> ((meta % 2) * 4)) & 15
-            word = g * 16 + chunk
-            wa = tl.load(rows + word[None, :], mask=n_mask[:, None] & (word < ROW_WORDS)[None, :], other=0)
-            wb = wa
-        zz = ((zero | 0x6400) * 65537)[:, None]  # fp16 pair (1024 + zero, 1024 + zero)
-        zz16 = (((zero * 16) | 0x6400) * 65537)[:, None]
-        part = _dot(
-            wa, wb, x0[None, :], x1[None, :], x2[None, :], x3[None, :], zz, zz16, inv[None, :], BITS, ASM
-        )
-        acc += part * scale[:, None]
+    if FETCH_FIRST:
+        # no earlier kernel writes the weights: the first group's codes are fetched before the wait
+        wa, wb, scale, zero = _load_codes(rows, scales, zeros, offs_n, n_mask, g_start, GROUPS, ROW_WORDS,
+                                          BITS, BLOCK_N)  # fmt: skip
+        await_inputs(PDL)
+        acc = _group(pairs, g_start, K, wa, wb, scale, zero, BITS, BF16, ASM)
+        g_next = g_start + 1
+    else:
+        await_inputs(PDL)
+        acc = tl.zeros([BLOCK_N, 16], dtype=tl.float32)
+        g_next = g_start
+    for g in tl.range(g_next, g_end, num_stages=STAGES):
+        wa, wb, scale, zero = _load_codes(rows, scales, zeros, offs_n, n_mask, g, GROUPS, ROW_WORDS, BITS,
+                                          BLOCK_N)  # fmt: skip
+        acc += _group(pairs, g, K, wa, wb, scale, zero, BITS, BF16, ASM)
     total = tl.sum(acc, axis=1)
     if SPLITS == 1:
         tl.store(y + offs_n, total.to(y.dtype.element_ty), mask=n_mask)
@@ -297,9 +278,9 @@ GEMV_LAUNCH = {
     8: {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048},
     4: {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048},
 }
-# Whether each program prepares its inputs once (into a scratch buffer) rather than every thread per
-# group (the A/B: bench/ab_launch.py)
-PREPARE_ONCE = True
+# Whether a program fetches its first group's codes before it waits for its input (the A/B:
+# bench/ab_launch.py)
+FETCH_FIRST = True
 
 
 @torch.library.custom_op("membudget::gemv_partials", mutates_args=())
@@ -315,7 +296,7 @@ def gemv_partials(
     block_n: int,
     num_warps: int,
     num_stages: int,
-    prepare_once: bool,
+    fetch_first: bool,
 ) -> torch.Tensor:
     """The kernel's launch as an opaque op (engine/launch.py): x [1, K], the weight's
     tensors (engine/wquant.py) -> y [N] in x's dtype (one split) or fp32 partial sums [splits, N] over
@@ -325,20 +306,18 @@ def gemv_partials(
         x = x.clone()  # contiguous and word-aligned
     y = torch.empty(n, dtype=x.dtype, device=x.device)
     partial = torch.empty(splits, n, dtype=torch.float32, device=x.device) if splits > 1 else y
-    prepared = torch.empty(5, k // 8, dtype=torch.int32, device=x.device) if prepare_once else y
     pdl = use_pdl(x.device)
     groups = triton.cdiv(k, GROUP)
     _gemv_kernel[(triton.cdiv(n, block_n), splits)](
-        x, qweight, scales, zeros, y, partial, prepared, n, k, k * bits // 32, groups, per_split, splits,
-        partial.stride(0), k // 8, BITS=bits, BLOCK_N=block_n, BF16=x.dtype == torch.bfloat16,
-        ASM=x.is_cuda, STAGES=num_stages, PREP_CHUNKS=32 * num_warps if prepare_once else 0, PDL=pdl,
-        num_warps=num_warps, launch_pdl=pdl,
+        x, qweight, scales, zeros, y, partial, n, k, k * bits // 32, groups, per_split, splits,
+        partial.stride(0), BITS=bits, BLOCK_N=block_n, BF16=x.dtype == torch.bfloat16, ASM=x.is_cuda,
+        STAGES=num_stages, FETCH_FIRST=fetch_first, PDL=pdl, num_warps=num_warps, launch_pdl=pdl,
     )  # fmt: skip
     return y if splits == 1 else partial
 
 
 @gemv_partials.register_fake
-def _(x, qweight, scales, zeros, bits, k, splits, per_split, block_n, num_warps, num_stages, prepare_once):
+def _(x, qweight, scales, zeros, bits, k, splits, per_split, block_n, num_warps, num_stages, fetch_first):
     n = scales.shape[0]
     return x.new_empty(n) if splits == 1 else x.new_empty(splits, n, dtype=torch.float32)
 
@@ -368,7 +347,7 @@ def gemv(
     splits = triton.cdiv(groups, per_split)
     out = gemv_partials(
         x2, w.qweight, w.scales, w.zeros, w.bits, k, splits, per_split, block_n,
-        num_warps or launch["num_warps"], num_stages or launch["num_stages"], PREPARE_ONCE,
+        num_warps or launch["num_warps"], num_stages or launch["num_stages"], FETCH_FIRST,
     )  # fmt: skip
     y = out if splits == 1 else add_splits(out).to(x.dtype)
     return y.view(*x.shape[:-1], n)
