@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from decode import check_graph  # bench/decode.py
 
 from membudget.bench import bench_engine, copy_bandwidth, save_result
-from membudget.engine import launch, triton_attention, triton_gemv, triton_gemv16
+from membudget.engine import launch, model, triton_attention, triton_gemv, triton_gemv16
 from membudget.spec import resolve_spec
 
 SUPPORTS = triton_gemv16.supports
@@ -30,12 +30,14 @@ DENSE_LAUNCH = triton_attention.DENSE_LAUNCH
 def set_variant(name: str) -> None:
     """'+'-joined parts: 'off' (neither), 'pdl', 'gemv16' or 'gemv16=block_n:block_k:warps:stages:programs',
     'dense=block_n:warps:programs' (the 16-bit attention's launch), 'upto=MiB' (gemv16 for weights up to
-    that size only), 'in-loop' (the packed one-row kernel fetches its first codes after the wait)."""
+    that size only), 'in-loop' (the packed one-row kernel fetches its first codes after the wait),
+    'plain1' (one row's layer compiled without autotuning)."""
     parts = dict((p.split("=") + [""])[:2] for p in name.split("+"))
-    if not set(parts) <= {"off", "pdl", "gemv16", "dense", "upto", "in-loop"}:
+    if not set(parts) <= {"off", "pdl", "gemv16", "dense", "upto", "in-loop", "plain1"}:
         sys.exit(f"unknown variant {name!r}")
     launch.PDL = "pdl" in parts
     triton_gemv.FETCH_FIRST = "in-loop" not in parts
+    model.AUTOTUNE_ROWS = range(2, 5) if "plain1" in parts else range(1, 5)
     triton_gemv16.supports = SUPPORTS if "gemv16" in parts else (lambda x, w: False)
     keys = ("block_n", "block_k", "num_warps", "num_stages", "target_programs")
     given = dict(zip(keys, map(int, parts["gemv16"].split(":")), strict=True)) if parts.get("gemv16") else {}

@@ -304,7 +304,7 @@ class Decoder:
             where = (positions, positions, positions)
         x = F.embedding(ids[:, None], self.embed)  # [G, 1, hidden]
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]  # [G, 1, D]
-        layer_fn = self._decode_layer_few if ids.shape[0] <= FEW_ROWS else self._decode_layer_many
+        layer_fn = self._decode_layer_few if ids.shape[0] in AUTOTUNE_ROWS else self._decode_layer_many
         for i, w in enumerate(self.compute_layers):
             x = layer_fn(x, cos, sin, where, cache.decode_op, cache.layer_buffers(i), w, self.shape)
         return self._logits(x[:, 0])
@@ -366,7 +366,8 @@ def _data(norm) -> torch.Tensor | None:
     return None if norm is None else norm.weight.data
 
 
-FEW_ROWS = 4
+# batch sizes whose decode layer is compiled with autotuning (the A/B: bench/ab_launch.py)
+AUTOTUNE_ROWS = range(1, 5)
 
 
 def compiled(fn, default: str = "1"):
