@@ -76,7 +76,8 @@ class Decoder:
         self.cos = self.sin = torch.empty(0, spec.head_dim, dtype=self.dtype, device=self.device)
         self.shape = Shape(spec.num_heads, spec.num_kv_heads, spec.head_dim, eps, self.scale)
         cuda = self.device.type == "cuda"
-        # one compiled copy per batch regime (measured best: autotuned kernels for few rows, plain for many)
+        # one compiled copy per batch regime (measured best: autotuned kernels for 2-4 rows, plain for
+        # one row -- its matrix products are our own kernels -- and for many)
         self._decode_layer_few = compiled(decode_layer, "autotune") if cuda else decode_layer
         self._decode_layer_many = compiled(decode_layer, "1") if cuda else decode_layer
         self._capture_stream = None  # see capture_stream
@@ -366,13 +367,14 @@ def _data(norm) -> torch.Tensor | None:
     return None if norm is None else norm.weight.data
 
 
-# batch sizes whose decode layer is compiled with autotuning (the A/B: bench/ab_launch.py)
-AUTOTUNE_ROWS = range(1, 5)
+# batch sizes whose decode layer is compiled with autotuning (A/Bs: bench/ab_launch.py, RESULTS.md)
+AUTOTUNE_ROWS = range(2, 5)
 
 
 def compiled(fn, default: str = "1"):
     """torch.compile(fn) as MEMBUDGET_COMPILE says (else `default`): "autotune" (Inductor also times its
-    own matrix kernels against cuBLAS for every shape: measured faster at 1 row, slower at 16 --
+    own matrix kernels against cuBLAS for every shape: measured faster at 2-4 rows, slower at 16;
+    at one row, where our kernels do the products, only slower to compile and less repeatable --
     bench/RESULTS.md), "1" (plain compile), or "0" (eager: same results, many more kernel launches).
 
     Inductor's kernels use programmatic dependent launch (Hopper and later; Inductor ignores it

@@ -9,6 +9,8 @@ pairs them: engine/ptx_gemv.py), then for every row and chunk one inline-PTX ins
 codes into code - zero in fp16 and multiply-adds them with the inputs, two per instruction; the fp32
 partials are scaled by the group's scale and summed. About 3.5 instructions per weight and lane
 where the fp32 kernel (engine/triton_wquant.py) takes ~6.6 (sm_90 loops, bench/inspect_kernel.py).
+A program fetches its first group's codes, scales and zeros before it waits for its input
+(engine/launch.py): Qwen3-8B int8 step 8 % faster, int4 within its noise (bench/RESULTS.md).
 
 Precision: code - zero is exact in fp16 and so is a scaled bf16 input, except inputs below 2**-14 of
 their chunk's largest (fp16 subnormals: absolute error <= 2**-25 of that largest); each product is
