@@ -142,22 +142,22 @@ def _dot(wa, wb, x0, x1, x2, x3, zz, zz16, inv, BITS: tl.constexpr, ASM: tl.cons
 
 
 @triton.jit
-def _load_codes(rows, scales, zeros, offs_n, n_mask, g, GROUPS, ROW_WORDS, BITS: tl.constexpr,
+def _load_codes(rows, scales, zeros, offs_n, n_mask, g, g_end, GROUPS, ROW_WORDS, BITS: tl.constexpr,
                 BLOCK_N: tl.constexpr):  # fmt: skip
     """Group g's codes of the program's rows (wa, and wb for 8 bits: [BLOCK_N, 16] int32 words), its
-    fp32 scales and integer zeros [BLOCK_N]."""
-    g_mask = n_mask & (g < GROUPS)
+    fp32 scales and integer zeros [BLOCK_N]; zeros of all kinds (no memory read) where g >= g_end."""
+    mask = n_mask & (g < g_end)
     meta = offs_n * GROUPS + g
-    scale = tl.load(scales + meta, mask=g_mask, other=0.0).to(tl.float32)
+    scale = tl.load(scales + meta, mask=mask, other=0.0).to(tl.float32)
     if BITS == 8:
-        zero = tl.load(zeros + meta, mask=g_mask, other=0).to(tl.int32)
+        zero = tl.load(zeros + meta, mask=mask, other=0).to(tl.int32)
         word = g * 32 + tl.arange(0, 32)  # in terms of words, so that Triton can vectorize the loads
-        both = tl.load(rows + word[None, :], mask=n_mask[:, None] & (word < ROW_WORDS)[None, :], other=0)
+        both = tl.load(rows + word[None, :], mask=mask[:, None] & (word < ROW_WORDS)[None, :], other=0)
         wa, wb = tl.split(tl.reshape(both, (BLOCK_N, 16, 2)))
     else:
-        zero = (tl.load(zeros + meta // 2, mask=g_mask, other=0).to(tl.int32) >> ((meta % 2) * 4)) & 15
+        zero = (tl.load(zeros + meta // 2, mask=mask, other=0).to(tl.int32) >> ((meta % 2) * 4)) & 15
         word = g * 16 + tl.arange(0, 16)
-        wa = tl.load(rows + word[None, :], mask=n_mask[:, None] & (word < ROW_WORDS)[None, :], other=0)
+        wa = tl.load(rows + word[None, :], mask=mask[:, None] & (word < ROW_WORDS)[None, :], other=0)
         wb = wa
     return wa, wb, scale, zero
 
@@ -203,7 +203,7 @@ def _gemv_kernel(
     BF16: tl.constexpr,
     ASM: tl.constexpr,
     STAGES: tl.constexpr,  # loads of the next groups in flight (the compiler's software pipeline)
-    FETCH_FIRST: tl.constexpr = True,  # the first group's codes fetched before the wait
+    PREFETCH: tl.constexpr = True,  # the next group's codes loaded before this group is multiplied
     PDL: tl.constexpr = False,  # launched with programmatic dependent launch (engine/launch.py)
 ):
     pid_n = tl.program_id(0)
@@ -215,21 +215,21 @@ def _gemv_kernel(
     rows = words + offs_n[:, None].to(tl.int64) * ROW_WORDS
     g_start = pid_s * GROUPS_PER_SPLIT
     g_end = tl.minimum(GROUPS, g_start + GROUPS_PER_SPLIT)
-    if FETCH_FIRST:
-        # no earlier kernel writes the weights: the first group's codes are fetched before the wait
-        wa, wb, scale, zero = _load_codes(rows, scales, zeros, offs_n, n_mask, g_start, GROUPS, ROW_WORDS,
-                                          BITS, BLOCK_N)  # fmt: skip
-        await_inputs(PDL)
-        acc = _group(pairs, g_start, K, wa, wb, scale, zero, BITS, BF16, ASM)
-        g_next = g_start + 1
-    else:
-        await_inputs(PDL)
-        acc = tl.zeros([BLOCK_N, 16], dtype=tl.float32)
-        g_next = g_start
-    for g in tl.range(g_next, g_end, num_stages=STAGES):
-        wa, wb, scale, zero = _load_codes(rows, scales, zeros, offs_n, n_mask, g, GROUPS, ROW_WORDS, BITS,
-                                          BLOCK_N)  # fmt: skip
-        acc += _group(pairs, g, K, wa, wb, scale, zero, BITS, BF16, ASM)
+    # no earlier kernel writes the weights: the first group's codes are fetched before the wait
+    wa, wb, scale, zero = _load_codes(rows, scales, zeros, offs_n, n_mask, g_start, g_end, GROUPS,
+                                      ROW_WORDS, BITS, BLOCK_N)  # fmt: skip
+    await_inputs(PDL)
+    acc = tl.zeros([BLOCK_N, 16], dtype=tl.float32)
+    for g in tl.range(g_start, g_end, num_stages=STAGES):
+        if PREFETCH:  # a register double buffer: group g + 1 in flight while group g is multiplied
+            na, nb, n_scale, n_zero = _load_codes(rows, scales, zeros, offs_n, n_mask, g + 1, g_end, GROUPS,
+                                                  ROW_WORDS, BITS, BLOCK_N)  # fmt: skip
+            acc += _group(pairs, g, K, wa, wb, scale, zero, BITS, BF16, ASM)
+            wa, wb, scale, zero = na, nb, n_scale, n_zero
+        else:
+            acc += _group(pairs, g, K, wa, wb, scale, zero, BITS, BF16, ASM)
+            wa, wb, scale, zero = _load_codes(rows, scales, zeros, offs_n, n_mask, g + 1, g_end, GROUPS,
+                                              ROW_WORDS, BITS, BLOCK_N)  # fmt: skip
     total = tl.sum(acc, axis=1)
     if SPLITS == 1:
         tl.store(y + offs_n, total.to(y.dtype.element_ty), mask=n_mask)
@@ -280,9 +280,9 @@ GEMV_LAUNCH = {
     8: {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048},
     4: {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048},
 }
-# Whether a program fetches its first group's codes before it waits for its input (the A/B:
+# Whether a program loads the next group's codes before it multiplies the current one (the A/B:
 # bench/ab_launch.py)
-FETCH_FIRST = True
+PREFETCH = True
 
 
 @torch.library.custom_op("membudget::gemv_partials", mutates_args=())
@@ -298,7 +298,7 @@ def gemv_partials(
     block_n: int,
     num_warps: int,
     num_stages: int,
-    fetch_first: bool,
+    prefetch: bool,
 ) -> torch.Tensor:
     """The kernel's launch as an opaque op (engine/launch.py): x [1, K], the weight's
     tensors (engine/wquant.py) -> y [N] in x's dtype (one split) or fp32 partial sums [splits, N] over
@@ -313,13 +313,13 @@ def gemv_partials(
     _gemv_kernel[(triton.cdiv(n, block_n), splits)](
         x, qweight, scales, zeros, y, partial, n, k, k * bits // 32, groups, per_split, splits,
         partial.stride(0), BITS=bits, BLOCK_N=block_n, BF16=x.dtype == torch.bfloat16, ASM=x.is_cuda,
-        STAGES=num_stages, FETCH_FIRST=fetch_first, PDL=pdl, num_warps=num_warps, launch_pdl=pdl,
+        STAGES=num_stages, PREFETCH=prefetch, PDL=pdl, num_warps=num_warps, launch_pdl=pdl,
     )  # fmt: skip
     return y if splits == 1 else partial
 
 
 @gemv_partials.register_fake
-def _(x, qweight, scales, zeros, bits, k, splits, per_split, block_n, num_warps, num_stages, fetch_first):
+def _(x, qweight, scales, zeros, bits, k, splits, per_split, block_n, num_warps, num_stages, prefetch):
     n = scales.shape[0]
     return x.new_empty(n) if splits == 1 else x.new_empty(splits, n, dtype=torch.float32)
 
@@ -349,7 +349,7 @@ def gemv(
     splits = triton.cdiv(groups, per_split)
     out = gemv_partials(
         x2, w.qweight, w.scales, w.zeros, w.bits, k, splits, per_split, block_n,
-        num_warps or launch["num_warps"], num_stages or launch["num_stages"], FETCH_FIRST,
+        num_warps or launch["num_warps"], num_stages or launch["num_stages"], PREFETCH,
     )  # fmt: skip
     y = out if splits == 1 else add_splits(out).to(x.dtype)
     return y.view(*x.shape[:-1], n)
