@@ -30,13 +30,13 @@ DENSE_LAUNCH = triton_attention.DENSE_LAUNCH
 def set_variant(name: str) -> None:
     """'+'-joined parts: 'off' (neither), 'pdl', 'gemv16' or 'gemv16=block_n:block_k:warps:stages:programs',
     'dense=block_n:warps:programs' (the 16-bit attention's launch), 'upto=MiB' (gemv16 for weights up to
-    that size only), 'no-prefetch' (the packed one-row kernel loads a group's codes after multiplying the one before),
+    that size only), 'cap8=N' (the 8-bit packed one-row kernel with at most N registers per thread),
     'autotune1' (one row's layer compiled with autotuning, as before session 9)."""
     parts = dict((p.split("=") + [""])[:2] for p in name.split("+"))
-    if not set(parts) <= {"off", "pdl", "gemv16", "dense", "upto", "no-prefetch", "autotune1"}:
+    if not set(parts) <= {"off", "pdl", "gemv16", "dense", "upto", "cap8", "autotune1"}:
         sys.exit(f"unknown variant {name!r}")
     launch.PDL = "pdl" in parts
-    triton_gemv.PREFETCH = "no-prefetch" not in parts
+    triton_gemv.GEMV_LAUNCH[8]["maxnreg"] = int(parts.get("cap8") or 0)
     model.AUTOTUNE_ROWS = range(1, 5) if "autotune1" in parts else range(2, 5)
     triton_gemv16.supports = SUPPORTS if "gemv16" in parts else (lambda x, w: False)
     keys = ("block_n", "block_k", "num_warps", "num_stages", "target_programs")

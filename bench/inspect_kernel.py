@@ -103,7 +103,7 @@ def gemv_source(bits: int, block_n: int, stages: int, pdl: bool) -> ASTSource:
     pointers = {"x": "*bf16", "codes": "*u8", "scales": "*fp16", "zeros": "*u8", "y": "*bf16"}
     pointers |= {"partial": "*fp32"}
     ints = dict.fromkeys("N K ROW_WORDS GROUPS GROUPS_PER_SPLIT SPLITS s_ps".split(), "i32")
-    constants = dict(BITS=bits, BLOCK_N=block_n, BF16=True, ASM=True, STAGES=stages, PREFETCH=True, PDL=pdl)
+    constants = dict(BITS=bits, BLOCK_N=block_n, BF16=True, ASM=True, STAGES=stages, PDL=pdl)
     signature = pointers | ints | dict.fromkeys(constants, "constexpr")
     unaligned = ("GROUPS_PER_SPLIT", "SPLITS")
     attrs = {

@@ -28,22 +28,11 @@ for bits in (8, 4):
         if y.shape != (1, n) or y.dtype != dtype or not err < 4e-3:  # the output is rounded to 16 bits
             sys.exit(f"mismatch: {err}")
 
-# the next group's codes loaded before this group's products (the default) or after: same bits
-for bits in (8, 4):
-    w = quantize(torch.randn(40, 640) * 0.05, bits)
-    x = torch.randn(1, 640, dtype=torch.bfloat16)
-    ahead, after = (
-        gemv_partials(x, w.qweight, w.scales, w.zeros, bits, 640, 2, 3, 16, 2, 1, prefetch)
-        for prefetch in (True, False)
-    )
-    if not torch.equal(ahead, after):
-        sys.exit(f"{bits}-bit: loading the next group ahead changed the result")
-
 # the launch is an opaque op under torch.compile: its fake agrees with it (shapes, dtypes, strides)
 w = quantize(torch.randn(40, 256) * 0.05, 4)
 x = torch.randn(1, 256, dtype=torch.bfloat16)
 for splits, per_split in ((1, 2), (2, 1)):
     torch.library.opcheck(
-        gemv_partials, (x, w.qweight, w.scales, w.zeros, 4, 256, splits, per_split, 16, 2, 1, True)
+        gemv_partials, (x, w.qweight, w.scales, w.zeros, 4, 256, splits, per_split, 16, 2, 1, 0)
     )
 print("ok gemv")

@@ -203,7 +203,6 @@ def _gemv_kernel(
     BF16: tl.constexpr,
     ASM: tl.constexpr,
     STAGES: tl.constexpr,  # loads of the next groups in flight (the compiler's software pipeline)
-    PREFETCH: tl.constexpr = True,  # the next group's codes loaded before this group is multiplied
     PDL: tl.constexpr = False,  # launched with programmatic dependent launch (engine/launch.py)
 ):
     pid_n = tl.program_id(0)
@@ -215,21 +214,17 @@ def _gemv_kernel(
     rows = words + offs_n[:, None].to(tl.int64) * ROW_WORDS
     g_start = pid_s * GROUPS_PER_SPLIT
     g_end = tl.minimum(GROUPS, g_start + GROUPS_PER_SPLIT)
-    # no earlier kernel writes the weights: the first group's codes are fetched before the wait
+    # No earlier kernel writes the weights: the first group's codes are fetched before the wait. (Loading
+    # every next group before multiplying the current one, a register double buffer, was slower:
+    # bench/RESULTS.md.)
     wa, wb, scale, zero = _load_codes(rows, scales, zeros, offs_n, n_mask, g_start, g_end, GROUPS,
                                       ROW_WORDS, BITS, BLOCK_N)  # fmt: skip
     await_inputs(PDL)
-    acc = tl.zeros([BLOCK_N, 16], dtype=tl.float32)
-    for g in tl.range(g_start, g_end, num_stages=STAGES):
-        if PREFETCH:  # a register double buffer: group g + 1 in flight while group g is multiplied
-            na, nb, n_scale, n_zero = _load_codes(rows, scales, zeros, offs_n, n_mask, g + 1, g_end, GROUPS,
-                                                  ROW_WORDS, BITS, BLOCK_N)  # fmt: skip
-            acc += _group(pairs, g, K, wa, wb, scale, zero, BITS, BF16, ASM)
-            wa, wb, scale, zero = na, nb, n_scale, n_zero
-        else:
-            acc += _group(pairs, g, K, wa, wb, scale, zero, BITS, BF16, ASM)
-            wa, wb, scale, zero = _load_codes(rows, scales, zeros, offs_n, n_mask, g + 1, g_end, GROUPS,
-                                              ROW_WORDS, BITS, BLOCK_N)  # fmt: skip
+    acc = _group(pairs, g_start, K, wa, wb, scale, zero, BITS, BF16, ASM)
+    for g in tl.range(g_start + 1, g_end, num_stages=STAGES):
+        wa, wb, scale, zero = _load_codes(rows, scales, zeros, offs_n, n_mask, g, g_end, GROUPS, ROW_WORDS,
+                                          BITS, BLOCK_N)  # fmt: skip
+        acc += _group(pairs, g, K, wa, wb, scale, zero, BITS, BF16, ASM)
     total = tl.sum(acc, axis=1)
     if SPLITS == 1:
         tl.store(y + offs_n, total.to(y.dtype.element_ty), mask=n_mask)
@@ -274,15 +269,13 @@ def supports(x: torch.Tensor, w: QuantWeight) -> bool:
 
 
 # The launch per bit width, measured on an H200 with Qwen3-8B's matrices (bench/weights.py
-# --tune-gemv, --gemv-launch): output rows per program, warps, pipeline stages, and the programs
-# split-K aims at. (No register cap: torch.compile drops `maxnreg` for user kernels, bench/RESULTS.md.)
+# --tune-gemv, --gemv-launch, bench/ab_launch.py): output rows per program, warps, pipeline stages,
+# the programs split-K aims at, and a cap on registers per thread (0: none; the launcher is a custom
+# op, so the cap reaches the kernel inside a compiled step: engine/launch.py).
 GEMV_LAUNCH = {
-    8: {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048},
-    4: {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048},
+    8: {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048, "maxnreg": 0},
+    4: {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048, "maxnreg": 0},
 }
-# Whether a program loads the next group's codes before it multiplies the current one (the A/B:
-# bench/ab_launch.py)
-PREFETCH = True
 
 
 @torch.library.custom_op("membudget::gemv_partials", mutates_args=())
@@ -298,28 +291,29 @@ def gemv_partials(
     block_n: int,
     num_warps: int,
     num_stages: int,
-    prefetch: bool,
+    maxnreg: int,
 ) -> torch.Tensor:
     """The kernel's launch as an opaque op (engine/launch.py): x [1, K], the weight's
     tensors (engine/wquant.py) -> y [N] in x's dtype (one split) or fp32 partial sums [splits, N] over
-    ranges of `per_split` groups."""
+    ranges of `per_split` groups; `maxnreg` > 0 caps the registers per thread."""
     n = scales.shape[0]
     if x.stride(-1) != 1 or x.storage_offset() % 2:
         x = x.clone()  # contiguous and word-aligned
     y = torch.empty(n, dtype=x.dtype, device=x.device)
     partial = torch.empty(splits, n, dtype=torch.float32, device=x.device) if splits > 1 else y
     pdl = use_pdl(x.device)
+    cap = {"maxnreg": maxnreg} if maxnreg else {}
     groups = triton.cdiv(k, GROUP)
     _gemv_kernel[(triton.cdiv(n, block_n), splits)](
         x, qweight, scales, zeros, y, partial, n, k, k * bits // 32, groups, per_split, splits,
         partial.stride(0), BITS=bits, BLOCK_N=block_n, BF16=x.dtype == torch.bfloat16, ASM=x.is_cuda,
-        STAGES=num_stages, PREFETCH=prefetch, PDL=pdl, num_warps=num_warps, launch_pdl=pdl,
+        STAGES=num_stages, PDL=pdl, num_warps=num_warps, launch_pdl=pdl, **cap,
     )  # fmt: skip
     return y if splits == 1 else partial
 
 
 @gemv_partials.register_fake
-def _(x, qweight, scales, zeros, bits, k, splits, per_split, block_n, num_warps, num_stages, prefetch):
+def _(x, qweight, scales, zeros, bits, k, splits, per_split, block_n, num_warps, num_stages, maxnreg):
     n = scales.shape[0]
     return x.new_empty(n) if splits == 1 else x.new_empty(splits, n, dtype=torch.float32)
 
@@ -349,7 +343,8 @@ def gemv(
     splits = triton.cdiv(groups, per_split)
     out = gemv_partials(
         x2, w.qweight, w.scales, w.zeros, w.bits, k, splits, per_split, block_n,
-        num_warps or launch["num_warps"], num_stages or launch["num_stages"], PREFETCH,
+        num_warps or launch["num_warps"], num_stages or launch["num_stages"],
+        launch["maxnreg"],
     )  # fmt: skip
     y = out if splits == 1 else add_splits(out).to(x.dtype)
     return y.view(*x.shape[:-1], n)
