@@ -2,8 +2,7 @@
 
 Run on the device:  PYTHONPATH=src python3 bench/decode.py [--out DIR] [--quick]
 Checks correctness on the GPU first (split-KV kernel vs an fp64 reference; graph replay vs eager at 1
-and 4 rows),
-then times Qwen3-0.6B and Qwen3-8B shapes at batch 1 and 16, 8k context, bf16, random weights.
+and 4 rows, greedy and sampled; the sampling kernels vs the torch path on the CPU), then times Qwen3-0.6B and Qwen3-8B shapes at batch 1 and 16, 8k context, bf16, random weights.
 Prints a table and writes decode.json.
 """
 
@@ -19,7 +18,7 @@ from membudget.bench import bench_engine, bench_transformers, copy_bandwidth, sa
 from membudget.engine import triton_attention
 from membudget.engine.attention import decode_attention_reference
 from membudget.engine.model import Decoder
-from membudget.engine.sampling import SamplingParams, row_seeds
+from membudget.engine.sampling import SamplingParams, row_seeds, sample
 from membudget.engine.step import DecodeStep
 from membudget.engine.triton_attention import split_kv_decode
 from membudget.spec import resolve_spec
@@ -50,9 +49,19 @@ def check_kernel() -> float:
     return worst
 
 
-def check_graph(rows: int) -> bool:
-    """Greedy tokens from graph replays equal eager steps on a small random model (one row: the
-    one-row matrix kernel, engine/triton_gemv16.py)."""
+def check_sample(rows: int = 64) -> int:
+    """Rows (of `rows`) whose token drawn by the sampling kernels (engine/triton_sample.py) on the GPU
+    equals the torch path's on the CPU, Qwen3's vocabulary and sampling defaults, random logits."""
+    logits = torch.randn(rows, 151936, device="cuda") * 3
+    seeds, positions = torch.tensor(row_seeds(7, rows), device="cuda"), torch.arange(rows, device="cuda")
+    gpu = sample(logits, SamplingParams(), seeds, positions).cpu()
+    cpu = sample(logits.cpu(), SamplingParams(), seeds.cpu(), positions.cpu())
+    return int((gpu == cpu).sum())
+
+
+def check_graph(rows: int, params: SamplingParams | None = None) -> bool:
+    """Tokens (greedy unless `params` say otherwise) from graph replays equal eager steps on a small
+    random model (one row: the one-row matrix kernel, engine/triton_gemv16.py)."""
     spec = resolve_spec("Qwen/Qwen3-0.6B")
     model = Decoder.random(spec, torch.bfloat16, "cuda")
     tokens = {}
@@ -60,7 +69,8 @@ def check_graph(rows: int) -> bool:
         cache = model.new_cache(rows, 256)
         for t in cache.store.k + cache.store.v:
             t.zero_()
-        step = DecodeStep(model, cache, SamplingParams(greedy=True), row_seeds(0, rows), use_graph=use_graph)
+        params = params or SamplingParams(greedy=True)
+        step = DecodeStep(model, cache, params, row_seeds(0, rows), use_graph=use_graph)
         model.prefill(torch.arange(100, 132, device="cuda"), cache)
         ids, out = torch.arange(5, 5 + rows), []
         for p in range(32, 96):
@@ -110,10 +120,12 @@ def main() -> None:
     torch.manual_seed(0)
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     result["kernel_rel_err"] = check_kernel()
-    result["graph_equals_eager"] = check_graph(1) and check_graph(4)
+    result["graph_equals_eager"] = check_graph(1) and check_graph(4) and check_graph(4, SamplingParams())
+    result["sample_rows_equal_torch_of_64"] = check_sample()
     result["step_growth_bytes"] = step_growth_bytes()
     print(
         f"kernel rel err {result['kernel_rel_err']:.2e}; graph == eager: {result['graph_equals_eager']}; "
+        f"sampling kernels == torch on {result['sample_rows_equal_torch_of_64']}/64 rows; "
         f"allocated bytes left by one more step: {result['step_growth_bytes']}",
         flush=True,
     )

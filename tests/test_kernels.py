@@ -1,5 +1,6 @@
 """GPU kernels (split-KV decode attention over 16-bit and quantized caches, the quantized-cache write,
-near-duplicate keys, weight-only and 16-bit one-row matrix products, in-place compaction), checked on the CPU by Triton's interpreter."""
+near-duplicate keys, weight-only and 16-bit one-row matrix products, in-place compaction, top-k
+sampling), checked on the CPU by Triton's interpreter."""
 
 import os
 import subprocess
@@ -21,6 +22,7 @@ pytest.importorskip("triton", reason="Triton is installed by `make test` on Linu
         "check_gemv16.py",
         "check_kvwrite.py",
         "check_compact.py",
+        "check_sample.py",
     ],
 )
 def test_kernel_matches_reference(check):
@@ -29,5 +31,14 @@ def test_kernel_matches_reference(check):
     done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.rstrip().endswith(
-        ("ok quantized", "ok twins", "ok qlinear", "ok gemv", "ok gemv16", "ok kvwrite", "ok compact")
+        (
+            "ok quantized",
+            "ok twins",
+            "ok qlinear",
+            "ok gemv",
+            "ok gemv16",
+            "ok kvwrite",
+            "ok compact",
+            "ok sample",
+        )
     )
