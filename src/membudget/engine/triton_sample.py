@@ -4,9 +4,9 @@
 cumulative sum and the gathers after it, sampling took ~65 µs of a Qwen3-0.6B batch-1 step on an H200
 (bench/RESULTS.md, trace-v9), a chain of ~15 small kernels. Here:
 
-1. `_chunk_top_k`: program (row, chunk) keeps the K largest logits of CHUNK tokens -> candidates
-   [G, chunks * K]: K rounds of one max over int64 keys that order by value, then by lower token id.
-2. `_pick`: program (row) takes the K largest candidates in descending order (the same keys), divides by the
+1. `_chunk_top_k`: program (row, chunk) keeps the K largest logits of CHUNK tokens (K rounds of
+   max and lowest-index argmax) -> candidates [G, chunks * K].
+2. `_pick`: program (row) takes the K largest candidates in descending order, divides by the
    temperature, and applies sampling.py's top-p / min-p filters and its counter-based Gumbel noise
    to draw the token: the same arithmetic as `sampling.sample`, in another summation order.
 
@@ -32,22 +32,6 @@ _M32 = 0xFFFFFFFF
 
 
 @triton.jit
-def _key(x, ids):
-    """fp32 values and int32 ids -> int64 keys ordered by value, then by lower id: one max finds both."""
-    bits = x.to(tl.int32, bitcast=True)
-    ordered = tl.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)  # signed order of the floats
-    return (ordered.to(tl.int64) << 32) | (0x7FFFFFFF - ids).to(tl.int64)
-
-
-@triton.jit
-def _unkey(key):
-    """_key's inverse: (fp32 value, int32 id)."""
-    ordered = (key >> 32).to(tl.int32)
-    bits = tl.where(ordered >= 0, ordered, ordered ^ 0x7FFFFFFF)
-    return bits.to(tl.float32, bitcast=True), 0x7FFFFFFF - (key & 0x7FFFFFFF).to(tl.int32)
-
-
-@triton.jit
 def _chunk_top_k(
     logits,  # [G, V] fp32
     cand_vals,  # [G, CHUNKS * K] fp32
@@ -64,14 +48,13 @@ def _chunk_top_k(
     chunk = tl.program_id(1)
     offs = chunk * CHUNK + tl.arange(0, CHUNK)
     x = tl.load(logits + row.to(tl.int64) * s_lg + offs, mask=offs < V, other=-float("inf"))
-    key = _key(x, offs)  # (padding: -inf, never among the K largest of a chunk, as K < CHUNK)
     out = row.to(tl.int64) * s_cg + chunk * K
     for i in tl.static_range(K):
-        best = tl.max(key, axis=0)
-        value, token = _unkey(best)
-        tl.store(cand_vals + out + i, value)
-        tl.store(cand_ids + out + i, token)
-        key = tl.where(key == best, -9223372036854775808, key)
+        best = tl.max(x, axis=0)
+        at = tl.min(tl.where(x == best, offs, 2147483647), axis=0)  # lowest id among equal values
+        tl.store(cand_vals + out + i, best)
+        tl.store(cand_ids + out + i, at)
+        x = tl.where(offs == at, -float("inf"), x)
 
 
 @triton.jit
@@ -106,16 +89,17 @@ def _pick(
     offs = tl.arange(0, BLOCK)
     base = row.to(tl.int64) * s_cg
     x = tl.load(cand_vals + base + offs, mask=offs < CANDS, other=-float("inf"))
-    key = _key(x, tl.load(cand_ids + base + offs, mask=offs < CANDS, other=0))
+    ids = tl.load(cand_ids + base + offs, mask=offs < CANDS, other=0)
     slot = tl.arange(0, K_POW2)
     values = tl.full([K_POW2], -float("inf"), tl.float32)
     tokens = tl.zeros([K_POW2], tl.int64)
     for i in tl.static_range(K):  # the K largest, descending; equal values: lower token id first
-        best = tl.max(key, axis=0)
-        value, token = _unkey(best)
-        values = tl.where(slot == i, value / temperature, values)
+        best = tl.max(x, axis=0)
+        token = tl.min(tl.where(x == best, ids, 2147483647), axis=0)
+        at = tl.min(tl.where((x == best) & (ids == token), offs, BLOCK), axis=0)
+        values = tl.where(slot == i, best / temperature, values)
         tokens = tl.where(slot == i, token.to(tl.int64), tokens)
-        key = tl.where(key == best, -9223372036854775808, key)
+        x = tl.where(offs == at, -float("inf"), x)
     probs = tl.exp(values - tl.max(values, axis=0))
     probs = probs / tl.sum(probs, axis=0)
     drop = slot >= K
@@ -157,12 +141,12 @@ def sample_top_k(
     pdl = use_pdl(logits.device)
     _chunk_top_k[(rows, chunks)](
         logits, cand_vals, cand_ids, vocab, logits.stride(0), cand_vals.stride(0),
-        K=k, CHUNK=CHUNK, PDL=pdl, num_warps=1, launch_pdl=pdl,
+        K=k, CHUNK=CHUNK, PDL=pdl, num_warps=4, launch_pdl=pdl,
     )  # fmt: skip
     _pick[(rows,)](
         cand_vals, cand_ids, seeds, positions, out, chunks * k, cand_vals.stride(0), temperature, top_p,
         min_p, K=k, K_POW2=triton.next_power_of_2(k), BLOCK=triton.next_power_of_2(chunks * k),
-        TOP_P=top_p < 1, MIN_P=min_p > 0, PDL=pdl, num_warps=1, launch_pdl=pdl,
+        TOP_P=top_p < 1, MIN_P=min_p > 0, PDL=pdl, num_warps=4, launch_pdl=pdl,
     )  # fmt: skip
     return out
 
