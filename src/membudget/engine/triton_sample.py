@@ -1,8 +1,10 @@
 """Top-k sampling of a decode step in two kernels, for small k (engine/sampling.py's filters and noise).
 
 `torch.topk` over a 151,936-token vocabulary runs a multi-pass radix select: with the softmax, the
-cumulative sum and the gathers after it, sampling took ~65 µs of a Qwen3-0.6B batch-1 step on an H200
-(bench/RESULTS.md, trace-v9), a chain of ~15 small kernels. Here:
+cumulative sum and the gathers after it, sampling cost ~70 µs of a Qwen3-0.6B batch-1 step on an H200,
+a chain of ~20 small kernels; these two cost 41 µs (33 of them `_pick`, one program doing K rounds of
+block reductions: the next thing to make faster) and the step went from 1.156 to 1.128 ms
+(bench/RESULTS.md, trace-v9*.json). Here:
 
 1. `_chunk_top_k`: program (row, chunk) keeps the K largest logits of CHUNK tokens (K rounds of
    max and lowest-index argmax) -> candidates [G, chunks * K].
