@@ -271,7 +271,7 @@ def supports(x: torch.Tensor, w: QuantWeight) -> bool:
 # The launch per bit width, measured on an H200 with Qwen3-8B's matrices (bench/weights.py
 # --tune-gemv, --gemv-launch, bench/ab_launch.py): output rows per program, warps, pipeline stages,
 # the programs split-K aims at, and a cap on registers per thread (0: none; the launcher is a custom
-# op, so the cap reaches the kernel inside a compiled step: engine/launch.py).
+# op, so a cap reaches the kernel inside a compiled step; 96 and 80 measured slower at 8 bits).
 GEMV_LAUNCH = {
     8: {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048, "maxnreg": 0},
     4: {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048, "maxnreg": 0},
