@@ -2,6 +2,10 @@
 
 import copy
 import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -232,3 +236,24 @@ def test_engine_allocates_what_memory_accounts(model_type):
     assert decoder.weight_bytes == weight_bytes(spec, 16)
     cache = decoder.new_cache(rows=3, tokens=50)
     assert cache.nbytes == kv_bytes(spec, KVPolicy(), 50, samples=3)
+
+
+def test_cpu_generation_needs_no_triton():
+    """Triton is a dev extra (a CPU-only install may lack it): a sampled CPU generation must not import
+    it -- the GPU kernels are imported only for CUDA tensors."""
+    code = (
+        "import sys; sys.modules['triton'] = None\n"  # any `import triton` now fails
+        "from tests.conftest import tiny_model, tiny_tokenizer\n"
+        "from tests.test_engine import PROMPT, SAMPLING, decoder_of\n"
+        "from membudget.engine.generate import GenerationConfig, Generator\n"
+        "gen = Generator(decoder_of(tiny_model('qwen3', seed=5)), tiny_tokenizer())\n"
+        "out = gen.generate(PROMPT, GenerationConfig(budgets=(8,), samples=2, answer_tokens=3, sampling=SAMPLING))\n"
+        "assert all(s.token_ids for s in out)\n"
+        "print('generated without triton')\n"
+    )
+    root = Path(__file__).parent.parent
+    env = dict(os.environ, PYTHONPATH=f"{root / 'src'}{os.pathsep}{root}")
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0 and "generated without triton" in done.stdout, done.stderr[-3000:]

@@ -69,12 +69,13 @@ def sample(
     """Next tokens [G] from fp32 logits [G, V]; `positions` [G] are the positions being sampled."""
     if params.greedy:
         return logits.argmax(dim=-1)
-    from . import triton_sample  # (Triton imports lazily: CPU-only use never loads it)
+    if logits.is_cuda:  # (imported here: a CPU-only install need not have Triton)
+        from . import triton_sample
 
-    if triton_sample.supports(logits, params.top_k):  # the same draw in two kernels on a GPU
-        return triton_sample.sample_top_k(
-            logits, seeds, positions, params.temperature, params.top_k, params.top_p, params.min_p
-        )
+        if triton_sample.supports(logits, params.top_k):  # the same draw in two kernels
+            return triton_sample.sample_top_k(
+                logits, seeds, positions, params.temperature, params.top_k, params.top_p, params.min_p
+            )
     scaled = logits / params.temperature
     if params.top_k > 0:
         values, tokens = scaled.topk(min(params.top_k, scaled.shape[-1]), dim=-1)  # sorted, [G, K]
