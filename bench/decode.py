@@ -81,19 +81,24 @@ def check_graph(rows: int, params: SamplingParams | None = None) -> bool:
 
 
 def step_growth_bytes(steps: int = 4) -> int:
-    """Allocated bytes that building one more DecodeStep of the same model leaves behind (its cache and
-    graph released), the largest over `steps` steps: 0 expected (one capture stream per model;
-    `Decoder.capture_stream`)."""
-    model = Decoder.random(resolve_spec("Qwen/Qwen3-0.6B"), torch.bfloat16, "cuda")
-    after = []
-    for _ in range(steps):
-        cache = model.new_cache(2, 256)
-        step = DecodeStep(model, cache, SamplingParams(), row_seeds(0, 2))
-        step.run(torch.tensor([5, 6]), torch.full((2,), 10))
-        del step, cache
-        torch.cuda.synchronize()
-        after.append(torch.cuda.memory_allocated())
-    return max(b - a for a, b in itertools.pairwise(after))
+    """Allocated bytes that one more DecodeStep leaves behind once released, of the same model and of
+    a new model each time (a sweep's model groups), the largest over `steps` of each: 0 expected (one
+    capture stream per GPU: `Decoder.capture_stream`)."""
+    spec = resolve_spec("Qwen/Qwen3-0.6B")
+    same = Decoder.random(spec, torch.bfloat16, "cuda")
+    worst = 0
+    for new_models in (False, True):
+        after = []
+        for _ in range(steps):
+            model = Decoder.random(spec, torch.bfloat16, "cuda") if new_models else same
+            cache = model.new_cache(2, 256)
+            step = DecodeStep(model, cache, SamplingParams(), row_seeds(0, 2))
+            step.run(torch.tensor([5, 6]), torch.full((2,), 10))
+            del step, cache, model
+            torch.cuda.synchronize()
+            after.append(torch.cuda.memory_allocated())
+        worst = max(worst, *(b - a for a, b in itertools.pairwise(after)))
+    return worst
 
 
 def main() -> None:

@@ -257,3 +257,24 @@ def test_cpu_generation_needs_no_triton():
         [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0 and "generated without triton" in done.stdout, done.stderr[-3000:]
+
+
+def test_models_share_one_capture_stream_per_gpu(monkeypatch):
+    """Every model of a process captures its steps on one stream per GPU: torch keeps a cuBLAS
+    workspace per stream until the process ends, so a stream per model would add 32 MiB to every
+    later peak-memory figure of a sweep (the GPU side: bench/decode.py's step_growth_bytes)."""
+    from membudget.engine import model as model_module
+
+    first, second, other = (decoder_of(tiny_model("qwen3", seed=s)) for s in (0, 1, 2))
+    made = []
+    monkeypatch.setattr(torch.cuda, "Stream", lambda index: made.append(index) or object())
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(model_module, "CAPTURE_STREAMS", {})
+    first.device, second.device, other.device = (
+        torch.device("cuda"),
+        torch.device("cuda", 0),
+        torch.device("cuda", 1),
+    )
+    assert first.capture_stream() is second.capture_stream() is first.capture_stream()
+    assert other.capture_stream() is not first.capture_stream()
+    assert made == [0, 1]

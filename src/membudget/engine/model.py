@@ -80,7 +80,6 @@ class Decoder:
         # one row -- its matrix products are our own kernels -- and for many)
         self._decode_layer_few = compiled(decode_layer, "autotune") if cuda else decode_layer
         self._decode_layer_many = compiled(decode_layer, "1") if cuda else decode_layer
-        self._capture_stream = None  # see capture_stream
 
     # --- construction ------------------------------------------------------------------------------
     @classmethod
@@ -255,13 +254,16 @@ class Decoder:
         return KVCache(store, s.num_layers, s.num_heads, s.head_dim, self.scale, evict, track_positions)
 
     def capture_stream(self) -> torch.cuda.Stream:
-        """The side stream on which every DecodeStep of this model warms up and captures its graph.
-        torch keeps a 32 MiB cuBLAS workspace per stream that ran a product until the process ends;
-        a new stream per step (one per `generate_batch` call) added one to the allocated memory each
-        time, up to torch's pool of 32 streams (1 GiB), and so to every later peak-memory figure."""
-        if self._capture_stream is None:
-            self._capture_stream = torch.cuda.Stream(self.device)
-        return self._capture_stream
+        """The side stream on which every DecodeStep warms up and captures its graph: one per GPU for
+        all models of the process (CAPTURE_STREAMS). torch keeps a 32 MiB cuBLAS workspace per
+        stream that ran a product until the process ends; a new stream per step (one per
+        `generate_batch` call) added one to the allocated memory each time, up to torch's pool of 32
+        streams (1 GiB), and one per model did the same across a sweep's model groups -- and so to
+        every later peak-memory figure (bench/RESULTS.md)."""
+        index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        if index not in CAPTURE_STREAMS:
+            CAPTURE_STREAMS[index] = torch.cuda.Stream(index)
+        return CAPTURE_STREAMS[index]
 
     # --- forward -----------------------------------------------------------------------------------
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -366,6 +368,9 @@ def _quantized(layer: LayerWeights, bits: int) -> LayerWeights:
 def _data(norm) -> torch.Tensor | None:
     return None if norm is None else norm.weight.data
 
+
+# the capture stream of each GPU (by index), shared by every model of the process: Decoder.capture_stream
+CAPTURE_STREAMS: dict[int, torch.cuda.Stream] = {}
 
 # batch sizes whose decode layer is compiled with autotuning (A/Bs: bench/ab_launch.py, RESULTS.md)
 AUTOTUNE_ROWS = range(2, 5)
