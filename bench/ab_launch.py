@@ -1,6 +1,7 @@
-"""A/B of how our kernels are launched, in one run, alternating, each variant compiled afresh:
-programmatic dependent launch for our kernels (engine/launch.py) on or off, and one-row 16-bit matrix
-products by our GEMV (engine/triton_gemv16.py) or by Inductor's / cuBLAS's kernels.
+"""A/B of how our kernels are launched and compiled, in one run, alternating, each variant compiled
+afresh: programmatic dependent launch for our kernels (engine/launch.py) on or off, one-row 16-bit
+matrix products by our GEMV (engine/triton_gemv16.py) or by Inductor's / cuBLAS's kernels, the 16-bit
+attention's launch, a register cap for the 8-bit packed kernel, autotuning at one row (`set_variant`).
 
 Run on the device:  PYTHONPATH=src python3 bench/ab_launch.py [--out DIR] [--cases M:B:BITS,...]
     [--variants 'pdl+gemv16;pdl;off;pdl+gemv16=32:128:4:2:1024;pdl+dense=32:2:512'] [--reps 2]
