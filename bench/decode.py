@@ -2,8 +2,9 @@
 
 Run on the device:  PYTHONPATH=src python3 bench/decode.py [--out DIR] [--quick]
 Checks correctness on the GPU first (split-KV kernel vs an fp64 reference; graph replay vs eager at 1
-and 4 rows, greedy and sampled; the sampling kernels vs the torch path on the CPU), then times Qwen3-0.6B and Qwen3-8B shapes at batch 1 and 16, 8k context, bf16, random weights.
-Prints a table and writes decode.json.
+and 4 rows, greedy and sampled; the sampling kernels vs the torch path on the CPU; the memory one
+more step leaves behind), then times Qwen3-0.6B and Qwen3-8B shapes at batch 1 and 16, 8k context,
+bf16, random weights. Prints a table and writes decode.json.
 """
 
 import argparse
