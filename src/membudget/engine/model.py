@@ -78,8 +78,8 @@ class Decoder:
         cuda = self.device.type == "cuda"
         # one compiled copy per batch regime (measured best: autotuned kernels for 2-4 rows, plain for
         # one row -- its matrix products are our own kernels -- and for many)
-        self._decode_layer_few = compiled(decode_layer, "autotune") if cuda else decode_layer
-        self._decode_layer_many = compiled(decode_layer, "1") if cuda else decode_layer
+        self._decode_layer_autotuned = compiled(decode_layer, "autotune") if cuda else decode_layer
+        self._decode_layer_plain = compiled(decode_layer, "1") if cuda else decode_layer
 
     # --- construction ------------------------------------------------------------------------------
     @classmethod
@@ -307,7 +307,7 @@ class Decoder:
             where = (positions, positions, positions)
         x = F.embedding(ids[:, None], self.embed)  # [G, 1, hidden]
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]  # [G, 1, D]
-        layer_fn = self._decode_layer_few if ids.shape[0] in AUTOTUNE_ROWS else self._decode_layer_many
+        layer_fn = self._decode_layer_autotuned if ids.shape[0] in AUTOTUNE_ROWS else self._decode_layer_plain
         for i, w in enumerate(self.compute_layers):
             x = layer_fn(x, cos, sin, where, cache.decode_op, cache.layer_buffers(i), w, self.shape)
         return self._logits(x[:, 0])

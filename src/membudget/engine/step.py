@@ -50,8 +50,8 @@ class DecodeStep:
 
     def _capture(self) -> None:
         # compile and warm up (lazy inits, Triton compiles) at slot 0, then capture -- warm-up and
-        # capture run on the model's one side stream, so however many steps a process builds, only
-        # two streams ever hold a cuBLAS workspace
+        # capture run on the GPU's one capture stream (Decoder.capture_stream), so however many steps
+        # and models a process builds, only two streams ever hold a cuBLAS workspace
         self._body()
         stream = self.model.capture_stream()
         stream.wait_stream(torch.cuda.current_stream())

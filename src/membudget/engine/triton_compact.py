@@ -8,7 +8,8 @@ That holds for value codes grouped by 4 slots too (kvquant.py): blocks are multi
 
 Shapes: buffer [G, H_kv, C, W] (any dtype, last dim contiguous) or grouped [G, H_kv, C/4, W, 4],
 rows [R] (int64 row ids), index [R, H_kv, B] (int64, ascending per row and head) ->
-buffer[rows[r], h, j] = old buffer[rows[r], h, index[r, h, j]] for j < B. Tested on the CPU with TRITON_INTERPRET=1 against the torch gather.
+buffer[rows[r], h, j] = old buffer[rows[r], h, index[r, h, j]] for j < B. Tested on the CPU with
+TRITON_INTERPRET=1 against the torch gather.
 """
 
 from __future__ import annotations
