@@ -80,6 +80,9 @@ class Decoder:
         # one row -- its matrix products are our own kernels -- and for many)
         self._decode_layer_autotuned = compiled(decode_layer, "autotune") if cuda else decode_layer
         self._decode_layer_plain = compiled(decode_layer, "1") if cuda else decode_layer
+        # what a decode step does before and after its layers, in a few kernels instead of ~15
+        self._decode_inputs = compiled(decode_inputs) if cuda else decode_inputs
+        self._decode_logits = compiled(final_logits) if cuda else final_logits
 
     # --- construction ------------------------------------------------------------------------------
     @classmethod
@@ -246,6 +249,8 @@ class Decoder:
             raise ValueError(f"{tokens} tokens exceed the model's {self.max_positions} positions")
         if tokens > self.cos.shape[0]:
             self.cos, self.sin = rope_table(self.inv_freq, self.rope_scaling, tokens, self.dtype, self.device)
+            for table in (self.cos, self.sin):  # one compiled decode_inputs for every table length
+                torch._dynamo.mark_dynamic(table, 0)
         s = self.spec
         capacity = policy.held_tokens(tokens, answer_slots)
         shape = (s.num_layers, rows, s.num_kv_heads, capacity, s.head_dim, self.dtype, self.device)
@@ -268,7 +273,7 @@ class Decoder:
     # --- forward -----------------------------------------------------------------------------------
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, hidden] -> fp32 logits [B, V]."""
-        return F.linear(rms_norm(x, self.norm, self.eps), self.lm_head).float()
+        return final_logits(x, self.norm, self.lm_head, self.eps)
 
     def prefill(
         self, ids: torch.Tensor, cache: KVCache, chunk: int = 512, rows: slice = slice(None)
@@ -305,12 +310,11 @@ class Decoder:
         (a cache without eviction, written token by token)."""
         if where is None:
             where = (positions, positions, positions)
-        x = F.embedding(ids[:, None], self.embed)  # [G, 1, hidden]
-        cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]  # [G, 1, D]
+        x, cos, sin = self._decode_inputs(ids, positions, self.embed, self.cos, self.sin)
         layer_fn = self._decode_layer_autotuned if ids.shape[0] in AUTOTUNE_ROWS else self._decode_layer_plain
         for i, w in enumerate(self.compute_layers):
             x = layer_fn(x, cos, sin, where, cache.decode_op, cache.layer_buffers(i), w, self.shape)
-        return self._logits(x[:, 0])
+        return self._decode_logits(x[:, 0], self.norm, self.lm_head, self.eps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +348,17 @@ def attention_output_and_mlp(
     x = x + linear(attn.transpose(1, 2).reshape(b, s, -1), w.o)
     gate, up = linear(rms_norm(x, w.post_norm, shape.eps), w.gate_up).chunk(2, dim=-1)
     return x + linear(F.silu(gate) * up, w.down)
+
+
+def decode_inputs(ids: torch.Tensor, positions: torch.Tensor, embed: torch.Tensor, cos, sin):
+    """ids, positions [G] -> embeddings x [G, 1, hidden] and the RoPE rows cos, sin [G, 1, D] of the
+    positions (from the tables cos, sin [P, D])."""
+    return F.embedding(ids[:, None], embed), cos[positions][:, None], sin[positions][:, None]
+
+
+def final_logits(x: torch.Tensor, norm: torch.Tensor, lm_head: torch.Tensor, eps: float) -> torch.Tensor:
+    """Hidden states x [B, hidden] -> fp32 logits [B, V] (final RMSNorm, LM head)."""
+    return F.linear(rms_norm(x, norm, eps), lm_head).float()
 
 
 def decode_layer(x, cos, sin, where, cache_op, buffers: tuple, w: LayerWeights, shape: Shape) -> torch.Tensor:

@@ -208,8 +208,9 @@ def _partial_kernel(
 
 
 def num_splits(rows: int, kv_heads: int, target_programs: int = 264) -> int:
-    """Enough splits for ~2 programs per multiprocessor. It depends on the batch shape only, never on
-    the cache capacity, so a budget checkpoint computes exactly what a separate run computes."""
+    """Enough splits for about `target_programs` programs (default: two per multiprocessor of an
+    H100/H200). It depends on the batch shape only, never on the cache capacity, so a budget
+    checkpoint computes exactly what a separate run computes."""
     return max(1, min(triton.cdiv(target_programs, rows * kv_heads), 64))
 
 
@@ -221,8 +222,10 @@ def _settings(launch: tuple, rows: int, kv_heads: int, splits, block_n, num_warp
 
 
 # The 16-bit kernel's launch: (block_n, num_warps, target programs for splits); bench/decode.py
-# --dense-launch times others
-DENSE_LAUNCH = (64, 4, 264)
+# --dense-launch times others. One program per multiprocessor beat two at every batch size on an H200
+# (Qwen3-0.6B batch 1: 1.046 ms at 128:4:132, 1.059 at 64:4:132, 1.090 at 64:4:264; batch 16: 4.561
+# vs 4.660 ms at 64 slots a block; bench/RESULTS.md)
+DENSE_LAUNCH = (128, 4, 132)
 
 
 def split_kv_decode(

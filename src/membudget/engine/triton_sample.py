@@ -32,14 +32,31 @@ from .launch import await_inputs, use_pdl
 # with K (41 µs at K = 20 against ~70 for torch's path) and would pass torch's around K = 35.
 MAX_K = 32
 CHUNK = 2048  # tokens per program of the first kernel
+RANK_BLOCK = 64  # candidates per program of the second
 _M32 = 0xFFFFFFFF
+LOWEST: tl.constexpr = tl.constexpr(-(2**63))  # below every key
+
+
+@triton.jit
+def _keys(values, ids):
+    """int64 keys that order (value descending, then token id ascending) as integers descending: the
+    fp32 value's bits made monotone (and -0.0 made +0.0) in the high word, the id's complement below."""
+    bits = tl.where(values == 0, 0.0, values).to(tl.int32, bitcast=True)
+    ordered = tl.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    return (ordered.to(tl.int64) << 32) | ((~ids).to(tl.int64) & 0xFFFFFFFF)
+
+
+@triton.jit
+def _value(keys):
+    """The fp32 values of `_keys`."""
+    bits = (keys >> 32).to(tl.int32)
+    return tl.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(tl.float32, bitcast=True)
 
 
 @triton.jit
 def _chunk_top_k(
     logits,  # [G, V] fp32
-    cand_vals,  # [G, CHUNKS * K] fp32
-    cand_ids,  # [G, CHUNKS * K] int32
+    cand_keys,  # [G, CHUNKS * K] int64 (`_keys`)
     V,
     s_lg,
     s_cg,
@@ -52,13 +69,12 @@ def _chunk_top_k(
     chunk = tl.program_id(1)
     offs = chunk * CHUNK + tl.arange(0, CHUNK)
     x = tl.load(logits + row.to(tl.int64) * s_lg + offs, mask=offs < V, other=-float("inf"))
-    out = row.to(tl.int64) * s_cg + chunk * K
-    for i in tl.static_range(K):
-        best = tl.max(x, axis=0)
-        at = tl.min(tl.where(x == best, offs, 2147483647), axis=0)  # lowest id among equal values
-        tl.store(cand_vals + out + i, best)
-        tl.store(cand_ids + out + i, at)
-        x = tl.where(offs == at, -float("inf"), x)
+    keys = _keys(x, offs)
+    out = cand_keys + row.to(tl.int64) * s_cg + chunk * K
+    for i in tl.static_range(K):  # keys are distinct (distinct ids): one reduction a round
+        best = tl.max(keys, axis=0)
+        tl.store(out + i, best)
+        keys = tl.where(keys == best, LOWEST, keys)
 
 
 @triton.jit
@@ -70,41 +86,54 @@ def _mix(x):
 
 
 @triton.jit
+def _rank(
+    cand_keys,  # [G, CANDS] int64 (`_keys`)
+    top_keys,  # [G, K] int64: the K largest candidates, descending
+    CANDS,
+    s_cg,
+    s_tg,
+    K: tl.constexpr,
+    BLOCK: tl.constexpr,  # candidates per program, and per step of the comparison
+    PDL: tl.constexpr,
+):
+    await_inputs(PDL)
+    row = tl.program_id(0)
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    cands = cand_keys + row.to(tl.int64) * s_cg
+    mine = tl.load(cands + offs, mask=offs < CANDS, other=LOWEST)
+    above = tl.zeros([BLOCK, BLOCK], tl.int32)  # keys are distinct (distinct ids): ranks are too
+    for start in range(0, CANDS, BLOCK):
+        other = start + tl.arange(0, BLOCK)
+        keys = tl.load(cands + other, mask=other < CANDS, other=LOWEST)
+        above += (keys[None, :] > mine[:, None]).to(tl.int32)
+    rank = tl.sum(above, axis=1)  # how many candidates are larger
+    tl.store(top_keys + row.to(tl.int64) * s_tg + rank, mine, mask=(offs < CANDS) & (rank < K))
+
+
+@triton.jit
 def _pick(
-    cand_vals,  # [G, CANDS] fp32
-    cand_ids,  # [G, CANDS] int32
+    top_keys,  # [G, K] int64 (`_keys`), descending
     seeds,  # [G] int64
     positions,  # [G] int64
     out,  # [G] int64
-    CANDS,
-    s_cg,
+    s_tg,
     temperature,
     top_p,
     min_p,
     K: tl.constexpr,
     K_POW2: tl.constexpr,
-    BLOCK: tl.constexpr,  # a power of two >= CANDS
     TOP_P: tl.constexpr,
     MIN_P: tl.constexpr,
     PDL: tl.constexpr,
 ):
     await_inputs(PDL)
     row = tl.program_id(0)
-    offs = tl.arange(0, BLOCK)
-    base = row.to(tl.int64) * s_cg
-    x = tl.load(cand_vals + base + offs, mask=offs < CANDS, other=-float("inf"))
-    ids = tl.load(cand_ids + base + offs, mask=offs < CANDS, other=0)
     slot = tl.arange(0, K_POW2)
-    values = tl.full([K_POW2], -float("inf"), tl.float32)
-    tokens = tl.zeros([K_POW2], tl.int64)
-    for i in tl.static_range(K):  # the K largest, descending; equal values: lower token id first
-        best = tl.max(x, axis=0)
-        token = tl.min(tl.where(x == best, ids, 2147483647), axis=0)
-        at = tl.min(tl.where((x == best) & (ids == token), offs, BLOCK), axis=0)
-        values = tl.where(slot == i, best / temperature, values)
-        tokens = tl.where(slot == i, token.to(tl.int64), tokens)
-        x = tl.where(offs == at, -float("inf"), x)
+    top = tl.load(top_keys + row.to(tl.int64) * s_tg + slot, mask=slot < K, other=LOWEST)
+    values = _value(top) / temperature
+    tokens = (~top) & 0xFFFFFFFF
     probs = tl.exp(values - tl.max(values, axis=0))
+    probs = tl.where(slot < K, probs, 0.0)
     probs = probs / tl.sum(probs, axis=0)
     drop = slot >= K
     if TOP_P:  # keep the smallest set reaching top_p
@@ -139,18 +168,22 @@ def sample_top_k(
     rows, vocab = logits.shape
     k = min(top_k, vocab)
     chunks = triton.cdiv(vocab, CHUNK)
-    cand_vals = torch.empty(rows, chunks * k, dtype=torch.float32, device=logits.device)
-    cand_ids = torch.empty(rows, chunks * k, dtype=torch.int32, device=logits.device)
+    cands = torch.empty(rows, chunks * k, dtype=torch.int64, device=logits.device)
+    top = torch.empty(rows, k, dtype=torch.int64, device=logits.device)
     out = torch.empty(rows, dtype=torch.int64, device=logits.device)
     pdl = use_pdl(logits.device)
     _chunk_top_k[(rows, chunks)](
-        logits, cand_vals, cand_ids, vocab, logits.stride(0), cand_vals.stride(0),
+        logits, cands, vocab, logits.stride(0), cands.stride(0),
         K=k, CHUNK=CHUNK, PDL=pdl, num_warps=4, launch_pdl=pdl,
     )  # fmt: skip
+    _rank[(rows, triton.cdiv(chunks * k, RANK_BLOCK))](
+        cands, top, chunks * k, cands.stride(0), top.stride(0),
+        K=k, BLOCK=RANK_BLOCK, PDL=pdl, num_warps=4, launch_pdl=pdl,
+    )  # fmt: skip
     _pick[(rows,)](
-        cand_vals, cand_ids, seeds, positions, out, chunks * k, cand_vals.stride(0), temperature, top_p,
-        min_p, K=k, K_POW2=triton.next_power_of_2(k), BLOCK=triton.next_power_of_2(chunks * k),
-        TOP_P=top_p < 1, MIN_P=min_p > 0, PDL=pdl, num_warps=4, launch_pdl=pdl,
+        top, seeds, positions, out, top.stride(0), temperature, top_p, min_p,
+        K=k, K_POW2=triton.next_power_of_2(k), TOP_P=top_p < 1, MIN_P=min_p > 0, PDL=pdl,
+        num_warps=1, launch_pdl=pdl,
     )  # fmt: skip
     return out
 
