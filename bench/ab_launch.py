@@ -26,11 +26,12 @@ from membudget.spec import resolve_spec
 SUPPORTS = triton_gemv16.supports
 GEMV16_LAUNCH = triton_gemv16.GEMV16_LAUNCH
 DENSE_LAUNCH = triton_attention.DENSE_LAUNCH
+DENSE_LAUNCH_ONE_ROW = triton_attention.DENSE_LAUNCH_ONE_ROW
 
 
 def set_variant(name: str) -> None:
     """'+'-joined parts: 'off' (neither), 'pdl', 'gemv16' or 'gemv16=block_n:block_k:warps:stages:programs',
-    'dense=block_n:warps:programs' (the 16-bit attention's launch), 'upto=MiB' (gemv16 for weights up to
+    'dense=block_n:warps:programs' (the 16-bit attention's launch at any batch size), 'upto=MiB' (gemv16 for weights up to
     that size only), 'cap8=N' (the 8-bit packed one-row kernel with at most N registers per thread),
     'autotune1' (one row's layer compiled with autotuning, as before session 9)."""
     parts = dict((p.split("=") + [""])[:2] for p in name.split("+"))
@@ -44,8 +45,9 @@ def set_variant(name: str) -> None:
     given = dict(zip(keys, map(int, parts["gemv16"].split(":")), strict=True)) if parts.get("gemv16") else {}
     triton_gemv16.GEMV16_LAUNCH = GEMV16_LAUNCH | given
     triton_gemv16.MAX_WEIGHT_BYTES = int(parts["upto"]) << 20 if parts.get("upto") else None
-    dense = tuple(map(int, parts["dense"].split(":"))) if parts.get("dense") else DENSE_LAUNCH
-    triton_attention.DENSE_LAUNCH = dense
+    given = tuple(map(int, parts["dense"].split(":"))) if parts.get("dense") else None
+    triton_attention.DENSE_LAUNCH = given or DENSE_LAUNCH
+    triton_attention.DENSE_LAUNCH_ONE_ROW = given or DENSE_LAUNCH_ONE_ROW
     torch._dynamo.reset()
 
 

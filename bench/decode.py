@@ -156,10 +156,11 @@ def main() -> None:
         save_result(args.out, args.name, result)  # after every case: a run cut short keeps its figures
         print(json.dumps(rows[-1]), flush=True)
         for launch in args.dense_launch.split(";") if args.dense_launch else ():
-            default = triton_attention.DENSE_LAUNCH
-            triton_attention.DENSE_LAUNCH = tuple(map(int, launch.split(":")))
+            default = triton_attention.DENSE_LAUNCH, triton_attention.DENSE_LAUNCH_ONE_ROW
+            given = tuple(map(int, launch.split(":")))
+            triton_attention.DENSE_LAUNCH = triton_attention.DENSE_LAUNCH_ONE_ROW = given
             row = bench_engine(spec, batch, 8192, bandwidth, weights=bits)
-            triton_attention.DENSE_LAUNCH = default
+            triton_attention.DENSE_LAUNCH, triton_attention.DENSE_LAUNCH_ONE_ROW = default
             rows.append(row.to_dict() | {"merge": launch})
             save_result(args.out, args.name, result)
             print(json.dumps(rows[-1]), flush=True)

@@ -221,11 +221,13 @@ def _settings(launch: tuple, rows: int, kv_heads: int, splits, block_n, num_warp
     return splits or num_splits(rows, kv_heads, programs), block_n or default_n, num_warps or default_warps
 
 
-# The 16-bit kernel's launch: (block_n, num_warps, target programs for splits); bench/decode.py
-# --dense-launch times others. One program per multiprocessor beat two at every batch size on an H200
-# (Qwen3-0.6B batch 1: 1.046 ms at 128:4:132, 1.059 at 64:4:132, 1.090 at 64:4:264; batch 16: 4.561
-# vs 4.660 ms at 64 slots a block; bench/RESULTS.md)
-DENSE_LAUNCH = (128, 4, 132)
+# The 16-bit kernel's launch: (block_n, num_warps, target programs for splits) for several rows and
+# for one; bench/decode.py --dense-launch times others. One program per multiprocessor beat two at
+# every batch size on an H200, and 128-slot blocks beat 64 at one row only (Qwen3-0.6B batch 1: 1.024
+# ms at 128:4:132, 1.034 at 64:4:132, 1.090 at 64:4:264; batch 16: 4.555 ms at 64:4:132, 4.612 at
+# 128:4:132, 4.660 at 64:4:264; Qwen3-8B alike; bench/RESULTS.md)
+DENSE_LAUNCH = (64, 4, 132)
+DENSE_LAUNCH_ONE_ROW = (128, 4, 132)
 
 
 def split_kv_decode(
@@ -242,7 +244,8 @@ def split_kv_decode(
     """Decode attention over a 16-bit cache; see the module docstring for shapes. tickets: int32
     zeros [>= G * H_kv] (left zero) to merge the splits inside the one kernel (`merge_if_last`);
     without them the two kernels run as one opaque op, launched with PDL (engine/launch.py)."""
-    splits, block_n, num_warps = _settings(DENSE_LAUNCH, q.shape[0], k.shape[1], splits, block_n, num_warps)
+    launch = DENSE_LAUNCH_ONE_ROW if q.shape[0] == 1 else DENSE_LAUNCH
+    splits, block_n, num_warps = _settings(launch, q.shape[0], k.shape[1], splits, block_n, num_warps)
     if tickets is None:
         return dense_attention(q, k, v, lengths, scale, splits, block_n, num_warps)
     return _launch(q, (k, v, k, k, k, k, k, k), 0, lengths, scale, splits, block_n, num_warps, tickets)
