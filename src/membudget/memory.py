@@ -38,9 +38,11 @@ KV_GROUP = 64
 KV_RESIDUAL = 128
 CONVENTIONS = ("all", "study")
 # Memory the engine holds on a GPU beyond weights, KV and activations: cuBLAS workspaces of the decode
-# and capture streams, the CUDA-graph pool and compiled-kernel buffers. Calibrated on an H200 (the
-# measured peak minus everything else was 141-224 MiB over four shapes; bench/RESULTS.md).
-ENGINE_OVERHEAD = 160 * 2**20
+# and capture streams, the CUDA-graph pool and compiled-kernel buffers. Calibrated on an H200: the
+# measured peak minus everything else was 44-160 MiB over four shapes in three runs since all models
+# of a process share one capture stream (141-224 MiB before, when each model had its own and kept
+# its cuBLAS workspace); bench/RESULTS.md.
+ENGINE_OVERHEAD = 80 * 2**20
 
 # Eviction methods (engine/policies): all compact to B every EVICTION_BUFFER tokens, so a sequence
 # holds up to B + EVICTION_BUFFER (the slack); each records its newest `window` queries for scoring,

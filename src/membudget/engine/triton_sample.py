@@ -1,20 +1,24 @@
-"""Top-k sampling of a decode step in two kernels, for small k (engine/sampling.py's filters and noise).
+"""Top-k sampling of a decode step in three kernels, for small k (engine/sampling.py's filters and noise).
 
 `torch.topk` over a 151,936-token vocabulary runs a multi-pass radix select: with the softmax, the
 cumulative sum and the gathers after it, sampling cost ~70 µs of a Qwen3-0.6B batch-1 step on an H200,
-a chain of ~20 small kernels; these two cost 41 µs (33 of them `_pick`, one program doing K rounds of
-block reductions: the next thing to make faster) and the step went from 1.156 to 1.128 ms
-(bench/RESULTS.md, trace-v9*.json). Here:
+a chain of ~20 small kernels; these three charge ~12 µs of the step (trace-v10-warps-8-16.json:
+`_chunk_top_k` 7.9, `_rank` 2.9, `_pick` under 1.4; bench/RESULTS.md). Each candidate is an int64
+key (`_keys`) that orders (logit descending, token id ascending) as an integer, so one reduction
+finds the largest and ties go to the lower token id. Here:
 
-1. `_chunk_top_k`: program (row, chunk) keeps the K largest logits of CHUNK tokens (K rounds of
-   max and lowest-index argmax) -> candidates [G, chunks * K].
-2. `_pick`: program (row) takes the K largest candidates in descending order, divides by the
-   temperature, and applies sampling.py's top-p / min-p filters and its counter-based Gumbel noise
-   to draw the token: the same arithmetic as `sampling.sample`, in another summation order.
+1. `_chunk_top_k`: program (row, chunk) keeps the K largest keys of CHUNK tokens (K rounds of one
+   block max each) -> candidates [G, chunks * K].
+2. `_rank`: program (row, RANK_BLOCK candidates) counts, for each of its candidates, the larger ones
+   among all of the row's (one load, one comparison matrix); a candidate ranked r < K is stored at
+   slot r -> the K largest [G, K], descending. (K rounds of block reductions over all candidates in
+   one program per row took 28-33 µs: session 9's `_pick`.)
+3. `_pick`: program (row, one warp) divides the K values by the temperature and applies sampling.py's
+   top-p / min-p filters and its counter-based Gumbel noise to draw the token: the same arithmetic as
+   `sampling.sample`, in another summation order.
 
-A row's token depends only on its own logits, seed and position (one program per row), as in the
-torch path; ties between equal logits go to the lower token id. The torch path stays for CPUs, for
-top-k off or above MAX_K, and for greedy decoding.
+A row's token depends only on its own logits, seed and position, as in the torch path. The torch
+path stays for CPUs, for top-k off or above MAX_K, and for greedy decoding.
 Tested against `sampling.sample` in the interpreter (tests/kernels/check_sample.py).
 
 Shapes: logits [G, V] fp32 (any row stride), seeds and positions [G] int64 -> tokens [G] int64.
@@ -28,11 +32,12 @@ import triton.language as tl
 
 from .launch import await_inputs, use_pdl
 
-# Larger top-k goes through torch: both kernels take K rounds of block reductions, so their cost grows
-# with K (41 µs at K = 20 against ~70 for torch's path) and would pass torch's around K = 35.
+# Larger top-k goes through torch: the first kernel takes K rounds of block reductions, so its cost
+# grows with K (7.9 µs at K = 20; torch's path ~70 µs; larger K not measured).
 MAX_K = 32
 CHUNK = 2048  # tokens per program of the first kernel
-RANK_BLOCK = 64  # candidates per program of the second
+RANK_BLOCK = 16  # candidates ranked per program of the second
+WARPS = {"chunk": 4, "rank": 16}  # warps per program of the first two kernels (measured: bench/RESULTS.md)
 _M32 = 0xFFFFFFFF
 LOWEST: tl.constexpr = tl.constexpr(-(2**63))  # below every key
 
@@ -93,20 +98,19 @@ def _rank(
     s_cg,
     s_tg,
     K: tl.constexpr,
-    BLOCK: tl.constexpr,  # candidates per program, and per step of the comparison
+    BLOCK: tl.constexpr,  # candidates ranked per program
+    ALL: tl.constexpr,  # a power of two >= CANDS
     PDL: tl.constexpr,
 ):
     await_inputs(PDL)
     row = tl.program_id(0)
-    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     cands = cand_keys + row.to(tl.int64) * s_cg
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mine = tl.load(cands + offs, mask=offs < CANDS, other=LOWEST)
-    above = tl.zeros([BLOCK, BLOCK], tl.int32)  # keys are distinct (distinct ids): ranks are too
-    for start in range(0, CANDS, BLOCK):
-        other = start + tl.arange(0, BLOCK)
-        keys = tl.load(cands + other, mask=other < CANDS, other=LOWEST)
-        above += (keys[None, :] > mine[:, None]).to(tl.int32)
-    rank = tl.sum(above, axis=1)  # how many candidates are larger
+    every = tl.arange(0, ALL)
+    keys = tl.load(cands + every, mask=every < CANDS, other=LOWEST)  # one load of all candidates
+    # how many candidates are larger; keys are distinct (distinct ids), so ranks are too
+    rank = tl.sum((keys[None, :] > mine[:, None]).to(tl.int32), axis=1)
     tl.store(top_keys + row.to(tl.int64) * s_tg + rank, mine, mask=(offs < CANDS) & (rank < K))
 
 
@@ -174,11 +178,12 @@ def sample_top_k(
     pdl = use_pdl(logits.device)
     _chunk_top_k[(rows, chunks)](
         logits, cands, vocab, logits.stride(0), cands.stride(0),
-        K=k, CHUNK=CHUNK, PDL=pdl, num_warps=4, launch_pdl=pdl,
+        K=k, CHUNK=CHUNK, PDL=pdl, num_warps=WARPS["chunk"], launch_pdl=pdl,
     )  # fmt: skip
     _rank[(rows, triton.cdiv(chunks * k, RANK_BLOCK))](
         cands, top, chunks * k, cands.stride(0), top.stride(0),
-        K=k, BLOCK=RANK_BLOCK, PDL=pdl, num_warps=4, launch_pdl=pdl,
+        K=k, BLOCK=RANK_BLOCK, ALL=triton.next_power_of_2(chunks * k), PDL=pdl, num_warps=WARPS["rank"],
+        launch_pdl=pdl,
     )  # fmt: skip
     _pick[(rows,)](
         top, seeds, positions, out, top.stride(0), temperature, top_p, min_p,
