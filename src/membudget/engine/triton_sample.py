@@ -2,8 +2,8 @@
 
 `torch.topk` over a 151,936-token vocabulary runs a multi-pass radix select: with the softmax, the
 cumulative sum and the gathers after it, sampling cost ~70 µs of a Qwen3-0.6B batch-1 step on an H200,
-a chain of ~20 small kernels; these three charge ~12 µs of the step (trace-v10-warps-8-16.json:
-`_chunk_top_k` 7.9, `_rank` 2.9, `_pick` under 1.4; bench/RESULTS.md). Each candidate is an int64
+a chain of ~20 small kernels; these three charge ~13 µs of the step (trace-v10-warps-*.json:
+`_chunk_top_k` 7.9, `_rank` 2.9-4.1, `_pick` 1.1; bench/RESULTS.md). Each candidate is an int64
 key (`_keys`) that orders (logit descending, token id ascending) as an integer, so one reduction
 finds the largest and ties go to the lower token id. Here:
 
