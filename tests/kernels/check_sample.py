@@ -34,16 +34,24 @@ for vocab, params in cases:
 
 # a row's token depends only on its own logits, seed and position: alone == in a batch, and rows
 # given as a broadcast view (the engine's first token after a shared prefill) are read correctly
-logits = torch.randn(4, 600) * 3
-seeds, positions = torch.tensor(row_seeds(1, 4)), torch.full((4,), 9)
+logits = torch.randn(6, 5000) * 3
+seeds, positions = torch.tensor(row_seeds(1, 6)), torch.full((6,), 9)
 batch = sample_top_k(logits, seeds, positions, 0.6, 20, 0.95, 0.0)
 alone = torch.cat([sample_top_k(logits[i : i + 1], seeds[i : i + 1], positions[i : i + 1], 0.6, 20, 0.95, 0.0)
-                   for i in range(4)])  # fmt: skip
-shared = sample_top_k(logits[:1].expand(4, -1), seeds, positions, 0.6, 20, 0.95, 0.0)
+                   for i in range(6)])  # fmt: skip
+shared = sample_top_k(logits[:1].expand(6, -1), seeds, positions, 0.6, 20, 0.95, 0.0)
 if not torch.equal(batch, alone) or not torch.equal(
-    shared, sample(logits[:1].expand(4, -1), SamplingParams(), seeds, positions)
+    shared, sample(logits[:1].expand(6, -1), SamplingParams(), seeds, positions)
 ):
     sys.exit("rows are not independent")
 
-torch.library.opcheck(sample_top_k, (logits[:2], seeds[:2], positions[:2], 0.6, 20, 0.95, 0.0))
+# equal largest logits across the top-k boundary: the lower token ids are kept, -0.0 equal to +0.0
+ties = torch.full((64, 300), -5.0)
+ties[:, :3] = 0.0
+ties[:, 1] = -0.0
+drawn = set(sample_top_k(ties, torch.tensor(row_seeds(5, 64)), torch.arange(64), 1.0, 2, 1.0, 0.0).tolist())
+if drawn != {0, 1}:
+    sys.exit(f"ties at the top-k boundary: drew {sorted(drawn)}, want tokens 0 and 1")
+
+torch.library.opcheck(sample_top_k, (logits, seeds, positions, 0.6, 20, 0.95, 0.0))
 print("ok sample")
