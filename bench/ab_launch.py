@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from decode import check_graph  # bench/decode.py
 
 from membudget.bench import bench_engine, copy_bandwidth, save_result
-from membudget.engine import launch, model, triton_attention, triton_gemv, triton_gemv16
+from membudget.engine import compiling, launch, triton_attention, triton_gemv, triton_gemv16
 from membudget.spec import resolve_spec
 
 SUPPORTS = triton_gemv16.supports
@@ -39,7 +39,7 @@ def set_variant(name: str) -> None:
         sys.exit(f"unknown variant {name!r}")
     launch.PDL = "pdl" in parts
     triton_gemv.GEMV_LAUNCH[8]["maxnreg"] = int(parts.get("cap8") or 0)
-    model.AUTOTUNE_ROWS = range(1, 5) if "autotune1" in parts else range(2, 5)
+    compiling.AUTOTUNE_ROWS = range(1, 5) if "autotune1" in parts else range(2, 5)
     triton_gemv16.supports = SUPPORTS if "gemv16" in parts else (lambda x, w: False)
     keys = ("block_n", "block_k", "num_warps", "num_stages", "target_programs")
     given = dict(zip(keys, map(int, parts["gemv16"].split(":")), strict=True)) if parts.get("gemv16") else {}

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from membudget.engine.compiling import compiled
 from membudget.engine.generate import GenerationConfig, Generator
-from membudget.engine.model import Decoder, attention_inputs, attention_output_and_mlp, compiled
+from membudget.engine.model import Decoder, attention_inputs, attention_output_and_mlp
 from membudget.engine.sampling import SamplingParams
 from membudget.spec import ModelSpec
 

@@ -7,7 +7,6 @@ cache write + attention -> o_proj -> residual; RMSNorm -> SwiGLU MLP -> residual
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 
 from ..memory import KVPolicy
 from ..spec import ModelSpec
+from . import compiling
 from .cache import KVCache
 from .kvstore import DenseStore, QuantStore
 from .policies import make_policy
@@ -78,11 +78,11 @@ class Decoder:
         cuda = self.device.type == "cuda"
         # one compiled copy per batch regime (measured best: autotuned kernels for 2-4 rows, plain for
         # one row -- its matrix products are our own kernels -- and for many)
-        self._decode_layer_autotuned = compiled(decode_layer, "autotune") if cuda else decode_layer
-        self._decode_layer_plain = compiled(decode_layer, "1") if cuda else decode_layer
+        self._decode_layer_autotuned = compiling.compiled(decode_layer, "autotune") if cuda else decode_layer
+        self._decode_layer_plain = compiling.compiled(decode_layer, "1") if cuda else decode_layer
         # what a decode step does before and after its layers, in a few kernels instead of ~15
-        self._decode_inputs = compiled(decode_inputs) if cuda else decode_inputs
-        self._decode_logits = compiled(final_logits) if cuda else final_logits
+        self._decode_inputs = compiling.compiled(decode_inputs) if cuda else decode_inputs
+        self._decode_logits = compiling.compiled(final_logits) if cuda else final_logits
 
     # --- construction ------------------------------------------------------------------------------
     @classmethod
@@ -311,7 +311,11 @@ class Decoder:
         if where is None:
             where = (positions, positions, positions)
         x, cos, sin = self._decode_inputs(ids, positions, self.embed, self.cos, self.sin)
-        layer_fn = self._decode_layer_autotuned if ids.shape[0] in AUTOTUNE_ROWS else self._decode_layer_plain
+        layer_fn = (
+            self._decode_layer_autotuned
+            if ids.shape[0] in compiling.AUTOTUNE_ROWS
+            else self._decode_layer_plain
+        )
         for i, w in enumerate(self.compute_layers):
             x = layer_fn(x, cos, sin, where, cache.decode_op, cache.layer_buffers(i), w, self.shape)
         return self._decode_logits(x[:, 0], self.norm, self.lm_head, self.eps)
@@ -386,28 +390,3 @@ def _data(norm) -> torch.Tensor | None:
 
 # the capture stream of each GPU (by index), shared by every model of the process: Decoder.capture_stream
 CAPTURE_STREAMS: dict[int, torch.cuda.Stream] = {}
-
-# batch sizes whose decode layer is compiled with autotuning (A/Bs: bench/ab_launch.py, RESULTS.md)
-AUTOTUNE_ROWS = range(2, 5)
-
-
-def compiled(fn, default: str = "1"):
-    """torch.compile(fn) as MEMBUDGET_COMPILE says (else `default`): "autotune" (Inductor also times its
-    own matrix kernels against cuBLAS for every shape: measured faster at 2-4 rows, slower at 16;
-    at one row, where our kernels do the products, only slower to compile and less repeatable --
-    bench/RESULTS.md), "1" (plain compile), or "0" (eager: same results, many more kernel launches).
-
-    Inductor's kernels use programmatic dependent launch (Hopper and later; Inductor ignores it
-    elsewhere): a kernel starts while its predecessor finishes and waits for its data on the device,
-    which hides part of each launch's latency (a few per cent at batch 1, bench/RESULTS.md)."""
-    mode = os.environ.get("MEMBUDGET_COMPILE", default)
-    if mode == "0":
-        return fn
-    # one compiled copy per (batch size, cache layout: store kind, KV bits, policy state), shared by
-    # all models of a process; a sweep over KV policies needs more than torch's default of 8
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-    options = torch._inductor.list_mode_options(
-        "max-autotune-no-cudagraphs" if mode == "autotune" else "default"
-    )
-    options = {**options, "triton.enable_pdl": True}
-    return torch.compile(fn, fullgraph=True, dynamic=False, options=options)

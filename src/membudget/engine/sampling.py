@@ -72,7 +72,7 @@ def sample(
     if logits.is_cuda:  # (imported here: a CPU-only install need not have Triton)
         from . import triton_sample
 
-        if triton_sample.supports(logits, params.top_k):  # the same draw in two kernels
+        if triton_sample.supports(logits, params.top_k):  # the same draw in three kernels
             return triton_sample.sample_top_k(
                 logits, seeds, positions, params.temperature, params.top_k, params.top_p, params.min_p
             )

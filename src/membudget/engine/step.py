@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 from .cache import KVCache
-from .model import Decoder, compiled
+from .compiling import compiled
+from .model import Decoder
 from .sampling import SamplingParams, sample
 
 

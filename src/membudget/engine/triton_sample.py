@@ -134,10 +134,9 @@ def _pick(
     row = tl.program_id(0)
     slot = tl.arange(0, K_POW2)
     top = tl.load(top_keys + row.to(tl.int64) * s_tg + slot, mask=slot < K, other=LOWEST)
-    values = _value(top) / temperature
+    values = tl.where(slot < K, _value(top) / temperature, -float("inf"))
     tokens = (~top) & 0xFFFFFFFF
     probs = tl.exp(values - tl.max(values, axis=0))
-    probs = tl.where(slot < K, probs, 0.0)
     probs = probs / tl.sum(probs, axis=0)
     drop = slot >= K
     if TOP_P:  # keep the smallest set reaching top_p
