@@ -12,7 +12,7 @@ import torch
 
 from membudget.engine.compiling import compiled
 from membudget.engine.generate import GenerationConfig, Generator
-from membudget.engine.model import Decoder, attention_inputs, attention_output_and_mlp
+from membudget.engine.model import Decoder, attention_inputs, attention_output_and_mlp, decode_logits
 from membudget.engine.sampling import SamplingParams
 from membudget.spec import ModelSpec
 
@@ -80,6 +80,9 @@ def test_compiled_layer_parts_match_eager():
     torch.testing.assert_close(compiled(attention_inputs, "1")(x, cos, sin, w, shape), (q, k, v))
     out = attention_output_and_mlp(x, attn, w, shape)
     torch.testing.assert_close(compiled(attention_output_and_mlp, "1")(x, attn, w, shape), out)
+    act = torch.randn(2, decoder.spec.intermediate_size, generator=gen)
+    args = (x[:, 0], act, w.down, decoder.norm, decoder.lm_head, decoder.eps)
+    torch.testing.assert_close(compiled(decode_logits, "1")(*args), decode_logits(*args))
 
 
 def test_prefill_chunks_are_causal():

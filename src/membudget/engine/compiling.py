@@ -1,6 +1,7 @@
 """How the engine's forward is compiled on a GPU: torch.compile with Inductor, per batch regime.
 
-The decode layer compiles once per batch size and cache layout (engine/model.py); 2-4 rows take
+The decode layer compiles twice (first layer, the others) per batch size and cache layout
+(engine/model.py); 2-4 rows take
 Inductor's autotuned matrix kernels, one row and many rows a plain compile (AUTOTUNE_ROWS). The step's
 prologue, final norm and sampling compile plainly (engine/model.py, engine/step.py).
 """
@@ -27,9 +28,9 @@ def compiled(fn, default: str = "1"):
     mode = os.environ.get("MEMBUDGET_COMPILE", default)
     if mode == "0":
         return fn
-    # one compiled copy per (batch size, cache layout: store kind, KV bits, policy state), shared by
-    # all models of a process; a sweep over KV policies needs more than torch's default of 8
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    # two compiled copies per (batch size, cache layout: store kind, KV bits, policy state), shared
+    # by all models of a process; a sweep over KV policies needs more than torch's default of 8
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 128)
     options = torch._inductor.list_mode_options(
         "max-autotune-no-cudagraphs" if mode == "autotune" else "default"
     )

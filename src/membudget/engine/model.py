@@ -77,12 +77,13 @@ class Decoder:
         self.shape = Shape(spec.num_heads, spec.num_kv_heads, spec.head_dim, eps, self.scale)
         cuda = self.device.type == "cuda"
         # one compiled copy per batch regime (measured best: autotuned kernels for 2-4 rows, plain for
-        # one row -- its matrix products are our own kernels -- and for many)
+        # one row -- its matrix products are our own kernels -- and for many); each compiles twice,
+        # for the first layer (nothing to finish) and for the others (decode_layer)
         self._decode_layer_autotuned = compiling.compiled(decode_layer, "autotune") if cuda else decode_layer
         self._decode_layer_plain = compiling.compiled(decode_layer, "1") if cuda else decode_layer
         # what a decode step does before and after its layers, in a few kernels instead of ~15
         self._decode_inputs = compiling.compiled(decode_inputs) if cuda else decode_inputs
-        self._decode_logits = compiling.compiled(final_logits) if cuda else final_logits
+        self._decode_logits = compiling.compiled(decode_logits) if cuda else decode_logits
 
     # --- construction ------------------------------------------------------------------------------
     @classmethod
@@ -316,9 +317,13 @@ class Decoder:
             if ids.shape[0] in compiling.AUTOTUNE_ROWS
             else self._decode_layer_plain
         )
+        act = down = None  # each layer's down projection is done by the next (see decode_layer)
         for i, w in enumerate(self.compute_layers):
-            x = layer_fn(x, cos, sin, where, cache.decode_op, cache.layer_buffers(i), w, self.shape)
-        return self._decode_logits(x[:, 0], self.norm, self.lm_head, self.eps)
+            x, act = layer_fn(
+                x, act, down, cos, sin, where, cache.decode_op, cache.layer_buffers(i), w, self.shape
+            )
+            down = w.down
+        return self._decode_logits(x[:, 0], act[:, 0], down, self.norm, self.lm_head, self.eps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,10 +353,20 @@ def attention_output_and_mlp(
     x: torch.Tensor, attn: torch.Tensor, w: LayerWeights, shape: Shape
 ) -> torch.Tensor:
     """Residual stream x [B, S, hidden] after o_proj of attn [B, H, S, D] and the SwiGLU MLP."""
+    x = attention_output(x, attn, w)
+    return x + linear(mlp_activation(x, w, shape), w.down)
+
+
+def attention_output(x: torch.Tensor, attn: torch.Tensor, w: LayerWeights) -> torch.Tensor:
+    """Residual stream x [B, S, hidden] after o_proj of attn [B, H, S, D]."""
     b, s, _ = x.shape
-    x = x + linear(attn.transpose(1, 2).reshape(b, s, -1), w.o)
+    return x + linear(attn.transpose(1, 2).reshape(b, s, -1), w.o)
+
+
+def mlp_activation(x: torch.Tensor, w: LayerWeights, shape: Shape) -> torch.Tensor:
+    """The down projection's input silu(gate) * up [B, S, inter] of the residual stream x [B, S, hidden]."""
     gate, up = linear(rms_norm(x, w.post_norm, shape.eps), w.gate_up).chunk(2, dim=-1)
-    return x + linear(F.silu(gate) * up, w.down)
+    return F.silu(gate) * up
 
 
 def decode_inputs(ids: torch.Tensor, positions: torch.Tensor, embed: torch.Tensor, cos, sin):
@@ -365,16 +380,30 @@ def final_logits(x: torch.Tensor, norm: torch.Tensor, lm_head: torch.Tensor, eps
     return F.linear(rms_norm(x, norm, eps), lm_head).float()
 
 
-def decode_layer(x, cos, sin, where, cache_op, buffers: tuple, w: LayerWeights, shape: Shape) -> torch.Tensor:
-    """One layer for one new token per row: x [G, 1, hidden] -> [G, 1, hidden].
+def decode_logits(x, act, down, norm: torch.Tensor, lm_head: torch.Tensor, eps: float) -> torch.Tensor:
+    """The last layer's down projection, residual add and final_logits: x [G, hidden] (residual stream
+    before the projection), act [G, inter] (its input), down (its weight) -> fp32 logits [G, V]."""
+    return final_logits(x + linear(act, down), norm, lm_head, eps)
+
+
+def decode_layer(x, act, down, cos, sin, where, cache_op, buffers: tuple, w: LayerWeights, shape: Shape):
+    """One layer for one new token per row, shifted by one matrix product: finishes the previous layer
+    (its down projection of act [G, 1, inter] by the weight `down`, and the residual add; neither at
+    layer 0, where act is None), then runs this layer up to its own down projection's input.
+    x [G, 1, hidden] -> (x [G, 1, hidden] before this layer's down projection, act [G, 1, inter]).
 
     A pure function of tensors (weights and cache buffers passed as tuples), so that on CUDA one
-    torch.compile'd copy serves every layer and fuses its element-wise work (norms, RoPE, SwiGLU).
+    torch.compile'd copy serves every layer but the first and fuses its element-wise work (norms,
+    RoPE, SwiGLU). The shift puts each residual add in the same compiled unit as the input RMSNorm
+    that reads it: one kernel for both instead of two per layer (bench/RESULTS.md).
     `cache_op(buffers, q, k, v, where, scale)` writes the new k, v and returns the attention output.
     """
+    if act is not None:
+        x = x + linear(act, down)
     q, k, v = attention_inputs(x, cos, sin, w, shape)
     attn = cache_op(buffers, q, k, v, where, shape.scale)  # [G, H, 1, D]
-    return attention_output_and_mlp(x, attn, w, shape)
+    x = attention_output(x, attn, w)
+    return x, mlp_activation(x, w, shape)
 
 
 def _quantized(layer: LayerWeights, bits: int) -> LayerWeights:
