@@ -97,13 +97,12 @@ class DenseStore:
         return self.k[layer], self.v[layer], self.rows, self.tickets
 
     @staticmethod
-    def decode_op(buffers: tuple, q, k, v, slots, scale: float) -> torch.Tensor:
-        """Write k, v [G, H_kv, 1, D] at `slots` [G]; attend q [G, H, 1, D] over slots [0, slot] of
-        each row -> [G, H, 1, D]."""
+    def decode_op(buffers: tuple, q, k, v, slots, lengths, scale: float) -> torch.Tensor:
+        """Write k, v [G, H_kv, 1, D] at `slots` [G]; attend q [G, H, 1, D] over the first `lengths`
+        [G] (= slots + 1) slots of each row -> [G, H, 1, D]."""
         k_buf, v_buf, rows, tickets = buffers
-        k_buf[rows, :, slots] = k[:, :, 0]
-        v_buf[rows, :, slots] = v[:, :, 0]
-        return decode_attention(q, k_buf, v_buf, slots + 1, scale, tickets)
+        # the attention writes them (on CUDA inside its kernel, saving a write kernel per layer)
+        return decode_attention(q, k_buf, v_buf, lengths, scale, tickets, new=(k[:, :, 0], v[:, :, 0]))
 
     def keep(self, layer: int, rows: torch.Tensor, index: torch.Tensor, end: int) -> None:
         """Move slots `index` [R, H_kv, B] (sorted) of `rows` to slots 0..B-1."""
@@ -226,7 +225,7 @@ class QuantStore:
         )  # fmt: skip
 
     @staticmethod
-    def decode_op(buffers: tuple, q, k, v, slots, scale: float) -> torch.Tensor:
+    def decode_op(buffers: tuple, q, k, v, slots, lengths, scale: float) -> torch.Tensor:
         """As DenseStore.decode_op: quantize the new k, v into the codes and the ring, then attend over
         the codes without a 16-bit copy of them (Triton on CUDA, chunked reference elsewhere)."""
         kc, ks, kz, vc, vs, vz, kr, vr, rows, tickets, bits = buffers
@@ -236,7 +235,7 @@ class QuantStore:
 
             kr[rows, :, slots % RESIDUAL], vr[rows, :, slots % RESIDUAL] = k[:, :, 0], v[:, :, 0]
             new = (k[:, :, 0], v[:, :, 0])
-            return split_kv_decode_quant(q, store, slots + 1, scale, new=new, tickets=tickets)
+            return split_kv_decode_quant(q, store, lengths, scale, new=new, tickets=tickets)
         for x, codes, scale_, zero, ring in ((k, kc, ks, kz, kr), (v, vc, vs, vz, vr)):
             c, s, z = quantize(x[:, :, 0], bits)
             if codes.dim() == 5:  # grouped (a test's choice on the CPU)
@@ -245,7 +244,7 @@ class QuantStore:
                 codes[rows, :, slots] = c
             scale_[rows, :, slots], zero[rows, :, slots] = s, z
             ring[rows, :, slots % RESIDUAL] = x[:, :, 0]
-        return quant_decode_attention_reference(q, store, slots + 1, scale)
+        return quant_decode_attention_reference(q, store, lengths, scale)
 
     def keep(self, layer: int, rows: torch.Tensor, index: torch.Tensor, end: int) -> None:
         """As DenseStore.keep. The ring is rebuilt for the new newest RESIDUAL slots: a kept token that
