@@ -68,13 +68,14 @@ for splits in (None, 3, 40):
         written_k[r, :, lengths[r] - 1], written_v[r, :, lengths[r] - 1] = k_new[r], v_new[r]
     want = split_kv_decode(q, written_k, written_v, lengths, 0.2, splits=splits, block_n=16)
     got = split_kv_decode(q, stale_k, stale_v, lengths, 0.2, splits=splits, block_n=16, new=(k_new, v_new))
-    if not (torch.equal(got, want) and torch.equal(stale_k, written_k) and torch.equal(stale_v, written_v)):
+    close = torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+    if not (close and torch.equal(stale_k, written_k) and torch.equal(stale_v, written_v)):
         sys.exit(f"the new token given apart differs from a written cache (splits={splits})")
     tickets = torch.zeros(64, dtype=torch.int32)
     got = split_kv_decode(
         q, stale_k, stale_v, lengths, 0.2, splits=splits, block_n=16, tickets=tickets, new=(k_new, v_new)
     )
-    if not torch.equal(got, want):
+    if not torch.allclose(got, want, rtol=1e-5, atol=1e-6):
         sys.exit("the new token given apart differs with the in-kernel merge")
 # the two kernels are one opaque op under torch.compile: its fake agrees with it; q as the engine
 # passes it (a transposed view)

@@ -339,29 +339,15 @@ class Shape:
 
 
 def attention_inputs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, w: LayerWeights, shape: Shape):
-    """x [B, S, hidden] -> q [B, H, S, D], k, v [B, H_kv, S, D]; q/k-norm and RoPE applied.
-
-    All heads go through one expression (the value heads are selected back unchanged), so that
-    compiled, one kernel writes q, k and v, as views of one tensor (separately: a kernel for q and
-    one for k and v, bench/RESULTS.md); eager, q and k are exactly what per-part norms would give."""
+    """x [B, S, hidden] -> q [B, H, S, D], k, v [B, H_kv, S, D]; q/k-norm and RoPE applied."""
     b, s, _ = x.shape
-    heads = shape.heads + 2 * shape.kv_heads
     h = rms_norm(x, w.input_norm, shape.eps)
-    qkv = linear(h, w.qkv, w.qkv_bias).view(b, s, heads, shape.head_dim).transpose(1, 2)  # [B, heads, S, D]
-    rotated = qkv
+    qkv = linear(h, w.qkv, w.qkv_bias).view(b, s, shape.heads + 2 * shape.kv_heads, shape.head_dim)
+    q, k, v = qkv.split([shape.heads, shape.kv_heads, shape.kv_heads], dim=2)  # [B, S, H(_kv), D]
     if w.q_norm is not None:
-        rotated = rms_norm(qkv, _head_norms(w, shape)[:, None], shape.eps)
-    rotated = apply_rope(rotated, cos, sin)
-    value = torch.arange(heads, device=x.device) >= shape.heads + shape.kv_heads
-    qkv = torch.where(value[:, None, None], qkv, rotated)
-    return qkv.split([shape.heads, shape.kv_heads, shape.kv_heads], dim=1)
-
-
-def _head_norms(w: LayerWeights, shape: Shape) -> torch.Tensor:
-    """The q/k-norm weight of every head of the stacked q, k, v [H + 2 H_kv, D] (v's: unused ones)."""
-    d = shape.head_dim
-    ones = w.k_norm.new_ones(shape.kv_heads, d)
-    return torch.cat([w.q_norm.expand(shape.heads, d), w.k_norm.expand(shape.kv_heads, d), ones])
+        q, k = rms_norm(q, w.q_norm, shape.eps), rms_norm(k, w.k_norm, shape.eps)
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
 
 def attention_output_and_mlp(

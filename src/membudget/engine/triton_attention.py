@@ -82,6 +82,19 @@ def _attend(q, k, v, n_mask, m_i, l_i, acc, SCALE: tl.constexpr):
 
 
 @triton.jit
+def _attend_one(q, k, v, m_i, l_i, acc, SCALE: tl.constexpr):
+    """_attend for one slot: q [BLOCK_H, D], k, v [D] -> updated (m, l, acc); p rounded to v's dtype
+    as _attend's product does."""
+    qk = tl.sum(q.to(tl.float32) * k.to(tl.float32)[None, :], 1) * SCALE  # [BLOCK_H]
+    m_new = tl.maximum(m_i, qk)
+    p = tl.exp(qk - m_new)
+    alpha = tl.exp(m_i - m_new)
+    l_i = l_i * alpha + p
+    acc = acc * alpha[:, None] + p.to(v.dtype).to(tl.float32)[:, None] * v.to(tl.float32)[None, :]
+    return m_new, l_i, acc
+
+
+@triton.jit
 def program_range(Lengths, KV_HEADS: tl.constexpr, SPLITS: tl.constexpr, BLOCK_N: tl.constexpr):
     """This program's (row g, KV head, split) and its slots [start, end) of the row's valid length:
     the length split into SPLITS chunks of whole BLOCK_N blocks (trailing splits may be empty)."""
@@ -171,28 +184,23 @@ def _partial_kernel(
     meta = g * s_sg + kvh * s_sh
     rings = g * s_rg + kvh * s_rh
     if BITS == 0:
-        # With NEW the newest slot is not read from the cache: its key and value come from KN, VN and
-        # the program whose range holds it writes them there (no other program reads that slot).
+        # With NEW the newest slot is not read from the cache: its key and value come from KN, VN, and
+        # the program whose range holds it attends to them apart and writes them there.
         last = length - 1
-        if NEW:
-            new_at = g * s_ng + kvh * s_nh + offs_d
-            k_new = tl.load(KN + new_at, mask=d_mask, other=0.0)
-            v_new = tl.load(VN + new_at, mask=d_mask, other=0.0)
-        for n0 in range(start, end, BLOCK_N):
+        stop = tl.minimum(end, last) if NEW else end
+        for n0 in range(start, stop, BLOCK_N):
             offs_n = n0 + tl.arange(0, BLOCK_N)
-            n_mask = offs_n < end
+            n_mask = offs_n < stop
             kv_mask = n_mask[:, None] & d_mask[None, :]
-            if NEW:
-                fresh = offs_n == last
-                kv_mask = kv_mask & ~fresh[:, None]
             k = tl.load(k_base + offs_n[:, None] * s_kc + offs_d[None, :], mask=kv_mask, other=0.0)
             v = tl.load(v_base + offs_n[:, None] * s_vc + offs_d[None, :], mask=kv_mask, other=0.0)
-            if NEW:
-                k = tl.where(fresh[:, None], k_new[None, :], k)
-                v = tl.where(fresh[:, None], v_new[None, :], v)
             m_i, l_i, acc = _attend(q, k, v, n_mask, m_i, l_i, acc, SCALE)
         if NEW:
             if (start <= last) & (last < end):
+                new_at = g * s_ng + kvh * s_nh + offs_d
+                k_new = tl.load(KN + new_at, mask=d_mask, other=0.0)
+                v_new = tl.load(VN + new_at, mask=d_mask, other=0.0)
+                m_i, l_i, acc = _attend_one(q, k_new, v_new, m_i, l_i, acc, SCALE)
                 tl.store(k_base + last * s_kc + offs_d, k_new, mask=d_mask)
                 tl.store(v_base + last * s_vc + offs_d, v_new, mask=d_mask)
     else:
