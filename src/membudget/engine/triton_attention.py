@@ -146,8 +146,10 @@ def _partial_kernel(
     s_rc,
     s_outg,
     s_outh,
-    s_ng,
-    s_nh,
+    s_kng,
+    s_knh,
+    s_vng,
+    s_vnh,
     SCALE: tl.constexpr,  # a constant: torch.compile would pass a float argument as fp64
     KV_HEADS: tl.constexpr,
     N_REP: tl.constexpr,
@@ -197,9 +199,8 @@ def _partial_kernel(
             m_i, l_i, acc = _attend(q, k, v, n_mask, m_i, l_i, acc, SCALE)
         if NEW:
             if (start <= last) & (last < end):
-                new_at = g * s_ng + kvh * s_nh + offs_d
-                k_new = tl.load(KN + new_at, mask=d_mask, other=0.0)
-                v_new = tl.load(VN + new_at, mask=d_mask, other=0.0)
+                k_new = tl.load(KN + g * s_kng + kvh * s_knh + offs_d, mask=d_mask, other=0.0)
+                v_new = tl.load(VN + g * s_vng + kvh * s_vnh + offs_d, mask=d_mask, other=0.0)
                 m_i, l_i, acc = _attend_one(q, k_new, v_new, m_i, l_i, acc, SCALE)
                 tl.store(k_base + last * s_kc + offs_d, k_new, mask=d_mask)
                 tl.store(v_base + last * s_vc + offs_d, v_new, mask=d_mask)
@@ -372,8 +373,8 @@ def _launch(
 ) -> torch.Tensor:
     k, v, ks, kz, vs, vz, kr, vr = tensors
     k_new, v_new = new if new is not None else (q, q)
-    if new is not None and (k_new.stride() != v_new.stride() or k_new.stride(-1) != 1):
-        raise ValueError("the new key and value need the same strides and a contiguous last dimension")
+    if new is not None and (k_new.stride(-1) != 1 or v_new.stride(-1) != 1):
+        raise ValueError("the new key and value need a contiguous last dimension")
     g, heads, _, d = q.shape
     kv_heads = k.shape[1]
     n_rep = heads // kv_heads
@@ -387,7 +388,8 @@ def _launch(
         k_new, v_new, q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2), v.stride(0),
         v.stride(1), v.stride(2), partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0),
         lse.stride(1), ks.stride(0), ks.stride(1), ks.stride(2), kr.stride(0), kr.stride(1), kr.stride(2),
-        out.stride(0), out.stride(1), k_new.stride(0), k_new.stride(1),
+        out.stride(0), out.stride(1), k_new.stride(0), k_new.stride(1), v_new.stride(0),
+        v_new.stride(1),
         SCALE=scale, KV_HEADS=kv_heads, N_REP=n_rep, SPLITS=splits,
         BLOCK_H=max(16, triton.next_power_of_2(n_rep)), BLOCK_N=block_n, D=d, BLOCK_D=block_d, BITS=bits,
         BLOCK_S=triton.next_power_of_2(splits), MERGE=tickets is not None, NEW=new is not None, PDL=pdl,
