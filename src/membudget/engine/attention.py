@@ -21,22 +21,12 @@ def decode_attention_reference(
 
 
 def decode_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    lengths: torch.Tensor,
-    scale: float,
-    tickets=None,
-    new: tuple | None = None,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor, scale: float, tickets=None
 ) -> torch.Tensor:
     """Dispatch: the Triton split-KV kernel on CUDA (tickets: see `split_kv_decode`), the reference
-    elsewhere. Shapes as the reference; new = (k, v) [G, H_kv, D], if given, is first written into
-    k, v at slot lengths - 1 of each row (on CUDA by the kernel itself)."""
+    elsewhere. Shapes as the reference."""
     if q.is_cuda:
         from .triton_attention import split_kv_decode
 
-        return split_kv_decode(q, k, v, lengths, scale, tickets=tickets, new=new)
-    if new is not None:
-        rows = torch.arange(q.shape[0], device=q.device)
-        k[rows, :, lengths - 1], v[rows, :, lengths - 1] = new
+        return split_kv_decode(q, k, v, lengths, scale, tickets=tickets)
     return decode_attention_reference(q, k, v, lengths, scale)

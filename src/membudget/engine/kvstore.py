@@ -101,8 +101,9 @@ class DenseStore:
         """Write k, v [G, H_kv, 1, D] at `slots` [G]; attend q [G, H, 1, D] over the first `lengths`
         [G] (= slots + 1) slots of each row -> [G, H, 1, D]."""
         k_buf, v_buf, rows, tickets = buffers
-        # the attention writes them (on CUDA inside its kernel, saving a write kernel per layer)
-        return decode_attention(q, k_buf, v_buf, lengths, scale, tickets, new=(k[:, :, 0], v[:, :, 0]))
+        k_buf[rows, :, slots] = k[:, :, 0]
+        v_buf[rows, :, slots] = v[:, :, 0]
+        return decode_attention(q, k_buf, v_buf, lengths, scale, tickets)
 
     def keep(self, layer: int, rows: torch.Tensor, index: torch.Tensor, end: int) -> None:
         """Move slots `index` [R, H_kv, B] (sorted) of `rows` to slots 0..B-1."""

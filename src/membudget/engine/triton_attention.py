@@ -82,19 +82,6 @@ def _attend(q, k, v, n_mask, m_i, l_i, acc, SCALE: tl.constexpr):
 
 
 @triton.jit
-def _attend_one(q, k, v, m_i, l_i, acc, SCALE: tl.constexpr):
-    """_attend for one slot: q [BLOCK_H, D], k, v [D] -> updated (m, l, acc); p rounded to v's dtype
-    as _attend's product does."""
-    qk = tl.sum(q.to(tl.float32) * k.to(tl.float32)[None, :], 1) * SCALE  # [BLOCK_H]
-    m_new = tl.maximum(m_i, qk)
-    p = tl.exp(qk - m_new)
-    alpha = tl.exp(m_i - m_new)
-    l_i = l_i * alpha + p
-    acc = acc * alpha[:, None] + p.to(v.dtype).to(tl.float32)[:, None] * v.to(tl.float32)[None, :]
-    return m_new, l_i, acc
-
-
-@triton.jit
 def program_range(Lengths, KV_HEADS: tl.constexpr, SPLITS: tl.constexpr, BLOCK_N: tl.constexpr):
     """This program's (row g, KV head, split) and its slots [start, end) of the row's valid length:
     the length split into SPLITS chunks of whole BLOCK_N blocks (trailing splits may be empty)."""
@@ -123,8 +110,6 @@ def _partial_kernel(
     LSE,
     Out,
     Tickets,
-    KN,  # the step's new key and value [G, H_kv, D] (NEW), written at slot length - 1 here
-    VN,
     s_qg,
     s_qh,
     s_kg,
@@ -146,10 +131,6 @@ def _partial_kernel(
     s_rc,
     s_outg,
     s_outh,
-    s_kng,
-    s_knh,
-    s_vng,
-    s_vnh,
     SCALE: tl.constexpr,  # a constant: torch.compile would pass a float argument as fp64
     KV_HEADS: tl.constexpr,
     N_REP: tl.constexpr,
@@ -161,7 +142,6 @@ def _partial_kernel(
     BITS: tl.constexpr,  # 0: K, V are 16-bit values; else codes with scales, zeros and rings
     BLOCK_S: tl.constexpr,
     MERGE: tl.constexpr,  # the last split program merges (merge_if_last); else the merge kernel does
-    NEW: tl.constexpr = False,  # KN, VN hold the newest slot's key and value (16-bit cache only)
     PDL: tl.constexpr = False,  # launched with programmatic dependent launch (engine/launch.py)
 ):
     await_inputs(PDL)
@@ -186,24 +166,13 @@ def _partial_kernel(
     meta = g * s_sg + kvh * s_sh
     rings = g * s_rg + kvh * s_rh
     if BITS == 0:
-        # With NEW the newest slot is not read from the cache: its key and value come from KN, VN, and
-        # the program whose range holds it attends to them apart and writes them there.
-        last = length - 1
-        stop = tl.minimum(end, last) if NEW else end
-        for n0 in range(start, stop, BLOCK_N):
+        for n0 in range(start, end, BLOCK_N):
             offs_n = n0 + tl.arange(0, BLOCK_N)
-            n_mask = offs_n < stop
+            n_mask = offs_n < end
             kv_mask = n_mask[:, None] & d_mask[None, :]
             k = tl.load(k_base + offs_n[:, None] * s_kc + offs_d[None, :], mask=kv_mask, other=0.0)
             v = tl.load(v_base + offs_n[:, None] * s_vc + offs_d[None, :], mask=kv_mask, other=0.0)
             m_i, l_i, acc = _attend(q, k, v, n_mask, m_i, l_i, acc, SCALE)
-        if NEW:
-            if (start <= last) & (last < end):
-                k_new = tl.load(KN + g * s_kng + kvh * s_knh + offs_d, mask=d_mask, other=0.0)
-                v_new = tl.load(VN + g * s_vng + kvh * s_vnh + offs_d, mask=d_mask, other=0.0)
-                m_i, l_i, acc = _attend_one(q, k_new, v_new, m_i, l_i, acc, SCALE)
-                tl.store(k_base + last * s_kc + offs_d, k_new, mask=d_mask)
-                tl.store(v_base + last * s_vc + offs_d, v_new, mask=d_mask)
     else:
         # slots [start, cut) come from the codes, [cut, end) (the row's newest 128) from the ring
         cut = tl.maximum(tl.minimum(length - 128, end), start)
@@ -271,23 +240,18 @@ def split_kv_decode(
     block_n: int | None = None,
     num_warps: int | None = None,
     tickets: torch.Tensor | None = None,
-    new: tuple | None = None,
 ) -> torch.Tensor:
     """Decode attention over a 16-bit cache; see the module docstring for shapes. tickets: int32
     zeros [>= G * H_kv] (left zero) to merge the splits inside the one kernel (`merge_if_last`);
-    without them the two kernels run as one opaque op, launched with PDL (engine/launch.py).
-    new = (k, v) [G, H_kv, D]: the step's token, written into k, v at slot lengths - 1 by the kernel
-    (no write kernel of its own) and attended from there."""
+    without them the two kernels run as one opaque op, launched with PDL (engine/launch.py)."""
     launch = DENSE_LAUNCH_ONE_ROW if q.shape[0] == 1 else DENSE_LAUNCH
     splits, block_n, num_warps = _settings(launch, q.shape[0], k.shape[1], splits, block_n, num_warps)
-    k_new, v_new = new if new is not None else (None, None)
     if tickets is None:
-        return dense_attention(q, k, v, lengths, scale, splits, block_n, num_warps, k_new, v_new)
-    tensors = (k, v, k, k, k, k, k, k)
-    return _launch(q, tensors, 0, lengths, scale, splits, block_n, num_warps, tickets, new=new)
+        return dense_attention(q, k, v, lengths, scale, splits, block_n, num_warps)
+    return _launch(q, (k, v, k, k, k, k, k, k), 0, lengths, scale, splits, block_n, num_warps, tickets)
 
 
-@torch.library.custom_op("membudget::dense_attention", mutates_args=("k", "v"))
+@torch.library.custom_op("membudget::dense_attention", mutates_args=())
 def dense_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -297,18 +261,15 @@ def dense_attention(
     splits: int,
     block_n: int,
     num_warps: int,
-    k_new: torch.Tensor | None = None,
-    v_new: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The split-KV kernel and the merge kernel over a 16-bit cache as one opaque op (shapes as
-    `split_kv_decode`); k, v change only where k_new, v_new are given."""
+    `split_kv_decode`)."""
     tensors = (k, v, k, k, k, k, k, k)
-    new = None if k_new is None else (k_new, v_new)
-    return _launch(q, tensors, 0, lengths, scale, splits, block_n, num_warps, pdl=use_pdl(q.device), new=new)
+    return _launch(q, tensors, 0, lengths, scale, splits, block_n, num_warps, pdl=use_pdl(q.device))
 
 
 @dense_attention.register_fake
-def _(q, k, v, lengths, scale, splits, block_n, num_warps, k_new=None, v_new=None):
+def _(q, k, v, lengths, scale, splits, block_n, num_warps):
     return q.new_empty(q.shape)
 
 
@@ -369,12 +330,9 @@ def split_kv_decode_quant(
 
 
 def _launch(
-    q, tensors, bits, lengths, scale, splits, block_n, num_warps=4, tickets=None, pdl=False, new=None
+    q, tensors, bits, lengths, scale, splits, block_n, num_warps=4, tickets=None, pdl=False
 ) -> torch.Tensor:
     k, v, ks, kz, vs, vz, kr, vr = tensors
-    k_new, v_new = new if new is not None else (q, q)
-    if new is not None and (k_new.stride(-1) != 1 or v_new.stride(-1) != 1):
-        raise ValueError("the new key and value need a contiguous last dimension")
     g, heads, _, d = q.shape
     kv_heads = k.shape[1]
     n_rep = heads // kv_heads
@@ -385,14 +343,13 @@ def _launch(
     block_d = triton.next_power_of_2(d)
     _partial_kernel[(g * kv_heads, splits)](
         q, k, v, ks, kz, vs, vz, kr, vr, lengths, partial, lse, out, lengths if tickets is None else tickets,
-        k_new, v_new, q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2), v.stride(0),
-        v.stride(1), v.stride(2), partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0),
-        lse.stride(1), ks.stride(0), ks.stride(1), ks.stride(2), kr.stride(0), kr.stride(1), kr.stride(2),
-        out.stride(0), out.stride(1), k_new.stride(0), k_new.stride(1), v_new.stride(0),
-        v_new.stride(1),
+        q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1),
+        v.stride(2), partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0), lse.stride(1),
+        ks.stride(0), ks.stride(1), ks.stride(2), kr.stride(0), kr.stride(1), kr.stride(2),
+        out.stride(0), out.stride(1),
         SCALE=scale, KV_HEADS=kv_heads, N_REP=n_rep, SPLITS=splits,
         BLOCK_H=max(16, triton.next_power_of_2(n_rep)), BLOCK_N=block_n, D=d, BLOCK_D=block_d, BITS=bits,
-        BLOCK_S=triton.next_power_of_2(splits), MERGE=tickets is not None, NEW=new is not None, PDL=pdl,
-        num_warps=num_warps, launch_pdl=pdl,
+        BLOCK_S=triton.next_power_of_2(splits), MERGE=tickets is not None, PDL=pdl, num_warps=num_warps,
+        launch_pdl=pdl,
     )  # fmt: skip
     return merge(partial, lse, out, tickets, pdl)
