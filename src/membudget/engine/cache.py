@@ -7,8 +7,8 @@ so slots and positions part ways (keys carry RoPE already, so attention does not
 Per decode step the host hands the step three [G] tensors, `where = (slots, qslots, positions)`: the
 slot each row writes (its fill), where its query goes in the policy's query ring (or the spare entry
 for tokens the policy must not see, such as a budget checkpoint's answer), and its position (only for
-`track_positions`, a test aid); the model adds the rows' lengths after the write, slots + 1, computed
-once per step (`decode_op` takes all four). After the step `advance` moves the books and compacts rows that reached
+`track_positions`, a test aid); the model adds the rows' lengths after the write, slots + 1 (or None:
+`decode_op` computes them). After the step `advance` moves the books and compacts rows that reached
 budget + buffer. A budget checkpoint's answer is written past the fill and undone by `end_answer`.
 """
 
@@ -131,9 +131,11 @@ class KVCache:
     @staticmethod
     def decode_op(buffers: tuple, q, k, v, where: tuple, scale: float) -> torch.Tensor:
         """Record the query, write k, v [G, H_kv, 1, D] at the rows' slots and attend q [G, H, 1, D]
-        over each row's slots -> [G, H, 1, D]; where = (slots, qslots, positions, slots + 1). Pure tensors in and out: it compiles into the layer."""
+        over each row's slots -> [G, H, 1, D]; where = (slots, qslots, positions, slots + 1 or None).
+        Pure tensors in and out: it compiles into the layer."""
         store_op, store_buffers, queries, positions, rows = buffers
         slots, qslots, pos, lengths = where
+        lengths = slots + 1 if lengths is None else lengths
         if queries is not None:
             queries[rows, :, qslots] = q[:, :, 0]
         if positions is not None:

@@ -312,7 +312,10 @@ class Decoder:
         if where is None:
             where = (positions, positions, positions)
         x, cos, sin, lengths = self._decode_inputs(ids, positions, where[0], self.embed, self.cos, self.sin)
-        where = (*where, lengths)
+        # the rows' lengths after the write: for one row computed once per step (Qwen3-0.6B step 1 %
+        # faster); for several in every layer, next to the attention (its kernel measured 8 % faster
+        # so at 16 rows, for a reason not found; bench/RESULTS.md)
+        where = (*where, lengths if ids.shape[0] == 1 else None)
         layer_fn = (
             self._decode_layer_autotuned
             if ids.shape[0] in compiling.AUTOTUNE_ROWS
@@ -375,7 +378,7 @@ def decode_inputs(
 ):
     """ids, positions, slots [G] -> embeddings x [G, 1, hidden], the RoPE rows cos, sin [G, 1, D] of the
     positions (from the tables cos, sin [P, D]) and the rows' cache lengths after the step, slots + 1
-    [G] (once per step here rather than a kernel in every layer)."""
+    [G]."""
     return F.embedding(ids[:, None], embed), cos[positions][:, None], sin[positions][:, None], slots + 1
 
 
