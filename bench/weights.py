@@ -46,7 +46,8 @@ def check_model() -> dict:
     """Qwen3-0.6B shape, random weights, bf16: logits of quantized decode steps (compiled, with the
     kernels above) vs the same quantized matrices dequantized to bf16 (cuBLAS), relative error over 32
     teacher-forced steps of 4 rows; and greedy tokens of graph replays == eager steps."""
-    from membudget.engine.model import LINEARS, Decoder
+    from membudget.engine.layer import LINEARS
+    from membudget.engine.model import Decoder
     from membudget.engine.sampling import SamplingParams, row_seeds
     from membudget.engine.step import DecodeStep
 

@@ -12,7 +12,8 @@ import torch
 
 from membudget.engine.compiling import compiled
 from membudget.engine.generate import GenerationConfig, Generator
-from membudget.engine.model import Decoder, attention_inputs, attention_output_and_mlp, decode_logits
+from membudget.engine.layer import attention_inputs, attention_output_and_mlp
+from membudget.engine.model import Decoder, decode_logits
 from membudget.engine.sampling import SamplingParams
 from membudget.spec import ModelSpec
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from ..spec import ModelSpec, SpecError
-from .model import Decoder, LayerWeights
+from .layer import LayerWeights
+from .model import Decoder
 from .wquant import GROUP, QuantWeight, pack4, unpacked
 
 AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)

@@ -1,9 +1,9 @@
 """How the engine's forward is compiled on a GPU: torch.compile with Inductor, per batch regime.
 
-The decode layer compiles twice (first layer, the others) per batch size and cache layout
-(engine/model.py); 2-4 rows take
-Inductor's autotuned matrix kernels, one row and many rows a plain compile (AUTOTUNE_ROWS). The step's
-prologue, final norm and sampling compile plainly (engine/model.py, engine/step.py).
+The decode layer (engine/layer.py) compiles twice -- for the first layer and for the others -- per
+batch size and cache layout; 2-4 rows take Inductor's autotuned matrix kernels, one row and many rows
+a plain compile (AUTOTUNE_ROWS). The step's prologue, final norm and sampling compile plainly
+(engine/model.py, engine/step.py).
 """
 
 from __future__ import annotations
