@@ -33,6 +33,7 @@ from membudget.engine import (
     triton_attention,
     triton_gemv,
     triton_gemv16,
+    triton_gemv_tc,
     triton_quant_attention,
     triton_wquant,
 )
@@ -112,6 +113,19 @@ def gemv_source(bits: int, block_n: int, stages: int, pdl: bool) -> ASTSource:
     return ASTSource(triton_gemv._gemv_kernel, signature, constants, attrs)
 
 
+def gemv_tc_source(tiles: int, prefetch: int, stages: int, pdl: bool) -> ASTSource:
+    pointers = {"x": "*bf16", "codes": "*u8", "scales": "*fp16", "zeros": "*u8", "y": "*bf16"}
+    pointers |= {"partial": "*fp32"}
+    ints = dict.fromkeys("N ROW_WORDS GROUPS GROUPS_PER_SPLIT SPLITS s_ps".split(), "i32")
+    constants = dict(TILES=tiles, BF16=True, ASM=True, PREFETCH=prefetch, STAGES=stages, PDL=pdl)
+    signature = pointers | ints | dict.fromkeys(constants, "constexpr")
+    unaligned = ("GROUPS_PER_SPLIT", "SPLITS")
+    attrs = {
+        (i,): [["tt.divisibility", 16]] for i, name in enumerate(pointers | ints) if name not in unaligned
+    }
+    return ASTSource(triton_gemv_tc._gemv_tc_kernel, signature, constants, attrs)
+
+
 def gemv16_source(block_n: int, block_k: int, stages: int, pdl: bool) -> ASTSource:
     pointers = {"x": "*bf16", "w": "*bf16", "partial": "*fp32"}
     ints = dict.fromkeys("N K s_wn K_PER_SPLIT s_ps".split(), "i32")
@@ -131,7 +145,7 @@ def before_wait(sass: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["fast", "dequant", "dense", "qlinear", "gemv", "gemv16"])
+    parser.add_argument("kind", choices=["fast", "dequant", "dense", "qlinear", "gemv", "gemv-tc", "gemv16"])
     parser.add_argument("--bits", type=int, default=8)
     parser.add_argument("--block-n", type=int, default=32)
     parser.add_argument("--warps", type=int, default=4)
@@ -142,6 +156,9 @@ def main() -> None:
     parser.add_argument("--maxnreg", type=int, default=0, help="a register cap per thread")
     parser.add_argument("--rows", type=int, default=1, help="qlinear: rows of the input")
     parser.add_argument("--block-k", type=int, default=256, help="gemv16: inputs per block")
+    parser.add_argument("--tiles", type=int, default=4, help="gemv-tc: tiles of 16 rows per program")
+    parser.add_argument("--prefetch", type=int, default=1, help="gemv-tc: register double buffer (0-2)")
+    parser.add_argument("--ttgir", action="store_true", help="print Triton's GPU IR (layouts)")
     parser.add_argument("--pdl", action="store_true", help="gemv, gemv16: with programmatic dependent launch")
     args = parser.parse_args()
     bits = 0 if args.kind == "dense" else args.bits
@@ -153,6 +170,8 @@ def main() -> None:
         src = qlinear_source(args.bits, args.block_n, args.rows)
     elif args.kind == "gemv":
         src = gemv_source(args.bits, args.block_n, args.stages, args.pdl)
+    elif args.kind == "gemv-tc":
+        src = gemv_tc_source(args.tiles, args.prefetch, args.stages, args.pdl)
     elif args.kind == "gemv16":
         src = gemv16_source(args.block_n, args.block_k, args.stages, args.pdl)
     else:
@@ -172,6 +191,8 @@ def main() -> None:
           f"layout conversions {kernel.asm['ttgir'].count('convert_layout')}")  # fmt: skip
     if args.pdl:
         print(before_wait(sass))
+    if args.ttgir:
+        print(kernel.asm["ttgir"])
     for count, ops in loops(sass):
         print(f"loop: {count} instructions;", ", ".join(f"{op} {n}" for op, n in ops.most_common(12)))
 

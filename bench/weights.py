@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from membudget.bench import bench_engine, copy_bandwidth, save_result
 from membudget.engine.triton_gemv import GEMV_LAUNCH, gemv
+from membudget.engine.triton_gemv_tc import GEMV_TC_LAUNCH, gemv_tc
 from membudget.engine.triton_wquant import qlinear
 from membudget.engine.wquant import dequantize, quantize
 from membudget.spec import resolve_spec
@@ -24,8 +25,9 @@ TARGETS = {8: 0.65, 4: 0.45}  # step time vs bf16, Qwen3-8B batch 1
 
 
 def check_kernel() -> float:
-    """Worst relative error of the fused kernel vs an fp64 dequantize-and-multiply, bf16 inputs, one row
-    (CUDA cores) and several (tensor cores)."""
+    """Worst relative error of the fused kernels vs an fp64 dequantize-and-multiply, bf16 and fp16
+    inputs: one row (4 bits: the tensor-core kernel where it applies, the packed CUDA-core kernel, the
+    fp32 one), several rows (tensor cores)."""
     worst = 0.0
     cases = itertools.product((8, 4), (1, 3, 16, 200), (1024,), (576, 4096), (torch.bfloat16, torch.float16))
     for bits, rows, n, k, dtype in cases:
@@ -35,7 +37,7 @@ def check_kernel() -> float:
         x = x.to(dtype)
         x[:, ::5] = 0
         ref = x.double() @ dequantize(w, torch.float64).T
-        for packed in (None, False) if rows == 1 else (None,):  # one row: the packed kernel, the fp32 one
+        for packed in (None, True, False) if rows == 1 else (None,):  # one row: default, packed, fp32
             err = float((qlinear(x, w, packed=packed).double() - ref).norm() / ref.norm())
             assert err < 1e-2, f"qlinear error {err} (bits {bits}, rows {rows}, K {k}, {dtype}, {packed})"
             worst = max(worst, err)
@@ -136,7 +138,9 @@ def kernel_ms(fn, *args, name: str = "_gemv_kernel", calls: int = 30, **kwargs) 
     return sum(times) / calls / 1e3
 
 
-def matrices(spec, bandwidth: float, tune: bool, tune4: bool = False, tune_gemv: bool = False) -> list[dict]:
+def matrices(
+    spec, bandwidth: float, tune: bool, tune4: bool = False, tune_gemv: bool = False, tune_tc: bool = False
+) -> list[dict]:
     h, inter = spec.hidden_size, spec.intermediate_size
     qkv = (spec.num_heads + 2 * spec.num_kv_heads) * spec.head_dim
     shapes = {
@@ -157,8 +161,30 @@ def matrices(spec, bandwidth: float, tune: bool, tune4: bool = False, tune_gemv:
             nbytes = w.nbytes
             configs = {
                 "default": graph_ms(qlinear, x, w),
+                "packed": graph_ms(qlinear, x, w, packed=True),
                 "fp32-kernel": graph_ms(qlinear, x, w, packed=False),
             }
+            if tune_tc and bits == 4:  # the tensor-core one-row kernel alone vs the packed one, cycled copies
+                l2 = torch.cuda.get_device_properties(0).L2_cache_size
+                copies = [w] + [quantize(torch.randn_like(w16) * 0.02, bits) for _ in range(2 * l2 // nbytes)]
+                ring = itertools.cycle(copies)
+                configs["gemv-packed"] = kernel_ms(lambda x=x, ring=ring: gemv(x, next(ring)))
+                grid = itertools.product((1, 2, 4), (0, 1, 2), (1, 3), (2048, 4096, 8192))
+                for tiles, prefetch, stages, programs in grid:
+                    key = f"tc-t{tiles}-pf{prefetch}-st{stages}-p{programs}"
+                    configs[key] = kernel_ms(
+                        lambda x=x, ring=ring, t=tiles, p=prefetch, s=stages, n=programs: gemv_tc(
+                            x, next(ring), tiles=t, prefetch=p, stages=s, target_programs=n
+                        ),
+                        name="_gemv_tc_kernel",
+                    )
+                best_tc = min((c for c in configs if c.startswith("tc-")), key=configs.get)
+                print(
+                    f"  {name} kernel alone: packed {configs['gemv-packed'] * 1e3:.1f} us, tensor cores best "
+                    f"{best_tc} {configs[best_tc] * 1e3:.1f} us ({nbytes / configs[best_tc] / 1e6:.0f} GB/s)",
+                    flush=True,
+                )
+                del copies, ring
             if tune_gemv:  # the packed one-row kernel's launch: warps, stages, programs
                 # distinct copies, cycled, so that each call streams its weight from HBM as in a step
                 # (one matrix called again and again is read from L2 when it fits: 50 MB on an H200)
@@ -199,7 +225,7 @@ def matrices(spec, bandwidth: float, tune: bool, tune4: bool = False, tune_gemv:
                 x16 = torch.randn(16, k, device="cuda", dtype=torch.bfloat16)
                 configs["rows16-default"] = graph_ms(qlinear, x16, w)
         # (the gemv- entries time the kernel alone, so they are ranked among themselves)
-        best = min((c for c in configs if not c.startswith(("rows16", "gemv-"))), key=configs.get)
+        best = min((c for c in configs if not c.startswith(("rows16", "gemv-", "tc-"))), key=configs.get)
         row = {
             "matrix": name,
             "n": n,
@@ -218,7 +244,7 @@ def matrices(spec, bandwidth: float, tune: bool, tune4: bool = False, tune_gemv:
                 f"{configs[row['best_gemv']] * 1e3:.1f} us",
                 flush=True,
             )
-        if tune or tune4 or tune_gemv:
+        if tune or tune4 or tune_gemv or tune_tc:
             row["configs"] = configs
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "configs"}), flush=True)
@@ -234,6 +260,12 @@ def main() -> None:
         "--tune4", action="store_true", help="4-bit, 16 rows: codes to bf16 directly vs via fp32"
     )
     parser.add_argument("--tune-gemv", action="store_true", help="launches of the packed one-row kernel")
+    parser.add_argument(
+        "--tune-tc", action="store_true", help="launches of the 4-bit tensor-core one-row kernel"
+    )
+    parser.add_argument(
+        "--ab-tc", type=int, default=0, help="batch-1 4-bit steps this many times without, then with, it"
+    )
     parser.add_argument("--checks-only", action="store_true", help="correctness checks, no timing")
     parser.add_argument("--no-model-check", action="store_true", help="skip the Qwen3-0.6B step checks")
     parser.add_argument("--batches", default="1")
@@ -258,10 +290,10 @@ def main() -> None:
         return
     bandwidth = copy_bandwidth(torch.device("cuda"))
     result["copy_bandwidth_gbps"] = bandwidth / 1e9
-    result["matrices"] = matrices(spec, bandwidth, args.tune, args.tune4, args.tune_gemv)
+    result["matrices"] = matrices(spec, bandwidth, args.tune, args.tune4, args.tune_gemv, args.tune_tc)
     save_result(args.out, args.name, result)
     steps = []
-    for batch in map(int, args.batches.split(",")):
+    for batch in map(int, filter(None, args.batches.split(","))):  # "" : no steps
         base = None
         for bits in (16, 8, 4):
             row = bench_engine(spec, batch, 8192, bandwidth, weights=bits).to_dict()
@@ -271,6 +303,20 @@ def main() -> None:
             result["steps"] = steps
             save_result(args.out, args.name, result)
             print(json.dumps(row), flush=True)
+    for _ in range(args.ab_tc):  # the 4-bit step without the tensor-core one-row kernel, then with it
+        base = next(r["ms_per_step"] for r in steps if r["batch"] == 1 and r["weights"] == 16)
+        for enabled in (False, True):
+            GEMV_TC_LAUNCH["enabled"] = enabled
+            torch._dynamo.reset()  # the compiled step chose its kernels
+            row = bench_engine(spec, 1, 8192, bandwidth, weights=4).to_dict()
+            row["vs_bf16"], row["tensor_core_row"] = row["ms_per_step"] / base, enabled
+            steps.append(row)
+            result["steps"] = steps
+            save_result(args.out, args.name, result)
+            print(
+                f"4-bit, tensor-core row {enabled}: {row['ms_per_step']:.3f} ms, {row['vs_bf16']:.3f}x bf16"
+            )
+    GEMV_TC_LAUNCH["enabled"] = True
     for launch in filter(None, args.gemv_launch.split(";")):
         default = {bits: dict(v) for bits, v in GEMV_LAUNCH.items()}
         for bits in (8, 4):
@@ -296,7 +342,7 @@ def main() -> None:
         f"{'G':>3}{'bits':>5}{'ms/step':>9}{'bound ms':>9}{'% bound':>8}{'x bf16':>8}{'target':>8}{'peak GiB':>9}{'acct GiB':>9}"
     )
     for r in steps:
-        if "gemv_launch" in r:
+        if "gemv_launch" in r or "tensor_core_row" in r:
             continue
         target = f"<={TARGETS[r['weights']]}" if r["weights"] in TARGETS and r["batch"] == 1 else "-"
         print(

@@ -27,9 +27,10 @@ import torch
 import triton
 import triton.language as tl
 
-from . import triton_gemv
+from . import triton_gemv, triton_gemv_tc
 from .ptx_codes import codes_to
 from .triton_gemv import add_splits, splits_for
+from .triton_gemv_tc import GEMV_TC_LAUNCH
 from .wquant import GROUP, QuantWeight
 
 MAGIC = tl.constexpr(0x4B000000)  # the float 2**23: its low 23 bits are mantissa, one unit each
@@ -169,12 +170,15 @@ def qlinear(
     use_dot: tensor cores (default: for two or more rows; at one row they measured slower, 56.8 vs
     36.6 us for Qwen3-8B's gate_up at 4 bits). codes16: on the tensor cores, 4-bit codes go straight
     to x's 16-bit type by engine/ptx_codes.py (default where x is bf16/fp16), else through fp32.
-    packed: one row in packed fp16 arithmetic (engine/triton_gemv.py; default where it applies)."""
+    packed: one row in packed fp16 arithmetic (engine/triton_gemv.py; default where it applies and
+    the tensor-core one-row kernel does not: engine/triton_gemv_tc.py takes one row of 4-bit weights)."""
     n, k = w.shape
     if x.shape[-1] != k:
         raise ValueError(f"x has {x.shape[-1]} inputs, the weight {k}")
     if w.bits == 4 and k % 2:
         raise ValueError(f"the 4-bit kernel needs an even input size, not {k}")
+    if packed is None and not use_dot and GEMV_TC_LAUNCH["enabled"] and triton_gemv_tc.supports(x, w):
+        return triton_gemv_tc.gemv_tc(x, w, splits=splits)
     if packed or (packed is None and not use_dot and triton_gemv.supports(x, w)):
         return triton_gemv.gemv(x, w, block_n=block_n, splits=splits)
     lead = x.shape[:-1]

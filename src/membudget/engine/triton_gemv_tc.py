@@ -1,0 +1,400 @@
+"""One-row 4-bit weight-only matrix product on the tensor cores (batch-1 decode): y = x @ dequantize(w).T
+with the weights as the MMA's A operand and x as every column of its B operand.
+
+The codes stay in engine/wquant.py's row layout (row n at byte n * K / 2, low nibble first). A
+program owns TILES tiles of 16 output rows and a range of groups (split-K; partial sums added by
+`triton_gemv.add_splits`). Per tile and group of 128 inputs each lane of the warp (g = lane // 4,
+t = lane % 4) loads 16 bytes of row g and 16 of row g + 8: the codes of inputs 32t .. 32t + 31 of the
+group, four 32-bit words of 8 codes. One word of each row feeds two `mma.m16n8k16`: the k order
+inside an MMA is free as long as A and B agree, so the A registers take the codes as a mask and an OR
+leave them, (nibble 0, nibble 4), (1, 5), (2, 6), (3, 7) -- each a 16-bit pair 128 + code in bf16
+(0x4300 | code; 1024 + code in fp16 for fp16 inputs) -- and B takes x's inputs in the same pairs
+(one PRMT per pair, once per group and lane, shared by all tiles). About one instruction per weight
+and lane (three shifts, four LOP3 and one MMA per 8 codes of each row), where the CUDA-core kernel
+(engine/triton_gemv.py) takes ~3.5.
+
+Per group the MMAs sum D = sum_k (M + code_k) x_k exactly in fp32 (products of 16-bit numbers are
+exact; M = 128 or 1024), one more MMA with an all-ones A gives sum_k x_k, and each row adds
+scale * (D - (M + zero) * sum_k x_k). Every column of B is x, so every column of D is the same: the
+lanes of a quad hold the same sums and the lane with t = 0 stores them.
+
+An MMA is one instruction of the whole warp: the inline PTX relies on Triton giving the [TILES, 8, 4]
+tensors the layout in which lane 4g + t holds element (., g, t) (one warp per program; checked for
+sm_90 by bench/inspect_kernel.py gemv-tc, and on the GPU by the fp64 comparison of bench/weights.py).
+In the interpreter (ASM off) the same pairs are multiplied per element and the quad's sum is a
+`tl.sum` over t (tests/kernels/check_gemv_tc.py).
+
+Shapes: x [..., K] holding one row (bf16 or fp16, K % 128 == 0), w 4-bit of shape (N, K) with
+N % 16 == 0 -> [..., N] in x's dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .launch import await_inputs, use_pdl
+from .triton_gemv import add_splits, splits_for
+from .wquant import GROUP, QuantWeight
+
+# Two MMA steps on one word of codes of row g ($4) and one of row g + 8 ($5), B words $6 - $9 and the
+# accumulator's four registers C = $10 - $13 -> D = $0 - $3 (rows g, g, g + 8, g + 8: every column of B
+# is x, so both columns of a row are the same). A registers (row g, row g + 8, row g, row g + 8) hold
+# nibbles (0, 4), (0, 4), (1, 5), (1, 5) in the first step and (2, 6), (3, 7) in the second, each
+# shifted down to bits 0-3 of its half and or'ed into M (a nibble higher up would reach a bf16's
+# exponent). Inputs are copied first so that no output can overwrite an input still to be read.
+_MMA4 = (
+    "{{.reg .b32 k, w, v, u, z, a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3; .reg .f32 e0, e1, e2, e3; "
+    "mov.b32 k, {magic}; mov.b32 w, $4; mov.b32 v, $5; mov.b32 b0, $6; mov.b32 b1, $7; mov.b32 b2, $8; "
+    "mov.b32 b3, $9; "
+    "lop3.b32 a0, w, 0x000F000F, k, 0xea; lop3.b32 a1, v, 0x000F000F, k, 0xea; "
+    "shr.b32 u, w, 4; shr.b32 z, v, 4; lop3.b32 a2, u, 0x000F000F, k, 0xea; lop3.b32 a3, z, 0x000F000F, k, 0xea; "
+    "shr.b32 u, w, 8; shr.b32 z, v, 8; lop3.b32 a4, u, 0x000F000F, k, 0xea; lop3.b32 a5, z, 0x000F000F, k, 0xea; "
+    "shr.b32 u, w, 12; shr.b32 z, v, 12; lop3.b32 a6, u, 0x000F000F, k, 0xea; lop3.b32 a7, z, 0x000F000F, k, 0xea; "
+    "mma.sync.aligned.m16n8k16.row.col.f32.{t}.{t}.f32 {{e0, e1, e2, e3}}, {{a0, a1, a2, a3}}, {{b0, b1}}, "
+    "{{$10, $11, $12, $13}}; "
+    "mma.sync.aligned.m16n8k16.row.col.f32.{t}.{t}.f32 {{$0, $1, $2, $3}}, {{a4, a5, a6, a7}}, {{b2, b3}}, "
+    "{{e0, e1, e2, e3}};}}"
+)
+MMA4_BF16 = tl.constexpr(_MMA4.format(magic="0x43004300", t="bf16"))
+MMA4_F16 = tl.constexpr(_MMA4.format(magic="0x64006400", t="f16"))
+
+# sum_k x_k of two MMA steps: A all ones, B = ($4, $5) then ($6, $7) (any pairing of the 16 inputs),
+# C = $8 - $11 -> D = $0 - $3 (every row the same)
+_ONES = (
+    "{{.reg .b32 o, b0, b1, b2, b3; .reg .f32 e0, e1, e2, e3; mov.b32 o, {one}; "
+    "mov.b32 b0, $4; mov.b32 b1, $5; mov.b32 b2, $6; mov.b32 b3, $7; "
+    "mma.sync.aligned.m16n8k16.row.col.f32.{t}.{t}.f32 {{e0, e1, e2, e3}}, {{o, o, o, o}}, {{b0, b1}}, "
+    "{{$8, $9, $10, $11}}; "
+    "mma.sync.aligned.m16n8k16.row.col.f32.{t}.{t}.f32 {{$0, $1, $2, $3}}, {{o, o, o, o}}, {{b2, b3}}, "
+    "{{e0, e1, e2, e3}};}}"
+)
+ONES_BF16 = tl.constexpr(_ONES.format(one="0x3F803F80", t="bf16"))
+ONES_F16 = tl.constexpr(_ONES.format(one="0x3C003C00", t="f16"))
+
+# a lane's 8 inputs (natural pairs $4 - $7) -> the B words of its two steps: (x0, x4), (x1, x5),
+# (x2, x6), (x3, x7)
+PAIRS = tl.constexpr(
+    "prmt.b32 $0, $4, $6, 0x5410; prmt.b32 $1, $4, $6, 0x7632; prmt.b32 $2, $5, $7, 0x5410; "
+    "prmt.b32 $3, $5, $7, 0x7632;"
+)
+
+
+@triton.jit
+def _pick(i: tl.constexpr, a, b, c, d):
+    """The i-th of four tensors (i known at compile time)."""
+    if i == 0:
+        r = a
+    elif i == 1:
+        r = b
+    elif i == 2:
+        r = c
+    else:
+        r = d
+    return r
+
+
+@triton.jit
+def _value(bits, BF16: tl.constexpr):
+    """16-bit patterns (int32 < 2**16) -> their bf16 / fp16 values in fp32."""
+    if BF16:
+        return (bits << 16).to(tl.float32, bitcast=True)
+    return (bits & 0xFFFF).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+
+
+@triton.jit
+def _pairs(q0, q1, q2, q3, ASM: tl.constexpr):
+    """A lane's 8 inputs as 4 words of natural 16-bit pairs (x0, x1) .. (x6, x7) -> the B words of its
+    two MMA steps (PAIRS; low half first)."""
+    if ASM:
+        b0, b1, b2, b3 = tl.inline_asm_elementwise(
+            PAIRS, "=r,=r,=r,=r,r,r,r,r", [q0, q1, q2, q3], dtype=(tl.int32,) * 4, is_pure=True, pack=1
+        )
+    else:
+        lo = 0xFFFF
+        b0 = (q0 & lo) | (q2 << 16)
+        b1 = ((q0 >> 16) & lo) | (q2 & -65536)
+        b2 = (q1 & lo) | (q3 << 16)
+        b3 = ((q1 >> 16) & lo) | (q3 & -65536)
+    return b0, b1, b2, b3
+
+
+@triton.jit
+def _quad_sum(part):
+    """[32, TILES] per-lane sums (lane 4g + t) -> the sum over each quad (the four t of a g),
+    broadcast back to its lanes."""
+    quads = tl.sum(tl.reshape(part, (8, 4, part.shape[1])), axis=1, keep_dims=True)
+    return tl.reshape(tl.broadcast_to(quads, (8, 4, part.shape[1])), part.shape)
+
+
+@triton.jit
+def _lane_dot(w, b0, b1, b2, b3, BF16: tl.constexpr):
+    """Interpreter reference of one lane's share of _MMA4 for one row: its four A pairs as the PTX
+    forms them (nibbles j and j + 4 in M) times its four B words, summed in fp32."""
+    out = tl.zeros(w.shape, tl.float32)
+    for j in tl.static_range(4):
+        a = ((w >> (4 * j)) & 0x000F000F) | (0x43004300 if BF16 else 0x64006400)
+        pair = _pick(j, b0, b1, b2, b3)
+        out += _value(a & 0xFFFF, BF16) * _value(pair & 0xFFFF, BF16)
+        out += _value((a >> 16) & 0xFFFF, BF16) * _value((pair >> 16) & 0xFFFF, BF16)
+    return out
+
+
+@triton.jit
+def _mma(w, w8, b0, b1, b2, b3, c, BF16: tl.constexpr, ASM: tl.constexpr):
+    """Two MMA steps on one word of codes per lane of rows g (w) and g + 8 (w8): [32, TILES] each;
+    B words [32, 1]; the accumulator's four registers c (rows g, g, g + 8, g + 8) -> the new four."""
+    c0, c1, c2, c3 = c
+    if ASM:
+        text: tl.constexpr = MMA4_BF16 if BF16 else MMA4_F16
+        d = tl.inline_asm_elementwise(
+            text, "=r,=r,=r,=r" + ",r" * 10, [w, w8, b0, b1, b2, b3, c0, c1, c2, c3],
+            dtype=(tl.float32,) * 4, is_pure=True, pack=1,
+        )  # fmt: skip
+    else:
+        dg = _quad_sum(_lane_dot(w, b0, b1, b2, b3, BF16))
+        dg8 = _quad_sum(_lane_dot(w8, b0, b1, b2, b3, BF16))
+        d = (c0 + dg, c1 + dg, c2 + dg8, c3 + dg8)
+    return d
+
+
+@triton.jit
+def _ones(q0, q1, q2, q3, c, BF16: tl.constexpr, ASM: tl.constexpr):
+    """c (four registers) + the sum of a quad's inputs of two MMA steps (a lane's natural pairs q
+    [32, 1]), the same in every register and lane of the quad."""
+    c0, c1, c2, c3 = c
+    if ASM:
+        text: tl.constexpr = ONES_BF16 if BF16 else ONES_F16
+        d = tl.inline_asm_elementwise(text, "=r,=r,=r,=r" + ",r" * 8, [q0, q1, q2, q3, c0, c1, c2, c3],
+                                      dtype=(tl.float32,) * 4, is_pure=True, pack=1)  # fmt: skip
+    else:
+        part = tl.zeros(q0.shape, tl.float32)
+        for j in tl.static_range(4):
+            p = _pick(j, q0, q1, q2, q3)
+            part += _value(p & 0xFFFF, BF16) + _value((p >> 16) & 0xFFFF, BF16)
+        s = _quad_sum(part)
+        d = (c0 + s, c1 + s, c2 + s, c3 + s)
+    return d
+
+
+@triton.jit
+def _split4(words):
+    """[A, B, 4] -> its four [A, B] slices (each thread holds all four: no data moves)."""
+    a, b = tl.split(tl.reshape(words, (words.shape[0], words.shape[1], 2, 2)))  # a: words 0, 2; b: 1, 3
+    w0, w2 = tl.split(a)
+    w1, w3 = tl.split(b)
+    return w0, w1, w2, w3
+
+
+@triton.jit
+def _load_weights(rows, quad, scales, zeros, meta, row_ok, grp, g_end, ROW_WORDS, GROUPS):
+    """What group grp reads of the weight (zeros, no memory read, where grp >= g_end): the lanes' 16
+    bytes of rows g and g + 8 of every tile (inputs 32t .. 32t + 31 of the group; [32, TILES, 4] int32
+    each), their scales (fp32) and zeros (int32) ([32, TILES] each)."""
+    mask = row_ok & (grp < g_end)
+    wg = tl.load(rows + grp * 16 + quad, mask=mask[:, :, None], other=0)
+    wg8 = tl.load(rows + 8 * ROW_WORDS + grp * 16 + quad, mask=mask[:, :, None], other=0)
+    m = meta + grp
+    m8 = m + 8 * GROUPS
+    zg = (tl.load(zeros + m // 2, mask=mask, other=0).to(tl.int32) >> ((m % 2) * 4)) & 15
+    zg8 = (tl.load(zeros + m8 // 2, mask=mask, other=0).to(tl.int32) >> ((m8 % 2) * 4)) & 15
+    sg = tl.load(scales + m, mask=mask, other=0.0).to(tl.float32)
+    sg8 = tl.load(scales + m8, mask=mask, other=0.0).to(tl.float32)
+    return wg, wg8, sg, sg8, zg, zg8
+
+
+@triton.jit
+def _load_inputs(pairs, lanes, grp, g_end):
+    """The lane's 32 inputs of group grp as four [32, 1, 4] words of pairs (word i: inputs 32t + 8i ..
+    32t + 8i + 7)."""
+    ok = grp < g_end
+    p = pairs + grp * 64 + lanes
+    return (
+        tl.load(p, mask=ok, other=0),
+        tl.load(p + 4, mask=ok, other=0),
+        tl.load(p + 8, mask=ok, other=0),
+        tl.load(p + 12, mask=ok, other=0),
+    )
+
+
+@triton.jit
+def _group(weights, inputs, BF16: tl.constexpr, ASM: tl.constexpr):
+    """One group's contribution to rows g and g + 8 of every tile, given what it reads (_load_weights,
+    _load_inputs): two [32, TILES] fp32."""
+    wg = _split4(weights[0])
+    wg8 = _split4(weights[1])
+    zero = tl.zeros(weights[2].shape, tl.float32)
+    d = (zero, zero, zero, zero)
+    zero1 = tl.zeros((32, 1), tl.float32)
+    sx = (zero1, zero1, zero1, zero1)
+    for i in tl.static_range(4):  # word i of each lane
+        q0, q1, q2, q3 = _split4(_pick(i, *inputs))
+        b0, b1, b2, b3 = _pairs(q0, q1, q2, q3, ASM)
+        d = _mma(_pick(i, *wg), _pick(i, *wg8), b0, b1, b2, b3, d, BF16, ASM)
+        sx = _ones(q0, q1, q2, q3, sx, BF16, ASM)
+    magic = 128 if BF16 else 1024
+    sg, sg8, zg, zg8 = weights[2], weights[3], weights[4], weights[5]
+    out = sg * (d[0] - (zg + magic).to(tl.float32) * sx[0])
+    out8 = sg8 * (d[2] - (zg8 + magic).to(tl.float32) * sx[0])
+    return out, out8
+
+
+@triton.jit
+def _gemv_tc_kernel(
+    x,
+    codes,
+    scales,
+    zeros,
+    y,  # [N] in x's dtype (SPLITS == 1)
+    partial,  # [SPLITS, N] fp32 (SPLITS > 1)
+    N,
+    ROW_WORDS,  # K / 8: a row's 32-bit words
+    GROUPS,
+    GROUPS_PER_SPLIT,
+    SPLITS,
+    s_ps,
+    TILES: tl.constexpr,
+    BF16: tl.constexpr,
+    ASM: tl.constexpr,
+    PREFETCH: tl.constexpr,  # register double buffer: group g + 1's weights (1), and inputs (2), loaded
+    # before group g is multiplied
+    STAGES: tl.constexpr,  # the compiler's software pipeline of the loop's loads (1: none)
+    PDL: tl.constexpr = False,
+):
+    # Every tensor is [32 lanes, TILES(, 4)]: the lane dimension first, so that Triton spreads it over
+    # the warp's lanes in order (lane 4g + t) and keeps the tiles and a lane's 4 words in registers.
+    pid_n = tl.program_id(0)
+    pid_s = tl.program_id(1)
+    lane = tl.arange(0, 32)[:, None]
+    g = lane // 4
+    t = lane % 4
+    row = pid_n * (16 * TILES) + tl.arange(0, TILES)[None, :] * 16 + g  # [32, TILES]; also row + 8
+    row_ok = row < N
+    words = codes.to(tl.pointer_type(tl.int32), bitcast=True)
+    pairs = x.to(tl.pointer_type(tl.int32), bitcast=True)  # word i = inputs 2i, 2i + 1
+    rows = (words + row.to(tl.int64) * ROW_WORDS)[:, :, None]  # [32, TILES, 1]
+    quad = (t * 4)[:, :, None] + tl.arange(0, 4)[None, None, :]  # [32, 1, 4]: lane t's words 4t .. 4t + 3
+    lanes = (t * 16)[:, :, None] + tl.arange(0, 4)[None, None, :]  # [32, 1, 4]: its input pairs 16t + 4i + j
+    meta = row * GROUPS  # [32, TILES]: the row's scales / zeros start
+    g_start = pid_s * GROUPS_PER_SPLIT
+    g_end = tl.minimum(GROUPS, g_start + GROUPS_PER_SPLIT)
+    # no earlier kernel writes the weights: the first group's are fetched before the wait
+    weights = _load_weights(rows, quad, scales, zeros, meta, row_ok, g_start, g_end, ROW_WORDS, GROUPS)
+    await_inputs(PDL)
+    inputs = _load_inputs(pairs, lanes, g_start, g_end)
+    acc = tl.zeros((32, TILES), tl.float32)
+    acc8 = tl.zeros((32, TILES), tl.float32)
+    for grp in tl.range(g_start, g_end, num_stages=STAGES):
+        if PREFETCH >= 1:  # the next group's weights in flight while this one is multiplied
+            ahead = _load_weights(rows, quad, scales, zeros, meta, row_ok, grp + 1, g_end, ROW_WORDS, GROUPS)
+        elif grp > g_start:
+            weights = _load_weights(rows, quad, scales, zeros, meta, row_ok, grp, g_end, ROW_WORDS, GROUPS)
+        if PREFETCH >= 2:  # and its inputs
+            ahead_in = _load_inputs(pairs, lanes, grp + 1, g_end)
+        elif grp > g_start:
+            inputs = _load_inputs(pairs, lanes, grp, g_end)
+        part, part8 = _group(weights, inputs, BF16, ASM)
+        acc += part
+        acc8 += part8
+        if PREFETCH >= 1:
+            weights = ahead
+        if PREFETCH >= 2:
+            inputs = ahead_in
+    first = row_ok & (t == 0)  # the quad's four lanes hold the same sums
+    if SPLITS == 1:
+        tl.store(y + row, acc.to(y.dtype.element_ty), mask=first)
+        tl.store(y + row + 8, acc8.to(y.dtype.element_ty), mask=first)
+    else:
+        tl.store(partial + pid_s * s_ps + row, acc, mask=first)
+        tl.store(partial + pid_s * s_ps + row + 8, acc8, mask=first)
+
+
+def supports(x: torch.Tensor, w: QuantWeight) -> bool:
+    """Whether gemv_tc takes this product: one row of bf16/fp16, a 4-bit weight with N % 16 == 0 and
+    K % 128 == 0 (whole groups, rows word-aligned), on a GPU with bf16 MMAs (compute capability 8+)
+    or in the interpreter."""
+    n, k = w.shape
+    rows = x.numel() // max(1, x.shape[-1])
+    return (
+        rows == 1
+        and w.bits == 4
+        and x.dtype in (torch.bfloat16, torch.float16)
+        and n % 16 == 0
+        and k % GROUP == 0
+        and (not x.is_cuda or torch.cuda.get_device_capability(x.device)[0] >= 8)
+        and (torch.compiler.is_compiling() or w.qweight.storage_offset() % 4 == 0)
+    )
+
+
+# Launch, measured on an H200 with Qwen3-8B's matrices (bench/weights.py --tune-tc): tiles of 16 rows
+# per program (one warp), the programs split-K aims at, the register double buffer (0, 1, 2: see the
+# kernel's PREFETCH), the software pipeline's stages; "enabled": whether
+# triton_wquant.qlinear sends the products it takes here (bench/weights.py --ab-tc turns it off).
+GEMV_TC_LAUNCH = {"enabled": True, "tiles": 2, "target_programs": 8192, "prefetch": 0, "stages": 1}
+
+
+@torch.library.custom_op("membudget::gemv_tc_partials", mutates_args=())
+def gemv_tc_partials(
+    x: torch.Tensor,
+    qweight: torch.Tensor,
+    scales: torch.Tensor,
+    zeros: torch.Tensor,
+    k: int,
+    splits: int,
+    per_split: int,
+    tiles: int,
+    prefetch: int,
+    stages: int,
+) -> torch.Tensor:
+    """The kernel's launch as an opaque op (engine/launch.py): x [1, K], the weight's tensors ->
+    y [N] in x's dtype (one split) or fp32 partial sums [splits, N] over ranges of `per_split` groups."""
+    n = scales.shape[0]
+    if x.stride(-1) != 1 or x.storage_offset() % 2:
+        x = x.clone()  # contiguous and word-aligned
+    y = torch.empty(n, dtype=x.dtype, device=x.device)
+    partial = torch.empty(splits, n, dtype=torch.float32, device=x.device) if splits > 1 else y
+    pdl = use_pdl(x.device)
+    _gemv_tc_kernel[(triton.cdiv(n, 16 * tiles), splits)](
+        x, qweight, scales, zeros, y, partial, n, k // 8, k // GROUP, per_split, splits, partial.stride(0),
+        TILES=tiles, BF16=x.dtype == torch.bfloat16, ASM=x.is_cuda, PREFETCH=prefetch, STAGES=stages, PDL=pdl, num_warps=1, launch_pdl=pdl,
+    )  # fmt: skip
+    return y if splits == 1 else partial
+
+
+@gemv_tc_partials.register_fake
+def _(x, qweight, scales, zeros, k, splits, per_split, tiles, prefetch, stages):
+    n = scales.shape[0]
+    return x.new_empty(n) if splits == 1 else x.new_empty(splits, n, dtype=torch.float32)
+
+
+def gemv_tc(
+    x: torch.Tensor,
+    w: QuantWeight,
+    tiles: int | None = None,
+    splits: int | None = None,
+    target_programs: int | None = None,
+    prefetch: int | None = None,
+    stages: int | None = None,
+) -> torch.Tensor:
+    """x [..., K] with one row @ dequantize(w).T -> [..., N] in x's dtype (see `supports`); launch
+    settings not given come from GEMV_TC_LAUNCH."""
+    n, k = w.shape
+    if not supports(x, w):
+        raise ValueError(
+            f"gemv_tc takes one bf16/fp16 row and a 4-bit weight with N % 16 == 0 and K % 128 == 0, not "
+            f"{tuple(x.shape)} {x.dtype}, {w.bits}-bit ({n}, {k})"
+        )
+    tiles = tiles or GEMV_TC_LAUNCH["tiles"]
+    groups = k // GROUP
+    target = target_programs or GEMV_TC_LAUNCH["target_programs"]
+    splits = splits or splits_for(n, groups, 16 * tiles, target)
+    per_split = triton.cdiv(groups, splits)
+    splits = triton.cdiv(groups, per_split)
+    prefetch = GEMV_TC_LAUNCH["prefetch"] if prefetch is None else prefetch
+    stages = stages or GEMV_TC_LAUNCH["stages"]
+    out = gemv_tc_partials(
+        x.reshape(1, k), w.qweight, w.scales, w.zeros, k, splits, per_split, tiles, prefetch, stages
+    )
+    y = out if splits == 1 else add_splits(out).to(x.dtype)
+    return y.view(*x.shape[:-1], n)
