@@ -113,11 +113,11 @@ def gemv_source(bits: int, block_n: int, stages: int, pdl: bool) -> ASTSource:
     return ASTSource(triton_gemv._gemv_kernel, signature, constants, attrs)
 
 
-def gemv_tc_source(tiles: int, prefetch: int, stages: int, pdl: bool) -> ASTSource:
+def gemv_tc_source(tiles: int, at_once: int, pdl: bool) -> ASTSource:
     pointers = {"x": "*bf16", "codes": "*u8", "scales": "*fp16", "zeros": "*u8", "y": "*bf16"}
     pointers |= {"partial": "*fp32"}
     ints = dict.fromkeys("N ROW_WORDS GROUPS GROUPS_PER_SPLIT SPLITS s_ps".split(), "i32")
-    constants = dict(TILES=tiles, BF16=True, ASM=True, PREFETCH=prefetch, STAGES=stages, PDL=pdl)
+    constants = dict(TILES=tiles, BF16=True, ASM=True, AT_ONCE=at_once, PDL=pdl)
     signature = pointers | ints | dict.fromkeys(constants, "constexpr")
     unaligned = ("GROUPS_PER_SPLIT", "SPLITS")
     attrs = {
@@ -157,7 +157,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1, help="qlinear: rows of the input")
     parser.add_argument("--block-k", type=int, default=256, help="gemv16: inputs per block")
     parser.add_argument("--tiles", type=int, default=4, help="gemv-tc: tiles of 16 rows per program")
-    parser.add_argument("--prefetch", type=int, default=1, help="gemv-tc: register double buffer (0-2)")
+    parser.add_argument("--at-once", type=int, default=1, help="gemv-tc: groups loaded together (1, 2, 4)")
     parser.add_argument("--ttgir", action="store_true", help="print Triton's GPU IR (layouts)")
     parser.add_argument("--pdl", action="store_true", help="gemv, gemv16: with programmatic dependent launch")
     args = parser.parse_args()
@@ -171,7 +171,7 @@ def main() -> None:
     elif args.kind == "gemv":
         src = gemv_source(args.bits, args.block_n, args.stages, args.pdl)
     elif args.kind == "gemv-tc":
-        src = gemv_tc_source(args.tiles, args.prefetch, args.stages, args.pdl)
+        src = gemv_tc_source(args.tiles, args.at_once, args.pdl)
     elif args.kind == "gemv16":
         src = gemv16_source(args.block_n, args.block_k, args.stages, args.pdl)
     else:

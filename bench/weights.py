@@ -169,12 +169,12 @@ def matrices(
                 copies = [w] + [quantize(torch.randn_like(w16) * 0.02, bits) for _ in range(2 * l2 // nbytes)]
                 ring = itertools.cycle(copies)
                 configs["gemv-packed"] = kernel_ms(lambda x=x, ring=ring: gemv(x, next(ring)))
-                grid = itertools.product((1, 2, 4), (0, 1, 2), (1, 3), (2048, 4096, 8192))
-                for tiles, prefetch, stages, programs in grid:
-                    key = f"tc-t{tiles}-pf{prefetch}-st{stages}-p{programs}"
+                grid = itertools.product((1, 2, 4), (1, 2, 4), (2048, 4096, 8192, 16384))
+                for tiles, at_once, programs in grid:
+                    key = f"tc-t{tiles}-u{at_once}-p{programs}"
                     configs[key] = kernel_ms(
-                        lambda x=x, ring=ring, t=tiles, p=prefetch, s=stages, n=programs: gemv_tc(
-                            x, next(ring), tiles=t, prefetch=p, stages=s, target_programs=n
+                        lambda x=x, ring=ring, t=tiles, u=at_once, n=programs: gemv_tc(
+                            x, next(ring), tiles=t, at_once=u, target_programs=n
                         ),
                         name="_gemv_tc_kernel",
                     )
@@ -266,6 +266,11 @@ def main() -> None:
     parser.add_argument(
         "--ab-tc", type=int, default=0, help="batch-1 4-bit steps this many times without, then with, it"
     )
+    parser.add_argument(
+        "--tc-launch",
+        default="",
+        help="batch-1 4-bit steps also with these tensor-core one-row launches: 'tiles:at_once:programs;...'",
+    )
     parser.add_argument("--checks-only", action="store_true", help="correctness checks, no timing")
     parser.add_argument("--no-model-check", action="store_true", help="skip the Qwen3-0.6B step checks")
     parser.add_argument("--batches", default="1")
@@ -317,6 +322,24 @@ def main() -> None:
                 f"4-bit, tensor-core row {enabled}: {row['ms_per_step']:.3f} ms, {row['vs_bf16']:.3f}x bf16"
             )
     GEMV_TC_LAUNCH["enabled"] = True
+    for launch in filter(None, args.tc_launch.split(";")):
+        default = dict(GEMV_TC_LAUNCH)
+        GEMV_TC_LAUNCH.update(
+            zip(("tiles", "at_once", "target_programs"), map(int, launch.split(":")), strict=True)
+        )
+        torch._dynamo.reset()  # the compiled step read the old launch
+        base = next(r["ms_per_step"] for r in steps if r["batch"] == 1 and r["weights"] == 16)
+        row = bench_engine(spec, 1, 8192, bandwidth, weights=4).to_dict()
+        row["vs_bf16"], row["tc_launch"] = row["ms_per_step"] / base, launch
+        steps.append(row)
+        result["steps"] = steps
+        save_result(args.out, args.name, result)
+        print(
+            f"tensor-core launch {launch}: 4-bit {row['ms_per_step']:.3f} ms, {row['vs_bf16']:.3f}x bf16",
+            flush=True,
+        )
+        GEMV_TC_LAUNCH.update(default)
+        torch._dynamo.reset()
     for launch in filter(None, args.gemv_launch.split(";")):
         default = {bits: dict(v) for bits, v in GEMV_LAUNCH.items()}
         for bits in (8, 4):
@@ -342,7 +365,7 @@ def main() -> None:
         f"{'G':>3}{'bits':>5}{'ms/step':>9}{'bound ms':>9}{'% bound':>8}{'x bf16':>8}{'target':>8}{'peak GiB':>9}{'acct GiB':>9}"
     )
     for r in steps:
-        if "gemv_launch" in r or "tensor_core_row" in r:
+        if "gemv_launch" in r or "tensor_core_row" in r or "tc_launch" in r:
             continue
         target = f"<={TARGETS[r['weights']]}" if r["weights"] in TARGETS and r["batch"] == 1 else "-"
         print(

@@ -257,9 +257,7 @@ def _gemv_tc_kernel(
     TILES: tl.constexpr,
     BF16: tl.constexpr,
     ASM: tl.constexpr,
-    PREFETCH: tl.constexpr,  # register double buffer: group g + 1's weights (1), and inputs (2), loaded
-    # before group g is multiplied
-    STAGES: tl.constexpr,  # the compiler's software pipeline of the loop's loads (1: none)
+    AT_ONCE: tl.constexpr,  # groups whose weights are loaded together: 1, 2 or 4
     PDL: tl.constexpr = False,
 ):
     # Every tensor is [32 lanes, TILES(, 4)]: the lane dimension first, so that Triton spreads it over
@@ -279,28 +277,39 @@ def _gemv_tc_kernel(
     meta = row * GROUPS  # [32, TILES]: the row's scales / zeros start
     g_start = pid_s * GROUPS_PER_SPLIT
     g_end = tl.minimum(GROUPS, g_start + GROUPS_PER_SPLIT)
-    # no earlier kernel writes the weights: the first group's are fetched before the wait
-    weights = _load_weights(rows, quad, scales, zeros, meta, row_ok, g_start, g_end, ROW_WORDS, GROUPS)
+    # AT_ONCE groups' weights are loaded together (a row's codes then arrive as one run of 64 * AT_ONCE
+    # bytes), the first ones before the wait: no earlier kernel writes the weights
+    w0 = _load_weights(rows, quad, scales, zeros, meta, row_ok, g_start, g_end, ROW_WORDS, GROUPS)
+    if AT_ONCE >= 2:
+        w1 = _load_weights(rows, quad, scales, zeros, meta, row_ok, g_start + 1, g_end, ROW_WORDS, GROUPS)
+    if AT_ONCE >= 4:
+        w2 = _load_weights(rows, quad, scales, zeros, meta, row_ok, g_start + 2, g_end, ROW_WORDS, GROUPS)
+        w3 = _load_weights(rows, quad, scales, zeros, meta, row_ok, g_start + 3, g_end, ROW_WORDS, GROUPS)
     await_inputs(PDL)
-    inputs = _load_inputs(pairs, lanes, g_start, g_end)
     acc = tl.zeros((32, TILES), tl.float32)
     acc8 = tl.zeros((32, TILES), tl.float32)
-    for grp in tl.range(g_start, g_end, num_stages=STAGES):
-        if PREFETCH >= 1:  # the next group's weights in flight while this one is multiplied
-            ahead = _load_weights(rows, quad, scales, zeros, meta, row_ok, grp + 1, g_end, ROW_WORDS, GROUPS)
-        elif grp > g_start:
-            weights = _load_weights(rows, quad, scales, zeros, meta, row_ok, grp, g_end, ROW_WORDS, GROUPS)
-        if PREFETCH >= 2:  # and its inputs
-            ahead_in = _load_inputs(pairs, lanes, grp + 1, g_end)
-        elif grp > g_start:
-            inputs = _load_inputs(pairs, lanes, grp, g_end)
-        part, part8 = _group(weights, inputs, BF16, ASM)
+    for g0 in range(g_start, g_end, AT_ONCE):
+        if g0 > g_start:
+            w0 = _load_weights(rows, quad, scales, zeros, meta, row_ok, g0, g_end, ROW_WORDS, GROUPS)
+            if AT_ONCE >= 2:
+                w1 = _load_weights(rows, quad, scales, zeros, meta, row_ok, g0 + 1, g_end, ROW_WORDS, GROUPS)
+            if AT_ONCE >= 4:
+                w2 = _load_weights(rows, quad, scales, zeros, meta, row_ok, g0 + 2, g_end, ROW_WORDS, GROUPS)
+                w3 = _load_weights(rows, quad, scales, zeros, meta, row_ok, g0 + 3, g_end, ROW_WORDS, GROUPS)
+        part, part8 = _group(w0, _load_inputs(pairs, lanes, g0, g_end), BF16, ASM)
         acc += part
         acc8 += part8
-        if PREFETCH >= 1:
-            weights = ahead
-        if PREFETCH >= 2:
-            inputs = ahead_in
+        if AT_ONCE >= 2:
+            part, part8 = _group(w1, _load_inputs(pairs, lanes, g0 + 1, g_end), BF16, ASM)
+            acc += part
+            acc8 += part8
+        if AT_ONCE >= 4:
+            part, part8 = _group(w2, _load_inputs(pairs, lanes, g0 + 2, g_end), BF16, ASM)
+            acc += part
+            acc8 += part8
+            part, part8 = _group(w3, _load_inputs(pairs, lanes, g0 + 3, g_end), BF16, ASM)
+            acc += part
+            acc8 += part8
     first = row_ok & (t == 0)  # the quad's four lanes hold the same sums
     if SPLITS == 1:
         tl.store(y + row, acc.to(y.dtype.element_ty), mask=first)
@@ -328,10 +337,9 @@ def supports(x: torch.Tensor, w: QuantWeight) -> bool:
 
 
 # Launch, measured on an H200 with Qwen3-8B's matrices (bench/weights.py --tune-tc): tiles of 16 rows
-# per program (one warp), the programs split-K aims at, the register double buffer (0, 1, 2: see the
-# kernel's PREFETCH), the software pipeline's stages; "enabled": whether
+# per program (one warp), the programs split-K aims at, groups loaded at once; "enabled": whether
 # triton_wquant.qlinear sends the products it takes here (bench/weights.py --ab-tc turns it off).
-GEMV_TC_LAUNCH = {"enabled": True, "tiles": 2, "target_programs": 8192, "prefetch": 0, "stages": 1}
+GEMV_TC_LAUNCH = {"enabled": True, "tiles": 2, "target_programs": 2048, "at_once": 2}
 
 
 @torch.library.custom_op("membudget::gemv_tc_partials", mutates_args=())
@@ -344,8 +352,7 @@ def gemv_tc_partials(
     splits: int,
     per_split: int,
     tiles: int,
-    prefetch: int,
-    stages: int,
+    at_once: int,
 ) -> torch.Tensor:
     """The kernel's launch as an opaque op (engine/launch.py): x [1, K], the weight's tensors ->
     y [N] in x's dtype (one split) or fp32 partial sums [splits, N] over ranges of `per_split` groups."""
@@ -357,13 +364,13 @@ def gemv_tc_partials(
     pdl = use_pdl(x.device)
     _gemv_tc_kernel[(triton.cdiv(n, 16 * tiles), splits)](
         x, qweight, scales, zeros, y, partial, n, k // 8, k // GROUP, per_split, splits, partial.stride(0),
-        TILES=tiles, BF16=x.dtype == torch.bfloat16, ASM=x.is_cuda, PREFETCH=prefetch, STAGES=stages, PDL=pdl, num_warps=1, launch_pdl=pdl,
+        TILES=tiles, BF16=x.dtype == torch.bfloat16, ASM=x.is_cuda, AT_ONCE=at_once, PDL=pdl, num_warps=1, launch_pdl=pdl,
     )  # fmt: skip
     return y if splits == 1 else partial
 
 
 @gemv_tc_partials.register_fake
-def _(x, qweight, scales, zeros, k, splits, per_split, tiles, prefetch, stages):
+def _(x, qweight, scales, zeros, k, splits, per_split, tiles, at_once):
     n = scales.shape[0]
     return x.new_empty(n) if splits == 1 else x.new_empty(splits, n, dtype=torch.float32)
 
@@ -374,8 +381,7 @@ def gemv_tc(
     tiles: int | None = None,
     splits: int | None = None,
     target_programs: int | None = None,
-    prefetch: int | None = None,
-    stages: int | None = None,
+    at_once: int | None = None,
 ) -> torch.Tensor:
     """x [..., K] with one row @ dequantize(w).T -> [..., N] in x's dtype (see `supports`); launch
     settings not given come from GEMV_TC_LAUNCH."""
@@ -391,10 +397,11 @@ def gemv_tc(
     splits = splits or splits_for(n, groups, 16 * tiles, target)
     per_split = triton.cdiv(groups, splits)
     splits = triton.cdiv(groups, per_split)
-    prefetch = GEMV_TC_LAUNCH["prefetch"] if prefetch is None else prefetch
-    stages = stages or GEMV_TC_LAUNCH["stages"]
+    at_once = at_once or GEMV_TC_LAUNCH["at_once"]
+    if at_once not in (1, 2, 4):
+        raise ValueError(f"at_once is 1, 2 or 4 groups, not {at_once}")
     out = gemv_tc_partials(
-        x.reshape(1, k), w.qweight, w.scales, w.zeros, k, splits, per_split, tiles, prefetch, stages
+        x.reshape(1, k), w.qweight, w.scales, w.zeros, k, splits, per_split, tiles, at_once
     )
     y = out if splits == 1 else add_splits(out).to(x.dtype)
     return y.view(*x.shape[:-1], n)
