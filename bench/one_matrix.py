@@ -1,7 +1,8 @@
 """One Qwen3-8B-sized weight matrix through the engine's weight-only product, a few calls, nothing
 else: a target for external profilers.
 
-Run on the device:  ncu --clock-control none -k _gemv_kernel --section WarpStateStats \
+Run on the device (the kernel: _gemv_tc_kernel for one row at 4 bits, _gemv_kernel at 8):
+    ncu --clock-control none -k _gemv_kernel --section WarpStateStats \
     python3 bench/one_matrix.py --bits 4 --n 24576 --k 4096 --rows 1
 """
 

@@ -20,6 +20,7 @@ pytest.importorskip("triton", reason="Triton is installed by `make test` on Linu
         "check_wquant.py",
         "check_gemv.py",
         "check_gemv16.py",
+        "check_gemv_tc.py",
         "check_kvwrite.py",
         "check_compact.py",
         "check_sample.py",

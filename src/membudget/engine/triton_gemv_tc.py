@@ -9,20 +9,28 @@ group, four 32-bit words of 8 codes. One word of each row feeds two `mma.m16n8k1
 inside an MMA is free as long as A and B agree, so the A registers take the codes as a mask and an OR
 leave them, (nibble 0, nibble 4), (1, 5), (2, 6), (3, 7) -- each a 16-bit pair 128 + code in bf16
 (0x4300 | code; 1024 + code in fp16 for fp16 inputs) -- and B takes x's inputs in the same pairs
-(one PRMT per pair, once per group and lane, shared by all tiles). About one instruction per weight
-and lane (three shifts, four LOP3 and one MMA per 8 codes of each row), where the CUDA-core kernel
-(engine/triton_gemv.py) takes ~3.5.
+(one PRMT per pair, once per group and lane, shared by all tiles). The codes cost one instruction
+per weight and lane (three shifts, four LOP3 and one MMA per word of 8 codes); with the loads, x's
+pairs and the per-group scale and zero the sm_90 loop takes 2.2 (bench/inspect_kernel.py gemv-tc),
+where the packed CUDA-core kernel (engine/triton_gemv.py) takes 4.4.
 
 Per group the MMAs sum D = sum_k (M + code_k) x_k exactly in fp32 (products of 16-bit numbers are
 exact; M = 128 or 1024), one more MMA with an all-ones A gives sum_k x_k, and each row adds
 scale * (D - (M + zero) * sum_k x_k). Every column of B is x, so every column of D is the same: the
 lanes of a quad hold the same sums and the lane with t = 0 stores them.
 
-An MMA is one instruction of the whole warp: the inline PTX relies on Triton giving the [TILES, 8, 4]
-tensors the layout in which lane 4g + t holds element (., g, t) (one warp per program; checked for
-sm_90 by bench/inspect_kernel.py gemv-tc, and on the GPU by the fp64 comparison of bench/weights.py).
-In the interpreter (ASM off) the same pairs are multiplied per element and the quad's sum is a
-`tl.sum` over t (tests/kernels/check_gemv_tc.py).
+Speed on an H200 (bench/RESULTS.md, Qwen3-8B matrices, the kernel alone): 20-27 % faster per matrix
+than the packed kernel (gate_up 20.2 vs 27.5 us), 2.2-2.6 TB/s: latency-bound (Nsight Compute: a
+warp waits on loads for half of the cycles between its instructions; 0.48 issued per scheduler and
+cycle), not instruction-bound; the 4-bit batch-1 step 2.84 vs 3.36 ms.
+
+An MMA is one instruction of the whole warp: the inline PTX relies on Triton giving its [32, TILES]
+operands the layout in which lane l holds index l of dimension 0 (one warp per program; the lane
+dimension comes first so that Triton spreads it over the lanes in order; checked in the sm_90 IR by
+tests/test_inspect_kernel.py, and on the GPU by the fp64 comparison of bench/weights.py). In the
+interpreter (ASM off) the same pairs are multiplied per lane and the quad's sum is a `tl.sum`
+(tests/kernels/check_gemv_tc.py). AT_ONCE groups' weights are loaded together before any is
+multiplied (2 measured best in the step; a register double buffer was no faster).
 
 Shapes: x [..., K] holding one row (bf16 or fp16, K % 128 == 0), w 4-bit of shape (N, K) with
 N % 16 == 0 -> [..., N] in x's dtype.
