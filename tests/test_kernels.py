@@ -38,6 +38,7 @@ def test_kernel_matches_reference(check):
             "ok qlinear",
             "ok gemv",
             "ok gemv16",
+            "ok gemv_tc",
             "ok kvwrite",
             "ok compact",
             "ok sample",
