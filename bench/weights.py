@@ -269,11 +269,12 @@ def main() -> None:
     parser.add_argument(
         "--tc-launch",
         default="",
-        help="batch-1 4-bit steps also with these tensor-core one-row launches: 'tiles:at_once:programs;...'",
+        help="batch-1 4-bit steps also with these tensor-core one-row launches: 'tiles:at_once:programs[:max_splits];...'",
     )
     parser.add_argument("--checks-only", action="store_true", help="correctness checks, no timing")
     parser.add_argument("--no-model-check", action="store_true", help="skip the Qwen3-0.6B step checks")
     parser.add_argument("--batches", default="1")
+    parser.add_argument("--bits", default="16,8,4", help="weight widths of the steps (16 first: the base)")
     parser.add_argument(
         "--gemv-launch",
         default="",
@@ -300,7 +301,7 @@ def main() -> None:
     steps = []
     for batch in map(int, filter(None, args.batches.split(","))):  # "" : no steps
         base = None
-        for bits in (16, 8, 4):
+        for bits in map(int, args.bits.split(",")):
             row = bench_engine(spec, batch, 8192, bandwidth, weights=bits).to_dict()
             base = base or row["ms_per_step"]
             row["vs_bf16"] = row["ms_per_step"] / base

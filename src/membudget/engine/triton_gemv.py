@@ -250,12 +250,14 @@ def add_splits(partial: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def splits_for(n: int, chunks: int, block_n: int, target_programs: int, min_chunks: int = 2) -> int:
+def splits_for(
+    n: int, chunks: int, block_n: int, target_programs: int, min_chunks: int = 2, max_splits: int = 16
+) -> int:
     """Split-K factor for N outputs in blocks of block_n over `chunks` chunks of inputs (groups, blocks):
     about `target_programs` programs (many short loops keep more loads in flight than a few long
-    ones: bench/RESULTS.md), at most 16 splits, each with at least `min_chunks` chunks."""
+    ones: bench/RESULTS.md), at most `max_splits` splits, each with at least `min_chunks` chunks."""
     programs = triton.cdiv(n, block_n)
-    return max(1, min(16, chunks // min_chunks, target_programs // programs))
+    return max(1, min(max_splits, chunks // min_chunks, target_programs // programs))
 
 
 def supports(x: torch.Tensor, w: QuantWeight) -> bool:

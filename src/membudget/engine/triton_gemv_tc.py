@@ -345,9 +345,10 @@ def supports(x: torch.Tensor, w: QuantWeight) -> bool:
 
 
 # Launch, measured on an H200 with Qwen3-8B's matrices (bench/weights.py --tune-tc): tiles of 16 rows
-# per program (one warp), the programs split-K aims at, groups loaded at once; "enabled": whether
+# per program (one warp), the programs split-K aims at, groups loaded at once, the most splits (each
+# adds a row of partial sums that the consuming kernel reads: at one row it is one program); "enabled": whether
 # triton_wquant.qlinear sends the products it takes here (bench/weights.py --ab-tc turns it off).
-GEMV_TC_LAUNCH = {"enabled": True, "tiles": 2, "target_programs": 2048, "at_once": 2}
+GEMV_TC_LAUNCH = {"enabled": True, "tiles": 2, "target_programs": 2048, "at_once": 2, "max_splits": 16}
 
 
 @torch.library.custom_op("membudget::gemv_tc_partials", mutates_args=())
@@ -402,7 +403,7 @@ def gemv_tc(
     tiles = tiles or GEMV_TC_LAUNCH["tiles"]
     groups = k // GROUP
     target = target_programs or GEMV_TC_LAUNCH["target_programs"]
-    splits = splits or splits_for(n, groups, 16 * tiles, target)
+    splits = splits or splits_for(n, groups, 16 * tiles, target, max_splits=GEMV_TC_LAUNCH["max_splits"])
     per_split = triton.cdiv(groups, splits)
     splits = triton.cdiv(groups, per_split)
     at_once = at_once or GEMV_TC_LAUNCH["at_once"]
