@@ -325,9 +325,8 @@ def main() -> None:
     GEMV_TC_LAUNCH["enabled"] = True
     for launch in filter(None, args.tc_launch.split(";")):
         default = dict(GEMV_TC_LAUNCH)
-        GEMV_TC_LAUNCH.update(
-            zip(("tiles", "at_once", "target_programs"), map(int, launch.split(":")), strict=True)
-        )
+        keys = ("tiles", "at_once", "target_programs", "max_splits")
+        GEMV_TC_LAUNCH.update(zip(keys, map(int, launch.split(":")), strict=False))
         torch._dynamo.reset()  # the compiled step read the old launch
         base = next(r["ms_per_step"] for r in steps if r["batch"] == 1 and r["weights"] == 16)
         row = bench_engine(spec, 1, 8192, bandwidth, weights=4).to_dict()
