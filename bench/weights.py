@@ -309,55 +309,37 @@ def main() -> None:
             result["steps"] = steps
             save_result(args.out, args.name, result)
             print(json.dumps(row), flush=True)
+    base = next((r["ms_per_step"] for r in steps if r["batch"] == 1 and r["weights"] == 16), None)
+
+    def variant(bits: int, tag: dict) -> None:
+        """One more batch-1 step under the launch settings in force, recorded with `tag`."""
+        torch._dynamo.reset()  # the compiled step read the settings
+        row = bench_engine(spec, 1, 8192, bandwidth, weights=bits).to_dict() | tag
+        row["vs_bf16"] = row["ms_per_step"] / base if base else None
+        steps.append(row)
+        result["steps"] = steps
+        save_result(args.out, args.name, result)
+        print(f"{tag}: {bits}-bit {row['ms_per_step']:.3f} ms, {row['vs_bf16'] or 0:.3f}x bf16", flush=True)
+
     for _ in range(args.ab_tc):  # the 4-bit step without the tensor-core one-row kernel, then with it
-        base = next(r["ms_per_step"] for r in steps if r["batch"] == 1 and r["weights"] == 16)
         for enabled in (False, True):
             GEMV_TC_LAUNCH["enabled"] = enabled
-            torch._dynamo.reset()  # the compiled step chose its kernels
-            row = bench_engine(spec, 1, 8192, bandwidth, weights=4).to_dict()
-            row["vs_bf16"], row["tensor_core_row"] = row["ms_per_step"] / base, enabled
-            steps.append(row)
-            result["steps"] = steps
-            save_result(args.out, args.name, result)
-            print(
-                f"4-bit, tensor-core row {enabled}: {row['ms_per_step']:.3f} ms, {row['vs_bf16']:.3f}x bf16"
-            )
+            variant(4, {"tensor_core_row": enabled})
     GEMV_TC_LAUNCH["enabled"] = True
     for launch in filter(None, args.tc_launch.split(";")):
         default = dict(GEMV_TC_LAUNCH)
         keys = ("tiles", "at_once", "target_programs", "max_splits")
         GEMV_TC_LAUNCH.update(zip(keys, map(int, launch.split(":")), strict=False))
-        torch._dynamo.reset()  # the compiled step read the old launch
-        base = next(r["ms_per_step"] for r in steps if r["batch"] == 1 and r["weights"] == 16)
-        row = bench_engine(spec, 1, 8192, bandwidth, weights=4).to_dict()
-        row["vs_bf16"], row["tc_launch"] = row["ms_per_step"] / base, launch
-        steps.append(row)
-        result["steps"] = steps
-        save_result(args.out, args.name, result)
-        print(
-            f"tensor-core launch {launch}: 4-bit {row['ms_per_step']:.3f} ms, {row['vs_bf16']:.3f}x bf16",
-            flush=True,
-        )
+        variant(4, {"tc_launch": launch})
         GEMV_TC_LAUNCH.update(default)
-        torch._dynamo.reset()
     for launch in filter(None, args.gemv_launch.split(";")):
         default = {bits: dict(v) for bits, v in GEMV_LAUNCH.items()}
         for bits in (8, 4):
             GEMV_LAUNCH[bits].update(parse_gemv_launch(launch))
-        torch._dynamo.reset()  # the compiled step read the old launch
-        base = next(r["ms_per_step"] for r in steps if r["batch"] == 1 and r["weights"] == 16)
         for bits in (8, 4):
-            row = bench_engine(spec, 1, 8192, bandwidth, weights=bits).to_dict()
-            row["vs_bf16"], row["gemv_launch"] = row["ms_per_step"] / base, launch
-            steps.append(row)
-            result["steps"] = steps
-            save_result(args.out, args.name, result)
-            print(
-                f"launch {launch}: {bits}-bit {row['ms_per_step']:.3f} ms, {row['vs_bf16']:.3f}x bf16",
-                flush=True,
-            )
+            variant(bits, {"gemv_launch": launch})
         GEMV_LAUNCH.update(default)
-        torch._dynamo.reset()
+    torch._dynamo.reset()
     result["steps"] = steps
     save_result(args.out, args.name, result)
     print(f"\ncopy bandwidth {bandwidth / 1e9:.0f} GB/s")

@@ -250,6 +250,13 @@ def add_splits(partial: torch.Tensor) -> torch.Tensor:
     return total
 
 
+def split_outputs(x: torch.Tensor, n: int, splits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A one-row launch's outputs: y [N] in x's dtype and the partial sums [splits, N] fp32 (y itself
+    when there is one split). The kernel writes one of them; the launcher returns that one."""
+    y = x.new_empty(n)
+    return y, (x.new_empty(splits, n, dtype=torch.float32) if splits > 1 else y)
+
+
 def splits_for(
     n: int, chunks: int, block_n: int, target_programs: int, min_chunks: int = 2, max_splits: int = 16
 ) -> int:
@@ -304,8 +311,7 @@ def gemv_partials(
     n = scales.shape[0]
     if x.stride(-1) != 1 or x.storage_offset() % 2:
         x = x.clone()  # contiguous and word-aligned
-    y = torch.empty(n, dtype=x.dtype, device=x.device)
-    partial = torch.empty(splits, n, dtype=torch.float32, device=x.device) if splits > 1 else y
+    y, partial = split_outputs(x, n, splits)
     pdl = use_pdl(x.device)
     cap = {"maxnreg": maxnreg} if maxnreg else {}
     groups = triton.cdiv(k, GROUP)
@@ -319,8 +325,7 @@ def gemv_partials(
 
 @gemv_partials.register_fake
 def _(x, qweight, scales, zeros, bits, k, splits, per_split, block_n, num_warps, num_stages, maxnreg):
-    n = scales.shape[0]
-    return x.new_empty(n) if splits == 1 else x.new_empty(splits, n, dtype=torch.float32)
+    return split_outputs(x, scales.shape[0], splits)[splits > 1]
 
 
 def gemv(

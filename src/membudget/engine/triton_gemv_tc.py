@@ -43,43 +43,56 @@ import triton
 import triton.language as tl
 
 from .launch import await_inputs, use_pdl
-from .triton_gemv import add_splits, splits_for
+from .triton_gemv import add_splits, split_outputs, splits_for
 from .wquant import GROUP, QuantWeight
+
+
+def _two_steps(kind: str, first: str, second: str, b: int, c: int) -> str:
+    """PTX of two chained m16n8k16 MMAs (`kind` bf16 or f16, fp32 accumulators): A registers `first`
+    then `second`, B words $b .. $b + 3 (two per step, copied to b0 - b3 first), C = $c .. $c + 3 ->
+    D = $0 .. $3."""
+    mma = f"mma.sync.aligned.m16n8k16.row.col.f32.{kind}.{kind}.f32"
+    return (
+        f"mov.b32 b0, ${b}; mov.b32 b1, ${b + 1}; mov.b32 b2, ${b + 2}; mov.b32 b3, ${b + 3}; "
+        f"{mma} {{e0, e1, e2, e3}}, {{{first}}}, {{b0, b1}}, {{${c}, ${c + 1}, ${c + 2}, ${c + 3}}}; "
+        f"{mma} {{$0, $1, $2, $3}}, {{{second}}}, {{b2, b3}}, {{e0, e1, e2, e3}};}}"
+    )
+
 
 # Two MMA steps on one word of codes of row g ($4) and one of row g + 8 ($5), B words $6 - $9 and the
 # accumulator's four registers C = $10 - $13 -> D = $0 - $3 (rows g, g, g + 8, g + 8: every column of B
 # is x, so both columns of a row are the same). A registers (row g, row g + 8, row g, row g + 8) hold
 # nibbles (0, 4), (0, 4), (1, 5), (1, 5) in the first step and (2, 6), (3, 7) in the second, each
 # shifted down to bits 0-3 of its half and or'ed into M (a nibble higher up would reach a bf16's
-# exponent). Inputs are copied first so that no output can overwrite an input still to be read.
-_MMA4 = (
-    "{{.reg .b32 k, w, v, u, z, a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3; .reg .f32 e0, e1, e2, e3; "
-    "mov.b32 k, {magic}; mov.b32 w, $4; mov.b32 v, $5; mov.b32 b0, $6; mov.b32 b1, $7; mov.b32 b2, $8; "
-    "mov.b32 b3, $9; "
-    "lop3.b32 a0, w, 0x000F000F, k, 0xea; lop3.b32 a1, v, 0x000F000F, k, 0xea; "
-    "shr.b32 u, w, 4; shr.b32 z, v, 4; lop3.b32 a2, u, 0x000F000F, k, 0xea; lop3.b32 a3, z, 0x000F000F, k, 0xea; "
-    "shr.b32 u, w, 8; shr.b32 z, v, 8; lop3.b32 a4, u, 0x000F000F, k, 0xea; lop3.b32 a5, z, 0x000F000F, k, 0xea; "
-    "shr.b32 u, w, 12; shr.b32 z, v, 12; lop3.b32 a6, u, 0x000F000F, k, 0xea; lop3.b32 a7, z, 0x000F000F, k, 0xea; "
-    "mma.sync.aligned.m16n8k16.row.col.f32.{t}.{t}.f32 {{e0, e1, e2, e3}}, {{a0, a1, a2, a3}}, {{b0, b1}}, "
-    "{{$10, $11, $12, $13}}; "
-    "mma.sync.aligned.m16n8k16.row.col.f32.{t}.{t}.f32 {{$0, $1, $2, $3}}, {{a4, a5, a6, a7}}, {{b2, b3}}, "
-    "{{e0, e1, e2, e3}};}}"
-)
-MMA4_BF16 = tl.constexpr(_MMA4.format(magic="0x43004300", t="bf16"))
-MMA4_F16 = tl.constexpr(_MMA4.format(magic="0x64006400", t="f16"))
+# exponent). Every input is read before the last MMA writes the outputs, so an output that shares a
+# register with an input does no harm.
+def _mma4_ptx(magic: str, kind: str) -> tl.constexpr:
+    codes = "".join(  # A register pairs: nibbles (j, j + 4) of row g's word w and row g + 8's word v
+        (f"shr.b32 u, w, {4 * j}; shr.b32 z, v, {4 * j}; " if j else "mov.b32 u, w; mov.b32 z, v; ")
+        + f"lop3.b32 a{2 * j}, u, 0x000F000F, k, 0xea; lop3.b32 a{2 * j + 1}, z, 0x000F000F, k, 0xea; "
+        for j in range(4)
+    )
+    return tl.constexpr(
+        "{.reg .b32 k, w, v, u, z, a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3; .reg .f32 e0, e1, e2, e3; "
+        f"mov.b32 k, {magic}; mov.b32 w, $4; mov.b32 v, $5; "
+        + codes
+        + _two_steps(kind, "a0, a1, a2, a3", "a4, a5, a6, a7", b=6, c=10)
+    )
+
+
+MMA4_BF16 = _mma4_ptx("0x43004300", "bf16")
+MMA4_F16 = _mma4_ptx("0x64006400", "f16")
+
 
 # sum_k x_k of two MMA steps: A all ones, B = ($4, $5) then ($6, $7) (any pairing of the 16 inputs),
 # C = $8 - $11 -> D = $0 - $3 (every row the same)
-_ONES = (
-    "{{.reg .b32 o, b0, b1, b2, b3; .reg .f32 e0, e1, e2, e3; mov.b32 o, {one}; "
-    "mov.b32 b0, $4; mov.b32 b1, $5; mov.b32 b2, $6; mov.b32 b3, $7; "
-    "mma.sync.aligned.m16n8k16.row.col.f32.{t}.{t}.f32 {{e0, e1, e2, e3}}, {{o, o, o, o}}, {{b0, b1}}, "
-    "{{$8, $9, $10, $11}}; "
-    "mma.sync.aligned.m16n8k16.row.col.f32.{t}.{t}.f32 {{$0, $1, $2, $3}}, {{o, o, o, o}}, {{b2, b3}}, "
-    "{{e0, e1, e2, e3}};}}"
-)
-ONES_BF16 = tl.constexpr(_ONES.format(one="0x3F803F80", t="bf16"))
-ONES_F16 = tl.constexpr(_ONES.format(one="0x3C003C00", t="f16"))
+def _ones_ptx(one: str, kind: str) -> tl.constexpr:
+    head = f"{{.reg .b32 o, b0, b1, b2, b3; .reg .f32 e0, e1, e2, e3; mov.b32 o, {one}; "
+    return tl.constexpr(head + _two_steps(kind, "o, o, o, o", "o, o, o, o", b=4, c=8))
+
+
+ONES_BF16 = _ones_ptx("0x3F803F80", "bf16")
+ONES_F16 = _ones_ptx("0x3C003C00", "f16")
 
 # a lane's 8 inputs (natural pairs $4 - $7) -> the B words of its two steps: (x0, x4), (x1, x5),
 # (x2, x6), (x3, x7)
@@ -368,8 +381,7 @@ def gemv_tc_partials(
     n = scales.shape[0]
     if x.stride(-1) != 1 or x.storage_offset() % 2:
         x = x.clone()  # contiguous and word-aligned
-    y = torch.empty(n, dtype=x.dtype, device=x.device)
-    partial = torch.empty(splits, n, dtype=torch.float32, device=x.device) if splits > 1 else y
+    y, partial = split_outputs(x, n, splits)
     pdl = use_pdl(x.device)
     _gemv_tc_kernel[(triton.cdiv(n, 16 * tiles), splits)](
         x, qweight, scales, zeros, y, partial, n, k // 8, k // GROUP, per_split, splits, partial.stride(0),
@@ -380,8 +392,7 @@ def gemv_tc_partials(
 
 @gemv_tc_partials.register_fake
 def _(x, qweight, scales, zeros, k, splits, per_split, tiles, at_once):
-    n = scales.shape[0]
-    return x.new_empty(n) if splits == 1 else x.new_empty(splits, n, dtype=torch.float32)
+    return split_outputs(x, scales.shape[0], splits)[splits > 1]
 
 
 def gemv_tc(
