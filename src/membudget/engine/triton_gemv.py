@@ -20,8 +20,8 @@ rounding of the output (tests/test_gemv_ptx.py bounds it per chunk).
 Speed on an H200 (bench/RESULTS.md, Qwen3-8B matrices, one row): 4-bit 15-27 % faster per matrix than
 the fp32 kernel (gate_up 29.1 vs 36.6 us), 8-bit about the same (loads, not instructions, bound it).
 
-One row of 4-bit weights goes to engine/triton_gemv_tc.py where it applies (tensor
-cores, 20-27 % faster per matrix); this kernel takes 8-bit rows and the 4-bit shapes that one does not.
+One row of 4-bit weights goes to engine/triton_gemv_tc.py where it applies (tensor cores, 20-27 %
+faster per matrix); this kernel takes 8-bit rows and the 4-bit shapes that one does not.
 
 Shapes: x [..., K] holding one row (bf16 or fp16, K % 8 == 0), w (N, K) -> [..., N] in x's dtype.
 Not for fp32 inputs or several rows (triton_wquant.qlinear handles those). In the interpreter (ASM off) the same pairing runs

@@ -11,10 +11,10 @@ Codes become floats without integer-to-float conversions (a slow instruction on 
 of a code or'ed into the mantissa of 2**23 give the float 2**23 + code, exact, and one subtraction
 leaves the code. A high nibble is masked in place (16 * code) and its x is scaled by 1 / 16 instead.
 
-One row (batch-1 decode) of bf16/fp16 goes to engine/triton_gemv_tc.py at 4 bits (tensor cores; N %
-16 == 0, K % 128 == 0), else to engine/triton_gemv.py (packed 16-bit arithmetic); other single rows
-(fp32, K % 8 != 0): broadcast multiply and sum on the CUDA cores here. Two or more
-rows: the dequantized tile goes to tensor cores (`tl.dot`; codes and their differences are exact in bf16).
+One row (batch-1 decode) of bf16/fp16 goes to engine/triton_gemv_tc.py at 4 bits (tensor cores;
+N % 16 == 0, K % 128 == 0), else to engine/triton_gemv.py (packed 16-bit arithmetic); other single
+rows (fp32, K % 8 != 0): broadcast multiply and sum on the CUDA cores here. Two or more rows: the
+dequantized tile goes to tensor cores (`tl.dot`; codes and their differences are exact in bf16).
 
 Shapes: x [..., K], w of shape (N, K) -> [..., N] in x's dtype (the kernel sees x as [M, K]).
 Speed on an H200 (bench/RESULTS.md): a Qwen3-8B batch-1 step at 8 bits takes 0.77-0.88x the bf16
