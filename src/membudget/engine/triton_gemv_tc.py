@@ -151,7 +151,7 @@ def _quad_sum(part):
 
 @triton.jit
 def _lane_dot(w, b0, b1, b2, b3, BF16: tl.constexpr):
-    """Interpreter reference of one lane's share of _MMA4 for one row: its four A pairs as the PTX
+    """Interpreter reference of one lane's share of MMA4_BF16 / MMA4_F16 for one row: its A pairs as the PTX
     forms them (nibbles j and j + 4 in M) times its four B words, summed in fp32."""
     out = tl.zeros(w.shape, tl.float32)
     for j in tl.static_range(4):
