@@ -226,6 +226,23 @@ def _load_weights(rows, quad, scales, zeros, meta, row_ok, grp, g_end, ROW_WORDS
 
 
 @triton.jit
+def _load_run(rows, quad, scales, zeros, meta, row_ok, g0, g_end, ROW_WORDS, GROUPS, AT_ONCE: tl.constexpr):
+    """The weights of AT_ONCE (1, 2 or 4) groups from g0 on, loaded together, so that a row's codes
+    arrive as one run of 64 * AT_ONCE bytes: four _load_weights tuples (the unused ones repeat the
+    first)."""
+    w0 = _load_weights(rows, quad, scales, zeros, meta, row_ok, g0, g_end, ROW_WORDS, GROUPS)
+    w1 = w0
+    w2 = w0
+    w3 = w0
+    if AT_ONCE >= 2:
+        w1 = _load_weights(rows, quad, scales, zeros, meta, row_ok, g0 + 1, g_end, ROW_WORDS, GROUPS)
+    if AT_ONCE >= 4:
+        w2 = _load_weights(rows, quad, scales, zeros, meta, row_ok, g0 + 2, g_end, ROW_WORDS, GROUPS)
+        w3 = _load_weights(rows, quad, scales, zeros, meta, row_ok, g0 + 3, g_end, ROW_WORDS, GROUPS)
+    return w0, w1, w2, w3
+
+
+@triton.jit
 def _load_inputs(pairs, lanes, grp, g_end):
     """The lane's 32 inputs of group grp as four [32, 1, 4] words of pairs (word i: inputs 32t + 8i ..
     32t + 8i + 7)."""
@@ -298,37 +315,16 @@ def _gemv_tc_kernel(
     meta = row * GROUPS  # [32, TILES]: the row's scales / zeros start
     g_start = pid_s * GROUPS_PER_SPLIT
     g_end = tl.minimum(GROUPS, g_start + GROUPS_PER_SPLIT)
-    # AT_ONCE groups' weights are loaded together (a row's codes then arrive as one run of 64 * AT_ONCE
-    # bytes), the first ones before the wait: no earlier kernel writes the weights
-    w0 = _load_weights(rows, quad, scales, zeros, meta, row_ok, g_start, g_end, ROW_WORDS, GROUPS)
-    if AT_ONCE >= 2:
-        w1 = _load_weights(rows, quad, scales, zeros, meta, row_ok, g_start + 1, g_end, ROW_WORDS, GROUPS)
-    if AT_ONCE >= 4:
-        w2 = _load_weights(rows, quad, scales, zeros, meta, row_ok, g_start + 2, g_end, ROW_WORDS, GROUPS)
-        w3 = _load_weights(rows, quad, scales, zeros, meta, row_ok, g_start + 3, g_end, ROW_WORDS, GROUPS)
+    # no earlier kernel writes the weights: the first ones are fetched before the wait
+    run = _load_run(rows, quad, scales, zeros, meta, row_ok, g_start, g_end, ROW_WORDS, GROUPS, AT_ONCE)
     await_inputs(PDL)
     acc = tl.zeros((32, TILES), tl.float32)
     acc8 = tl.zeros((32, TILES), tl.float32)
     for g0 in range(g_start, g_end, AT_ONCE):
         if g0 > g_start:
-            w0 = _load_weights(rows, quad, scales, zeros, meta, row_ok, g0, g_end, ROW_WORDS, GROUPS)
-            if AT_ONCE >= 2:
-                w1 = _load_weights(rows, quad, scales, zeros, meta, row_ok, g0 + 1, g_end, ROW_WORDS, GROUPS)
-            if AT_ONCE >= 4:
-                w2 = _load_weights(rows, quad, scales, zeros, meta, row_ok, g0 + 2, g_end, ROW_WORDS, GROUPS)
-                w3 = _load_weights(rows, quad, scales, zeros, meta, row_ok, g0 + 3, g_end, ROW_WORDS, GROUPS)
-        part, part8 = _group(w0, _load_inputs(pairs, lanes, g0, g_end), BF16, ASM)
-        acc += part
-        acc8 += part8
-        if AT_ONCE >= 2:
-            part, part8 = _group(w1, _load_inputs(pairs, lanes, g0 + 1, g_end), BF16, ASM)
-            acc += part
-            acc8 += part8
-        if AT_ONCE >= 4:
-            part, part8 = _group(w2, _load_inputs(pairs, lanes, g0 + 2, g_end), BF16, ASM)
-            acc += part
-            acc8 += part8
-            part, part8 = _group(w3, _load_inputs(pairs, lanes, g0 + 3, g_end), BF16, ASM)
+            run = _load_run(rows, quad, scales, zeros, meta, row_ok, g0, g_end, ROW_WORDS, GROUPS, AT_ONCE)
+        for u in tl.static_range(AT_ONCE):
+            part, part8 = _group(_pick(u, *run), _load_inputs(pairs, lanes, g0 + u, g_end), BF16, ASM)
             acc += part
             acc8 += part8
     first = row_ok & (t == 0)  # the quad's four lanes hold the same sums
