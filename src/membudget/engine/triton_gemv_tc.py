@@ -9,7 +9,7 @@ group, four 32-bit words of 8 codes. One word of each row feeds two `mma.m16n8k1
 inside an MMA is free as long as A and B agree, so the A registers take the codes as a mask and an OR
 leave them, (nibble 0, nibble 4), (1, 5), (2, 6), (3, 7) -- each a 16-bit pair 128 + code in bf16
 (0x4300 | code; 1024 + code in fp16 for fp16 inputs) -- and B takes x's inputs in the same pairs
-(one PRMT per pair, once per group and lane, shared by all tiles). The codes cost one instruction
+(one PRMT per pair, once per group and lane, shared by all tiles; the PTX is engine/ptx_mma.py). The codes cost one instruction
 per weight and lane (three shifts, four LOP3 and one MMA per word of 8 codes); with the loads, x's
 pairs and the per-group scale and zero the sm_90 loop takes 2.2 (bench/inspect_kernel.py gemv-tc),
 where the packed CUDA-core kernel (engine/triton_gemv.py) takes 4.4.
@@ -43,63 +43,9 @@ import triton
 import triton.language as tl
 
 from .launch import await_inputs, use_pdl
-from .triton_gemv import add_splits, split_outputs, splits_for
+from .ptx_mma import MMA4_BF16, MMA4_F16, ONES_BF16, ONES_F16, PAIRS
+from .triton_gemv import _half, add_splits, split_outputs, splits_for
 from .wquant import GROUP, QuantWeight
-
-
-def _two_steps(kind: str, first: str, second: str, b: int, c: int) -> str:
-    """PTX of two chained m16n8k16 MMAs (`kind` bf16 or f16, fp32 accumulators): A registers `first`
-    then `second`, B words $b .. $b + 3 (two per step, copied to b0 - b3 first), C = $c .. $c + 3 ->
-    D = $0 .. $3."""
-    mma = f"mma.sync.aligned.m16n8k16.row.col.f32.{kind}.{kind}.f32"
-    return (
-        f"mov.b32 b0, ${b}; mov.b32 b1, ${b + 1}; mov.b32 b2, ${b + 2}; mov.b32 b3, ${b + 3}; "
-        f"{mma} {{e0, e1, e2, e3}}, {{{first}}}, {{b0, b1}}, {{${c}, ${c + 1}, ${c + 2}, ${c + 3}}}; "
-        f"{mma} {{$0, $1, $2, $3}}, {{{second}}}, {{b2, b3}}, {{e0, e1, e2, e3}};}}"
-    )
-
-
-# Two MMA steps on one word of codes of row g ($4) and one of row g + 8 ($5), B words $6 - $9 and the
-# accumulator's four registers C = $10 - $13 -> D = $0 - $3 (rows g, g, g + 8, g + 8: every column of B
-# is x, so both columns of a row are the same). A registers (row g, row g + 8, row g, row g + 8) hold
-# nibbles (0, 4), (0, 4), (1, 5), (1, 5) in the first step and (2, 6), (3, 7) in the second, each
-# shifted down to bits 0-3 of its half and or'ed into M (a nibble higher up would reach a bf16's
-# exponent). Every input is read before the last MMA writes the outputs, so an output that shares a
-# register with an input does no harm.
-def _mma4_ptx(magic: str, kind: str) -> tl.constexpr:
-    codes = "".join(  # A register pairs: nibbles (j, j + 4) of row g's word w and row g + 8's word v
-        (f"shr.b32 u, w, {4 * j}; shr.b32 z, v, {4 * j}; " if j else "mov.b32 u, w; mov.b32 z, v; ")
-        + f"lop3.b32 a{2 * j}, u, 0x000F000F, k, 0xea; lop3.b32 a{2 * j + 1}, z, 0x000F000F, k, 0xea; "
-        for j in range(4)
-    )
-    return tl.constexpr(
-        "{.reg .b32 k, w, v, u, z, a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3; .reg .f32 e0, e1, e2, e3; "
-        f"mov.b32 k, {magic}; mov.b32 w, $4; mov.b32 v, $5; "
-        + codes
-        + _two_steps(kind, "a0, a1, a2, a3", "a4, a5, a6, a7", b=6, c=10)
-    )
-
-
-MMA4_BF16 = _mma4_ptx("0x43004300", "bf16")
-MMA4_F16 = _mma4_ptx("0x64006400", "f16")
-
-
-# sum_k x_k of two MMA steps: A all ones, B = ($4, $5) then ($6, $7) (any pairing of the 16 inputs),
-# C = $8 - $11 -> D = $0 - $3 (every row the same)
-def _ones_ptx(one: str, kind: str) -> tl.constexpr:
-    head = f"{{.reg .b32 o, b0, b1, b2, b3; .reg .f32 e0, e1, e2, e3; mov.b32 o, {one}; "
-    return tl.constexpr(head + _two_steps(kind, "o, o, o, o", "o, o, o, o", b=4, c=8))
-
-
-ONES_BF16 = _ones_ptx("0x3F803F80", "bf16")
-ONES_F16 = _ones_ptx("0x3C003C00", "f16")
-
-# a lane's 8 inputs (natural pairs $4 - $7) -> the B words of its two steps: (x0, x4), (x1, x5),
-# (x2, x6), (x3, x7)
-PAIRS = tl.constexpr(
-    "prmt.b32 $0, $4, $6, 0x5410; prmt.b32 $1, $4, $6, 0x7632; prmt.b32 $2, $5, $7, 0x5410; "
-    "prmt.b32 $3, $5, $7, 0x7632;"
-)
 
 
 @triton.jit
@@ -121,7 +67,7 @@ def _value(bits, BF16: tl.constexpr):
     """16-bit patterns (int32 < 2**16) -> their bf16 / fp16 values in fp32."""
     if BF16:
         return (bits << 16).to(tl.float32, bitcast=True)
-    return (bits & 0xFFFF).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+    return _half(bits, False)
 
 
 @triton.jit
