@@ -37,6 +37,7 @@ from membudget.engine import (
     triton_quant_attention,
     triton_wquant,
 )
+from membudget.engine.triton_gemv_tc import GEMV_TC_LAUNCH
 
 STRIDES = {
     "fast": "s_kng s_knh s_vng s_vnh s_qg s_qh s_cg s_ch s_cc s_og s_oh s_os s_lg s_lh s_sg s_sh s_rg s_rh s_rc "
@@ -89,50 +90,54 @@ def loops(sass: str) -> list[tuple[int, Counter]]:
     return found
 
 
+def matrix_source(fn, pointers: str, ints: str, constants: dict, unaligned: tuple = ()) -> ASTSource:
+    """A weight kernel's source for compilation: pointers 'name:type ...', i32 arguments 'name ...', all
+    of them 16-byte divisible (as the engine's tensors and sizes are) except those in `unaligned`."""
+    args = dict(p.split(":") for p in pointers.split()) | dict.fromkeys(ints.split(), "i32")
+    signature = args | dict.fromkeys(constants, "constexpr")
+    attrs = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(args) if name not in unaligned}
+    return ASTSource(fn, signature, constants, attrs)
+
+
+QUANT = "x:*bf16 codes:*u8 scales:*fp16 zeros:*u8"  # a quantized product's first arguments
+
+
 def qlinear_source(bits: int, block_n: int, rows: int) -> ASTSource:
-    pointers = {"x": "*bf16", "codes": "*u8", "scales": "*fp16", "zeros": "*u8", "out": "*fp32"}
-    ints = dict.fromkeys("M N K GROUPS GROUPS_PER_SPLIT s_xm s_os s_om".split(), "i32")
     dot = rows > 1
     constants = dict(BITS=bits, BLOCK_M=16 if dot else 1, BLOCK_N=block_n, USE_DOT=dot, PRECISION="tf32")
     constants |= dict(CODES16=dot and bits == 4, BF16=True, ASM=True)
-    signature = pointers | ints | dict.fromkeys(constants, "constexpr")
-    attrs = {(i,): [["tt.divisibility", 16]] for i in range(len(pointers) + len(ints)) if i != 9}
-    return ASTSource(triton_wquant._qlinear_kernel, signature, constants, attrs)
+    ints = "M N K GROUPS GROUPS_PER_SPLIT s_xm s_os s_om"
+    return matrix_source(
+        triton_wquant._qlinear_kernel, QUANT + " out:*fp32", ints, constants, ("GROUPS_PER_SPLIT",)
+    )
 
 
 def gemv_source(bits: int, block_n: int, stages: int, pdl: bool) -> ASTSource:
-    pointers = {"x": "*bf16", "codes": "*u8", "scales": "*fp16", "zeros": "*u8", "y": "*bf16"}
-    pointers |= {"partial": "*fp32"}
-    ints = dict.fromkeys("N K ROW_WORDS GROUPS GROUPS_PER_SPLIT SPLITS s_ps".split(), "i32")
     constants = dict(BITS=bits, BLOCK_N=block_n, BF16=True, ASM=True, STAGES=stages, PDL=pdl)
-    signature = pointers | ints | dict.fromkeys(constants, "constexpr")
-    unaligned = ("GROUPS_PER_SPLIT", "SPLITS")
-    attrs = {
-        (i,): [["tt.divisibility", 16]] for i, name in enumerate(pointers | ints) if name not in unaligned
-    }
-    return ASTSource(triton_gemv._gemv_kernel, signature, constants, attrs)
+    ints = "N K ROW_WORDS GROUPS GROUPS_PER_SPLIT SPLITS s_ps"
+    return matrix_source(
+        triton_gemv._gemv_kernel,
+        QUANT + " y:*bf16 partial:*fp32",
+        ints,
+        constants,
+        ("GROUPS_PER_SPLIT", "SPLITS"),
+    )
 
 
 def gemv_tc_source(tiles: int, at_once: int, pdl: bool) -> ASTSource:
-    pointers = {"x": "*bf16", "codes": "*u8", "scales": "*fp16", "zeros": "*u8", "y": "*bf16"}
-    pointers |= {"partial": "*fp32"}
-    ints = dict.fromkeys("N ROW_WORDS GROUPS GROUPS_PER_SPLIT SPLITS s_ps".split(), "i32")
     constants = dict(TILES=tiles, BF16=True, ASM=True, AT_ONCE=at_once, PDL=pdl)
-    signature = pointers | ints | dict.fromkeys(constants, "constexpr")
-    unaligned = ("GROUPS_PER_SPLIT", "SPLITS")
-    attrs = {
-        (i,): [["tt.divisibility", 16]] for i, name in enumerate(pointers | ints) if name not in unaligned
-    }
-    return ASTSource(triton_gemv_tc._gemv_tc_kernel, signature, constants, attrs)
+    ints = "N ROW_WORDS GROUPS GROUPS_PER_SPLIT SPLITS s_ps"
+    return matrix_source(
+        triton_gemv_tc._gemv_tc_kernel, QUANT + " y:*bf16 partial:*fp32", ints, constants,
+        ("GROUPS_PER_SPLIT", "SPLITS"),
+    )  # fmt: skip
 
 
 def gemv16_source(block_n: int, block_k: int, stages: int, pdl: bool) -> ASTSource:
-    pointers = {"x": "*bf16", "w": "*bf16", "partial": "*fp32"}
-    ints = dict.fromkeys("N K s_wn K_PER_SPLIT s_ps".split(), "i32")
     constants = dict(BLOCK_N=block_n, BLOCK_K=block_k, STAGES=stages, PDL=pdl)
-    signature = pointers | ints | dict.fromkeys(constants, "constexpr")
-    attrs = {(i,): [["tt.divisibility", 16]] for i in range(len(pointers) + len(ints))}
-    return ASTSource(triton_gemv16._gemv16_kernel, signature, constants, attrs)
+    return matrix_source(
+        triton_gemv16._gemv16_kernel, "x:*bf16 w:*bf16 partial:*fp32", "N K s_wn K_PER_SPLIT s_ps", constants
+    )
 
 
 def before_wait(sass: str) -> str:
@@ -156,10 +161,19 @@ def main() -> None:
     parser.add_argument("--maxnreg", type=int, default=0, help="a register cap per thread")
     parser.add_argument("--rows", type=int, default=1, help="qlinear: rows of the input")
     parser.add_argument("--block-k", type=int, default=256, help="gemv16: inputs per block")
-    parser.add_argument("--tiles", type=int, default=4, help="gemv-tc: tiles of 16 rows per program")
-    parser.add_argument("--at-once", type=int, default=1, help="gemv-tc: groups loaded together (1, 2, 4)")
+    parser.add_argument(
+        "--tiles", type=int, default=GEMV_TC_LAUNCH["tiles"], help="gemv-tc: tiles of 16 rows per program"
+    )
+    parser.add_argument(
+        "--at-once",
+        type=int,
+        default=GEMV_TC_LAUNCH["at_once"],
+        help="gemv-tc: groups loaded together (1, 2, 4)",
+    )
     parser.add_argument("--ttgir", action="store_true", help="print Triton's GPU IR (layouts)")
-    parser.add_argument("--pdl", action="store_true", help="gemv, gemv16: with programmatic dependent launch")
+    parser.add_argument(
+        "--pdl", action="store_true", help="gemv, gemv-tc, gemv16: with programmatic dependent launch"
+    )
     args = parser.parse_args()
     bits = 0 if args.kind == "dense" else args.bits
     kind = "fast" if args.kind == "fast" else "split"
