@@ -138,6 +138,15 @@ def kernel_ms(fn, *args, name: str = "_gemv_kernel", calls: int = 30, **kwargs) 
     return sum(times) / calls / 1e3
 
 
+def cycled_copies(w, w16: torch.Tensor):
+    """w and distinct quantized copies of w16's shape, cycled: together twice the L2 cache, so that
+    each call streams its weight from HBM as in a step (one matrix called again and again is read
+    from L2 when it fits: 50 MB on an H200)."""
+    l2 = torch.cuda.get_device_properties(0).L2_cache_size
+    copies = [w] + [quantize(torch.randn_like(w16) * 0.02, w.bits) for _ in range(2 * l2 // w.nbytes)]
+    return itertools.cycle(copies)
+
+
 def matrices(
     spec, bandwidth: float, tune: bool, tune4: bool = False, tune_gemv: bool = False, tune_tc: bool = False
 ) -> list[dict]:
@@ -165,9 +174,7 @@ def matrices(
                 "fp32-kernel": graph_ms(qlinear, x, w, packed=False),
             }
             if tune_tc and bits == 4:  # the tensor-core one-row kernel alone vs the packed one, cycled copies
-                l2 = torch.cuda.get_device_properties(0).L2_cache_size
-                copies = [w] + [quantize(torch.randn_like(w16) * 0.02, bits) for _ in range(2 * l2 // nbytes)]
-                ring = itertools.cycle(copies)
+                ring = cycled_copies(w, w16)
                 configs["gemv-packed"] = kernel_ms(lambda x=x, ring=ring: gemv(x, next(ring)))
                 grid = itertools.product((1, 2, 4), (1, 2, 4), (2048, 4096, 8192, 16384))
                 for tiles, at_once, programs in grid:
@@ -184,13 +191,9 @@ def matrices(
                     f"{best_tc} {configs[best_tc] * 1e3:.1f} us ({nbytes / configs[best_tc] / 1e6:.0f} GB/s)",
                     flush=True,
                 )
-                del copies, ring
+                del ring
             if tune_gemv:  # the packed one-row kernel's launch: warps, stages, programs
-                # distinct copies, cycled, so that each call streams its weight from HBM as in a step
-                # (one matrix called again and again is read from L2 when it fits: 50 MB on an H200)
-                l2 = torch.cuda.get_device_properties(0).L2_cache_size
-                copies = [w] + [quantize(torch.randn_like(w16) * 0.02, bits) for _ in range(2 * l2 // nbytes)]
-                ring = itertools.cycle(copies)
+                ring = cycled_copies(w, w16)
 
                 def cycled(x=x, ring=ring, **launch):
                     return gemv(x, next(ring), **launch)
@@ -200,7 +203,7 @@ def matrices(
                     key = f"gemv-w{wa}-st{st}-p{programs}"
                     configs[key] = kernel_ms(cycled, num_warps=wa, num_stages=st, target_programs=programs)
                 configs["gemv-default"] = kernel_ms(cycled)
-                del copies, ring
+                del ring
             if tune4 and bits == 4:  # 16 rows: codes straight to bf16 (the default) vs through fp32
                 x16 = torch.randn(16, k, device="cuda", dtype=torch.bfloat16)
                 configs["rows16-default"] = graph_ms(qlinear, x16, w)
