@@ -172,11 +172,11 @@ def profile_compaction(model, g: int) -> list:
         cache.advance(rows, rows)
         torch.cuda.synchronize()
     wall = (time.perf_counter() - t0) * 1e3
-    from membudget.engine.triton_similarity import newer_twins
+    from membudget.engine.triton_similarity import last_twins
 
     unit = torch.nn.functional.normalize(torch.randn(g * 8, 4224, 128, device="cuda"), dim=-1).bfloat16()
     for bi, bj, w in ((64, 64, 4), (128, 64, 8), (128, 128, 8), (64, 128, 4)):
-        ms = time_replays(lambda bi=bi, bj=bj, w=w: newer_twins(unit, 0.5, bi, bj, w), reps=5, windows=3)
+        ms = time_replays(lambda bi=bi, bj=bj, w=w: last_twins(unit, 0.5, bi, bj, w), reps=5, windows=3)
         print(f"  twin kernel block {bi}x{bj} warps {w}: {ms:.3f} ms per layer")
     events = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)[:12]
     top = [(e.key[:60], round(e.device_time_total / 1e3, 2), e.count) for e in events]

@@ -1,10 +1,14 @@
-"""R-KV's near-duplicate test on the GPU: does a key have a newer key of its head with cosine
-similarity above a threshold? One fused pass over the upper triangle of the similarity matrix, so
-the n x n matrix is never written (on an H200 it would be ~2.3 G entries per layer for 16 rows of
-Qwen3-8B at 4k+128 slots).
+"""R-KV's near-duplicate search on the GPU: for each key, the newest other key of its head whose
+cosine similarity exceeds a threshold, and that similarity. One fused pass over the similarity
+matrix, so the n x n matrix is never written (16 rows of Qwen3-8B at 4k+128 slots would be ~2.3 G
+entries per layer).
 
-Shapes: unit keys [B, n, D] (B = rows x KV heads, D a power of two, L2-normalized) -> int8 [B, n].
-Tested on the CPU with TRITON_INTERPRET=1 against `newer_twins_reference`.
+R-KV's redundancy (engine/policies/rkv.py) zeroes exactly that entry of each row before it averages
+the columns, so this is all of the pairwise work it needs.
+
+Shapes: unit keys [B, n, D] (B = rows x KV heads, D a power of two, L2-normalized) -> (index int32
+[B, n], -1 where no other key is similar enough; similarity fp32 [B, n] at that index, 0 where -1).
+Tested on the CPU with TRITON_INTERPRET=1 against `last_twins_reference`.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import triton.language as tl
 
 
 @triton.jit
-def _newer_twin_kernel(
+def _last_twin_kernel(
     K,
-    Out,
+    Index,
+    Sim,
     n,
     s_kb,
     s_kn,
@@ -33,47 +38,63 @@ def _newer_twin_kernel(
     offs_d = tl.arange(0, D)
     i_mask = offs_i < n
     ki = tl.load(K + b * s_kb + offs_i[:, None] * s_kn + offs_d[None, :], mask=i_mask[:, None], other=0.0)
-    found = tl.zeros([BLOCK_I], tl.int32)
-    for j0 in range(block * BLOCK_I, n, BLOCK_J):  # only newer keys (j > i) matter
+    best = tl.full([BLOCK_I], -1, tl.int32)
+    best_sim = tl.zeros([BLOCK_I], tl.float32)
+    for j0 in range(0, n, BLOCK_J):  # ascending: a later hit replaces an earlier one
         offs_j = j0 + tl.arange(0, BLOCK_J)
         j_mask = offs_j < n
         kj = tl.load(K + b * s_kb + offs_j[:, None] * s_kn + offs_d[None, :], mask=j_mask[:, None], other=0.0)
         sim = tl.dot(ki, tl.trans(kj))  # [BLOCK_I, BLOCK_J] fp32
-        hit = (sim > THRESHOLD) & (offs_j[None, :] > offs_i[:, None]) & j_mask[None, :]
-        found = tl.maximum(found, tl.max(hit.to(tl.int32), 1))
-    tl.store(Out + b * s_ob + offs_i, found.to(tl.int8), mask=i_mask)
+        sim = tl.where(offs_j[None, :] == offs_i[:, None], 0.0, sim)  # the diagonal counts as 0
+        hit = (sim > THRESHOLD) & j_mask[None, :]
+        last = tl.max(tl.where(hit, offs_j[None, :], -1), 1)  # [BLOCK_I]
+        last_sim = tl.max(tl.where(offs_j[None, :] == last[:, None], sim, float("-inf")), 1)
+        found = last >= 0
+        best = tl.where(found, last, best)
+        best_sim = tl.where(found, last_sim, best_sim)
+    tl.store(Index + b * s_ob + offs_i, best, mask=i_mask)
+    tl.store(Sim + b * s_ob + offs_i, best_sim, mask=i_mask)
 
 
-def newer_twins(
+def last_twins(
     unit: torch.Tensor, threshold: float, block_i: int = 128, block_j: int = 64, num_warps: int = 8
-) -> torch.Tensor:
-    """unit [B, n, D] -> int8 [B, n]: 1 where a newer key has similarity > threshold."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """unit [B, n, D] -> (index int32 [B, n], similarity fp32 [B, n]): per key, the largest other
+    slot with similarity > threshold (-1 if none) and the similarity there (0 if none)."""
     b, n, d = unit.shape
-    out = torch.empty(b, n, dtype=torch.int8, device=unit.device)
-    _newer_twin_kernel[(b, triton.cdiv(n, block_i))](
+    index = torch.empty(b, n, dtype=torch.int32, device=unit.device)
+    sim = torch.empty(b, n, dtype=torch.float32, device=unit.device)
+    _last_twin_kernel[(b, triton.cdiv(n, block_i))](
         unit,
-        out,
+        index,
+        sim,
         n,
         unit.stride(0),
         unit.stride(1),
-        out.stride(0),
+        index.stride(0),
         THRESHOLD=threshold,
         D=d,
         BLOCK_I=block_i,
         BLOCK_J=block_j,
         num_warps=num_warps,
     )
-    return out
+    return index, sim
 
 
-def newer_twins_reference(unit: torch.Tensor, threshold: float, block_elements: int = 2**26) -> torch.Tensor:
-    """The same in torch, a block of key rows at a time (bounded memory): unit [B, n, D] -> bool [B, n]."""
+def last_twins_reference(
+    unit: torch.Tensor, threshold: float, block_elements: int = 2**26
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same in torch, a block of key rows at a time (bounded memory): unit [B, n, D] ->
+    (index int32 [B, n], similarity fp32 [B, n])."""
     b, n, _ = unit.shape
     slots = torch.arange(n, device=unit.device)
     block = max(1, block_elements // (b * n))
-    out = []
+    index, value = [], []
     for start in range(0, n, block):
         rows = slots[start : start + block]
-        sim = unit[:, rows] @ unit.transpose(-1, -2)  # [B, rows, n]
-        out.append(((sim > threshold) & (slots[None, :] > rows[:, None])).any(dim=-1))
-    return torch.cat(out, dim=-1)
+        sim = (unit[:, rows] @ unit.transpose(-1, -2)).float()  # [B, rows, n]
+        sim = sim.masked_fill(slots[None, :] == rows[:, None], 0.0)
+        last = torch.where(sim > threshold, slots, -1).amax(dim=-1)  # [B, rows]
+        index.append(last.int())
+        value.append(torch.where(last >= 0, sim.gather(-1, last.clamp_min(0)[..., None])[..., 0], 0.0))
+    return torch.cat(index, dim=-1), torch.cat(value, dim=-1)
