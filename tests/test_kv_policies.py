@@ -243,10 +243,10 @@ def test_quant8_logits_on_smollm2_stay_within_one_percent(smollm2_fp32):
     of MATH-500 text; the worst single step is reported in bench/RESULTS.md (about 2 %)."""
     import json
 
-    from .test_tasks import shared
+    from membudget.tasks.base import BUNDLED
 
     decoder, tok = smollm2_fp32.decoder, smollm2_fp32.tokenizer
-    rows = [json.loads(line) for line in shared("math500.jsonl").read_text().splitlines()[:12]]
+    rows = [json.loads(line) for line in (BUNDLED / "math500.jsonl").read_text().splitlines()[:12]]
     ids = tok.encode("\n\n".join(r["problem"] + " " + r["solution"] for r in rows))[:300]
     full = torch.stack(step_through(decoder, decoder.new_cache(1, len(ids)), ids, 20))
     quant = torch.stack(step_through(decoder, decoder.new_cache(1, len(ids), "quant:8"), ids, 20))

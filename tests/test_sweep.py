@@ -14,7 +14,7 @@ from membudget.sweep.config import SweepError, load_sweep
 from membudget.sweep.runner import plan, record_plan, run_local
 from membudget.sweep.store import RESULT_COLUMNS, Store
 
-from .conftest import THINK_CLOSE, tiny_model, tiny_tokenizer
+from .conftest import THINK_CLOSE, tiny_model, tiny_tokenizer, write_aime
 
 TIMING = {"prefill_s", "decode_s", "peak_memory_bytes"}
 KEEP = [i for i, c in enumerate(RESULT_COLUMNS) if c not in TIMING]
@@ -240,7 +240,7 @@ def test_eval_and_parquet_export(tmp_path, tiny_dir, monkeypatch, capsys):
 
 def test_example_sweep_file_is_valid(tmp_path):
     example = Path(__file__).resolve().parents[1] / "examples" / "qwen3-aime25.toml"
-    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "aime25.jsonl"
+    data = write_aime(tmp_path / "aime25.jsonl", 30)
     text = example.read_text().replace("limit = 30", f'data = "{data}"\nlimit = 30')
     (tmp_path / "q.toml").write_text(text)
     config, problems = load_sweep(tmp_path / "q.toml")

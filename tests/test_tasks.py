@@ -8,14 +8,7 @@ from membudget.tasks import DataError, get_task
 from membudget.tasks.arithmetic import generate
 from membudget.tasks.extract import last_boxed, option_letter
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def shared(name: str) -> Path:
-    path = DATA / name
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: the tests read the benchmark files in ../shared/data")
-    return path
+from .conftest import write_aime
 
 
 def realistic(answer: str, decoy: str) -> str:
@@ -26,9 +19,9 @@ def realistic(answer: str, decoy: str) -> str:
     )
 
 
-def test_aime25_answers_round_trip():
+def test_aime25_answers_round_trip(tmp_path):
     task = get_task("aime25")
-    problems = task.problems(data=shared("aime25.jsonl"))
+    problems = task.problems(data=write_aime(tmp_path / "aime.jsonl", 30))
     assert len(problems) == 30
     for p in problems:
         gold = int(p.answer)
@@ -50,6 +43,26 @@ def test_aime25_answers_round_trip():
         ("</think>\\boxed{\\text{70}}", "70", True),
         ("</think>\\boxed 70", "70", True),
         ("</think>**Final Answer**\n\\boxed{70", "70", True),  # cut off by the answer-token cap
+        # a list is not a number, an expression is not an answer; thousands separators are fine
+        ("</think>\\boxed{1,5}", "15", False),
+        ("</think>\\boxed{1, 5}", "15", False),
+        ("</think>\\boxed{1,000}", "1000", True),
+        ("</think>\\boxed{1\\,000}", "1000", True),
+        ("</think>\\boxed{35 + 35}", "70", False),
+        ("</think>\\boxed{7 \\cdot 10}", "70", False),
+        ("</think>\\boxed{\\frac{140}{2}}", "70", False),
+        ("</think>\\boxed{70.0}", "70", True),
+        ("</think>\\boxed{n = 70}", "70", True),
+        ("</think>\\boxed{70 \\text{ ways}}", "70", True),
+        ("</think>\\boxed{70 or 71}", "70", False),
+        # no box: a clearly stated final answer after the thinking counts
+        ("<think>long</think>\n\nThe answer is 42.", "42", True),
+        ("<think>long</think>\n\nThe final answer is 204.", "204", True),
+        ("<think>long</think>\n\nAnswer: $42$", "42", True),
+        ("<think>long</think>\n\n**Final Answer**\n42", "42", True),
+        ("<think>long</think>\n\nThe answer is 42, since 6 times 7 is 42.", "42", True),
+        ("<think>The answer is 42.</think>\n\nI could not finish.", "42", False),  # stated while thinking
+        ("<think>long</think>\n\nThe answer is 41.", "42", False),
     ],
 )
 def test_aime_tricky_outputs(text, gold, expected):
@@ -68,7 +81,11 @@ def test_aime_tricky_outputs(text, gold, expected):
         ("</think>\\boxed{(3, \\pi/2)}", "\\left( 3, \\frac{\\pi}{2} \\right)", True),
         ("</think>\\boxed{\\sqrt{2}/2}", "\\frac{\\sqrt{2}}{2}", True),
         ("</think>\\boxed{x^2+2x+1}", "(x+1)^2", True),
-        ("</think>The answer is 7.", "7", False),  # no box after the thinking
+        ("</think>The answer is 7.", "7", True),  # no box: the stated final answer
+        ("</think>The final answer is $\\frac{1}{2}$.", "\\frac{1}{2}", True),
+        ("</think>**Final Answer**\n\\(\\frac{1}{2}\\)", "\\frac{1}{2}", True),
+        ("</think>The answer is 8.", "7", False),
+        ("</think>I think it might be around 7 or so", "7", False),  # nothing stated
         ("No thinking tags: \\boxed{7}", "7", True),  # a non-thinking model's output counts whole
     ],
 )
@@ -99,10 +116,25 @@ def test_last_boxed_balances_braces():
         ("**Answer:** B", "B"),
         ("So the answer is (C).", "C"),
         ("The correct answer is D) 4.2 eV", "D"),
-        ("A careful look at option (B) shows it fits.", "B"),
         ("Options A and B fail, so C", "C"),
         ("A reasonable guess is not possible.", None),
         ("", None),
+        # phrasings a careful reader accepts; letters merely mentioned are not answers
+        ("A is correct.", "A"),
+        ("answer: c", "C"),
+        ("The answer is (b).", "B"),
+        ("\\boxed{d}", "D"),
+        ("Option B is the correct one.", "B"),
+        ("B is incorrect, D is correct.", "D"),
+        ("The correct option is (c).", "C"),
+        ("I choose (d).", "D"),
+        ("**C**", "C"),
+        ("The answer is A.", "A"),
+        ("Between A and B, the answer must be A because it fits.", "A"),
+        ("A careful look at option (B) shows it fits.", None),
+        ("The answer is a compound of B and D.", None),
+        ("Compare (A) with (C): both ignore the spin.", None),
+        ("C is incorrect.", None),
     ],
 )
 def test_option_letters(text, letter):
@@ -152,7 +184,7 @@ def test_gpqa_shuffle_is_stable_and_graded_by_letter(tmp_path):
 
 
 def test_loaders_read_every_format(tmp_path):
-    source = [json.loads(line) for line in shared("aime24.jsonl").read_text().splitlines()][:5]
+    source = [json.loads(line) for line in write_aime(tmp_path / "src.jsonl", 5).read_text().splitlines()]
     rows = [{"problem": r["problem"], "answer": r["answer"]} for r in source]
     (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     (tmp_path / "a.json").write_text(json.dumps(rows))
@@ -173,7 +205,7 @@ def test_loaders_read_every_format(tmp_path):
     (tmp_path / "b.jsonl").write_text(json.dumps({"q": "1+1?", "gold": "2"}) + "\n")
     [p] = task.problems(data=tmp_path / "b.jsonl", columns={"question": "q", "answer": "gold"})
     assert (p.question, p.answer) == ("1+1?", "2")
-    assert len(get_task("math500").problems(data=shared("math500.jsonl"), limit=7)) == 7
+    assert len(get_task("math500").problems(limit=7)) == 7  # the copy shipped with the package
 
 
 @pytest.mark.parametrize(
@@ -199,6 +231,7 @@ def test_malformed_rows_are_rejected_with_row_number(tmp_path, content, message)
 
 
 def test_bad_sources(tmp_path):
+    write_aime(tmp_path / "aime.jsonl", 3)
     (tmp_path / "a.txt").write_text("x")
     with pytest.raises(DataError, match="unknown format"):
         get_task("aime25").problems(data=tmp_path / "a.txt")
@@ -207,7 +240,7 @@ def test_bad_sources(tmp_path):
     with pytest.raises(DataError, match="unknown task"):
         get_task("aime26")
     with pytest.raises(DataError, match="unknown field"):
-        get_task("aime25").problems(data=shared("aime25.jsonl"), columns={"solution": "x"})
+        get_task("aime25").problems(data=tmp_path / "aime.jsonl", columns={"solution": "x"})
 
 
 def test_offline_hub_says_use_data(monkeypatch):
@@ -232,6 +265,7 @@ def test_arithmetic_is_deterministic_and_solvable():
     assert len(task.problems()) == task.default_count
     p = first[0]
     assert task.is_correct(f"The total is \\boxed{{{p.answer}}}.", p.answer)
+    assert not task.is_correct("\\boxed{14 + 22}", "36")  # the question echoed is not an answer
     assert "How many" in task.prompt(p) and "\\boxed{}" in task.prompt(p)
 
 
@@ -257,8 +291,8 @@ def test_arithmetic_answers_follow_the_story():
 def test_prompts_go_through_the_chat_template(smollm2_tokenizer):
     from membudget.tasks import chat_prompt
 
-    task = get_task("aime25")
-    problem = task.problems(data=shared("aime25.jsonl"), limit=1)[0]
+    task = get_task("math500")
+    problem = task.problems(limit=1)[0]
     text = chat_prompt(smollm2_tokenizer, task.prompt(problem))
     assert problem.question in text and "\\boxed{}" in text
     assert text.startswith("<|im_start|>") and text.endswith("<|im_start|>assistant\n")

@@ -10,6 +10,8 @@ from types import MappingProxyType
 from .extract import answer_part
 from .loading import DataError, read_hub, read_rows
 
+BUNDLED = Path(__file__).parent / "data"  # benchmark files shipped with the package (see its README)
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -28,7 +30,8 @@ class Task:
     Attributes:
         name: the task id (`get_task(name)`).
         kind: "math" or "knowledge" (what `membudget plan --task` speaks of).
-        hub_id, hub_config, hub_split: where the rows come from by default.
+        bundled: a data file shipped in membudget/tasks/data, read when no `data` is given.
+        hub_id, hub_config, hub_split: where the rows come from by default otherwise.
         columns: our field name -> the source column name (override with `columns=` when loading).
         template: the prompt text (see prompts.py), filled by `prompt()`.
         answer_prefix: forced after the thinking when the token budget runs out.
@@ -36,6 +39,7 @@ class Task:
 
     name: str = ""
     kind: str = "math"
+    bundled: str | None = None
     hub_id: str | None = None
     hub_config: str | None = None
     hub_split: str = "test"
@@ -61,6 +65,8 @@ class Task:
             )
         if data is not None:
             source, rows = str(data), read_rows(data)
+        elif self.bundled is not None:
+            source, rows = self.bundled, read_rows(BUNDLED / self.bundled)
         elif self.hub_id is not None:
             source, rows = self.hub_id, read_hub(self.hub_id, self.hub_config, self.hub_split)
         else:

@@ -1,7 +1,9 @@
-"""Math tasks (AIME24/25, MATH-500): last \\boxed{} after the thinking, graded with math-verify.
+"""Math tasks (AIME24/25, MATH-500): the last \\boxed{} after the thinking (or, without one, a clearly
+stated final answer such as "The final answer is 204."), graded with math-verify.
 
-AIME answers are integers 0-999 and compare as integers ("070" == "70"); anything that is not a plain
-integer goes to math-verify. math-verify is called as `verify(gold, answer)`, gold first.
+Integer-answer tasks (AIME, arithmetic) accept only a number the answer states ("070" == "70",
+"1,000" == "1000"); an expression ("14 + 22") or a list ("1,5") is wrong whatever it evaluates to.
+Other answers go to math-verify, called as `verify(gold, answer)`, gold first.
 """
 
 from __future__ import annotations
@@ -13,18 +15,28 @@ from types import MappingProxyType
 
 from . import prompts
 from .base import Problem, Task, row_id
-from .extract import last_boxed
+from .extract import last_boxed, stated_answer
 from .loading import DataError, field
 
 _WRAPPERS = re.compile(r"\\text\{([^{}]*)\}|\\mathrm\{([^{}]*)\}|\\textbf\{([^{}]*)\}")
 
 
 def as_integer(text: str) -> int | None:
-    """The integer a short answer states (`070`, `1{,}000`, `$42$`, `42^\\circ`), else None."""
+    """The integer a short answer states, else None. Accepted: `070`, `1{,}000`, `1,000`, `$42$`,
+    `42^\\circ`, `42.0`, `42 \\text{ apples}`, `n = 42`. Refused: a comma list (`1,5`), an
+    expression (`14 + 22`), anything else."""
     t = _WRAPPERS.sub(lambda m: next(g for g in m.groups() if g is not None), text)
-    t = t.replace("\\!", "").replace("\\,", "").replace("{,}", "").replace("$", "")
-    t = re.sub(r"\^\s*\{?\\circ\}?|\\%|%", "", t).replace(",", "").strip().rstrip(".")
-    return int(t) if re.fullmatch(r"[+-]?\d+", t) else None
+    t = t.replace("\\!", "").replace("\\,", ",").replace("{,}", ",").replace("\\$", "").replace("$", "")
+    t = re.sub(r"\^\s*\{?\\circ\}?|\\%|%", "", t).strip().rstrip(".").strip()
+    match = _INTEGER.fullmatch(t)
+    return int(match.group(1).replace(",", "")) if match else None
+
+
+_INTEGER = re.compile(
+    r"(?:[a-zA-Z]\w*\s*=\s*)?"  # a variable it names: "n = 42"
+    r"([+-]?(?:\d{1,3}(?:,\d{3})+|\d+))(?:\.0+)?"  # thousands separated by commas, never a list
+    r"(?:\s*[a-zA-Z][a-zA-Z ]*)?"  # a unit: "42 apples"
+)
 
 
 def math_equal(gold: str, answer: str) -> bool:
@@ -54,15 +66,15 @@ class MathTask(Task):
         return Problem(row_id(row, number, self.name), question, answer, meta=MappingProxyType(meta))
 
     def _extract(self, answer_text: str) -> str | None:
-        return last_boxed(answer_text)
+        boxed = last_boxed(answer_text)
+        return boxed if boxed is not None else stated_answer(answer_text)
 
     def grade(self, extracted: str | None, gold: str) -> bool:
         if extracted is None or not extracted.strip():
             return False
-        if self.integer_answers:
+        if self.integer_answers:  # only a stated number counts: never an expression or a list
             value = as_integer(extracted)
-            if value is not None:
-                return value == as_integer(gold)
+            return value is not None and value == as_integer(gold)
         return math_equal(gold, extracted)
 
 
@@ -81,4 +93,5 @@ class AIME24(MathTask):
 
 class Math500(MathTask):
     name = "math500"
+    bundled = "math500.jsonl"  # MIT-licensed: shipped, runs offline
     hub_id = "HuggingFaceH4/MATH-500"

@@ -1,6 +1,8 @@
 """SnapKV (arXiv 2404.14469), applied at every compaction: the attention of an observation window of
-the newest 32 queries, summed over the window, averaged over the query heads of a KV group and
-smoothed by average pooling (kernel 7); the window's own tokens are always kept."""
+the newest 32 queries (softmax over every slot they see, the window's own included), summed over the
+window, averaged over the query heads of a KV group, cut to the slots before the window and smoothed
+there by average pooling (kernel 7, zero padding); the window's own tokens are always kept.
+docs/POLICIES.md compares each parameter with the paper and kvpress's SnapKVPress."""
 
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ class SnapKV(EvictionPolicy):
 
     def score(self, keys, queries, state, scale) -> torch.Tensor:
         probs = attention_logits(queries, keys, scale).softmax(dim=-1)  # [R, H_kv, rep, m, n]
-        votes = probs.sum(dim=3).mean(dim=2)  # [R, H_kv, n]
-        r, kv_heads, n = votes.shape
-        pooled = F.avg_pool1d(votes.reshape(r * kv_heads, 1, n), self.pool, stride=1, padding=self.pool // 2)
-        return pooled.reshape(r, kv_heads, n)
+        past = keys.shape[2] - self.recent
+        votes = probs.sum(dim=3).mean(dim=2)[..., :past]  # [R, H_kv, past]: the window is kept anyway
+        r, kv_heads, _ = votes.shape
+        pooled = F.avg_pool1d(votes.reshape(r * kv_heads, 1, past), self.pool, stride=1, padding=self.pool // 2)
+        return F.pad(pooled.reshape(r, kv_heads, past), (0, self.recent))
