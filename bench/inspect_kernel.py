@@ -47,9 +47,11 @@ STRIDES = {
 }
 
 
-def source(kind: str, bits: int, block_n: int, write: bool, merge: bool, grouped: bool = False) -> ASTSource:
+def source(
+    kind: str, bits: int, block_n: int, write: bool, merge: bool, grouped: bool = False, head_dim: int = 128
+) -> ASTSource:
     common = dict(
-        SCALE=128**-0.5, KV_HEADS=8, N_REP=4, SPLITS=3, BLOCK_N=block_n, D=128, BLOCK_S=4, MERGE=merge
+        SCALE=head_dim**-0.5, KV_HEADS=8, N_REP=4, SPLITS=3, BLOCK_N=block_n, D=head_dim, BLOCK_S=4, MERGE=merge
     )
     if kind == "fast":
         fn, names = triton_quant_attention._partial_quant_kernel, "Q KC KS KZ VC VS VZ KR VR KN VN"
@@ -59,7 +61,7 @@ def source(kind: str, bits: int, block_n: int, write: bool, merge: bool, grouped
     else:
         fn, names = triton_attention._partial_kernel, "Q K V KS KZ VS VZ KR VR"
         types = "*bf16 *u8 *u8 *fp16 *fp16 *fp16 *fp16 *bf16 *bf16" if bits else " ".join(["*bf16"] * 9)
-        constants = dict(common, BLOCK_H=16, BLOCK_D=128, BITS=bits)
+        constants = dict(common, BLOCK_H=16, BLOCK_D=head_dim, BITS=bits)
         strides = STRIDES["split"]
     partial = "*fp16" if kind == "fast" else "*fp32"  # as the launchers allocate it
     names = names.split() + ["Lengths", "Partial", "LSE", "Out", "Tickets"]
@@ -158,6 +160,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="fast kernel: with the new token's code write")
     parser.add_argument("--merge", action="store_true", help="with the last program's merge (tickets)")
     parser.add_argument("--grouped", action="store_true", help="fast kernel: value codes grouped by 4 slots")
+    parser.add_argument("--head-dim", type=int, default=128, help="fast, dequant, dense: the head size")
     parser.add_argument("--maxnreg", type=int, default=0, help="a register cap per thread")
     parser.add_argument("--rows", type=int, default=1, help="qlinear: rows of the input")
     parser.add_argument("--block-k", type=int, default=256, help="gemv16: inputs per block")
@@ -189,7 +192,7 @@ def main() -> None:
     elif args.kind == "gemv16":
         src = gemv16_source(args.block_n, args.block_k, args.stages, args.pdl)
     else:
-        src = source(kind, bits, args.block_n, args.write, args.merge, args.grouped)
+        src = source(kind, bits, args.block_n, args.write, args.merge, args.grouped, args.head_dim)
     kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
     tools = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:

@@ -17,6 +17,11 @@ ROOT = Path(__file__).parent.parent
     "args",
     [
         ["fast", "--bits", "4", "--block-n", "32", "--warps", "1", "--merge"],
+        # head_dim 64 (SmolLM2, Llama-3.2-1B): one scale group per slot, another compiled path
+        ["fast", "--bits", "8", "--block-n", "32", "--warps", "1", "--write", "--head-dim", "64"],
+        ["fast", "--bits", "4", "--block-n", "32", "--warps", "1", "--write", "--grouped", "--head-dim", "64"],
+        ["dequant", "--bits", "2", "--block-n", "64", "--warps", "4", "--head-dim", "64"],
+        ["dense", "--block-n", "64", "--warps", "4", "--head-dim", "64"],
         ["fast", "--bits", "8", "--block-n", "32", "--warps", "1", "--write"],
         ["dense", "--block-n", "64", "--warps", "4"],
         ["qlinear", "--bits", "4", "--block-n", "128", "--rows", "16"],

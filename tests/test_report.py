@@ -1,6 +1,7 @@
 """The report: built from a store, escaped, and rendered by headless Chromium without console errors."""
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -54,7 +55,10 @@ def test_report_escapes_everything_from_data(report):
 
 def test_report_renders_in_headless_chromium(report, tmp_path):
     if CHROMIUM is None:
-        pytest.fail("Chromium is missing: .ci/run installs Debian's chromium package")
+        message = "needs a headless Chromium: apt-get install chromium (Debian/Ubuntu)"
+        if os.environ.get("MEMBUDGET_REQUIRE_BROWSER"):  # .ci/run sets it: CI must run this test
+            pytest.fail(message)
+        pytest.skip(message)
     shot = tmp_path / "shot.png"
     done = subprocess.run(
         [

@@ -12,12 +12,12 @@ import hashlib
 import html
 import io
 import json
-import sqlite3
 from pathlib import Path
 
 import pandas as pd
 
 from ..memory import GIB
+from ..sweep.store import open_readonly
 from .pareto import best_samples, eviction_vs_quantization, frontier, frontier_steps, scale_threshold
 from .tables import COLUMNS, scenario_table
 
@@ -139,7 +139,9 @@ def build_report(db: str | Path, out: str | Path) -> Path:
     if df.empty:
         raise ValueError(f"{db}: no scenario has complete samples yet; run or resume the sweep first")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; pass the name of a folder for the report")
+    files: dict[str, bytes] = {}  # written together at the end: nothing half-written on an error
     sections = []
     for task, part in df.groupby("task"):
         front = frontier(part)
@@ -148,7 +150,7 @@ def build_report(db: str | Path, out: str | Path) -> Path:
         for colour_by, label in (("model", "model"), ("kv", "KV policy"), ("samples", "samples G")):
             png = _figure(part, colour_by, f"{task}: accuracy vs memory, colour = {label}")
             name = f"{task}-by-{colour_by}.png"
-            (out / name).write_bytes(png)
+            files[name] = png
             sections.append(
                 f'<p><img alt="{html.escape(task)} accuracy against memory by {label}" '
                 f'src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>'
@@ -184,7 +186,7 @@ def build_report(db: str | Path, out: str | Path) -> Path:
     ).drop(columns=["weights_bytes", "kv_bytes", "workspace_bytes", "total_bytes"])
     sections.append("<h2>All scenarios</h2><p class='note'>Click a column to sort.</p>")
     sections.append(_table(everything, {"model", "kv", "task", "kind", "metric"}, sortable=True))
-    con = sqlite3.connect(db)
+    con = open_readonly(db)
     sections.append("<h2>Settings and prompts</h2>")
     for name, config in con.execute("SELECT name, config FROM sweeps ORDER BY created"):
         sections.append(
@@ -204,11 +206,16 @@ def build_report(db: str | Path, out: str | Path) -> Path:
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'">
 <title>membudget report: {html.escape(Path(db).name)}</title><style>{STYLE}</style></head>
 <body><h1>Where should the bytes go? {html.escape(Path(db).name)}</h1>
-<p class="note">{len(df)} scenarios measured. Memory is weights + KV cache + workspace (membudget's
+<p class="note">{len(df)} scenario{"" if len(df) == 1 else "s"} measured. Memory is weights + KV cache + workspace (membudget's
 convention 'all'); accuracy is pass@1 for G = 1 and exact Maj@G otherwise, with 95 % bootstrap intervals over
 problems.</p>
 {"".join(sections)}
 <script>{SORTER}</script></body></html>"""
-    path = out / "index.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    files["index.html"] = page.encode("utf-8")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            (out / name).write_bytes(content)
+    except OSError as err:
+        raise ValueError(f"cannot write the report into {out}: {err.strerror}; pass another --out") from None
+    return out / "index.html"

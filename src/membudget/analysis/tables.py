@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pandas as pd
 
-from ..sweep.store import scenario_score
+from ..sweep.store import open_readonly, scenario_score
 from ..tasks import get_task
 
 COLUMNS = [
@@ -33,10 +32,7 @@ COLUMNS = [
 def scenario_table(db: str | Path) -> pd.DataFrame:
     """Every scenario of every sweep in `db` that has complete samples: pass@1 (G = 1) or Maj@G with its
     95 % bootstrap interval, and its memory breakdown. Columns: COLUMNS."""
-    path = Path(db)
-    if not path.is_file():
-        raise FileNotFoundError(f"{db}: no such results store; run `membudget sweep` first")
-    con = sqlite3.connect(path)
+    con = open_readonly(db)
     scenarios = con.execute(
         "SELECT DISTINCT run_key, model, weights, kv, task, budget, samples, weights_bytes, kv_bytes, "
         "workspace_bytes, total_bytes FROM scenarios"

@@ -39,6 +39,23 @@ PromptOpt = Annotated[int, typer.Option("--prompt-tokens", help="Prompt length P
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"membudget {version('membudget')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit")
+    ] = False,
+) -> None:
+    """Where should the bytes go? Memory budgets for reasoning models."""
+
+
 def gib(n: int) -> str:
     return f"{n / GIB:,.3f}"
 
@@ -61,11 +78,28 @@ def split_ints(values: list[str], what: str) -> list[int]:
 
 def main() -> None:
     """Entry point: usage errors (click) and input errors both end with one line on stderr, exit 2."""
+    try:  # typer >= 0.2x carries its own copy of click
+        from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    except ImportError:
+        from click.exceptions import NoArgsIsHelpError, UsageError
+    from typer import Abort
+
     try:
-        app()
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as err:
+        print(err.ctx.get_help())
+        sys.exit(2)
+    except UsageError as err:
+        where = err.ctx.command_path if err.ctx else "membudget"
+        print(f"membudget: error: {err.format_message()} (see `{where} --help`)", file=sys.stderr)
+        sys.exit(2)
+    except Abort:
+        print("membudget: interrupted", file=sys.stderr)
+        sys.exit(130)
     except (SpecError, PolicyError, BudgetError, ValueError) as err:
         print(f"membudget: error: {err}", file=sys.stderr)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 from . import generate, memory, plan, report, sweep  # noqa: E402,F401  (registers the commands)

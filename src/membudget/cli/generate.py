@@ -71,6 +71,8 @@ def generate(
     from ..tasks import chat_prompt
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise ValueError(f"--device {device}: expected cpu or cuda (cuda:N for another GPU)")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda, but torch sees no CUDA GPU; use --device cpu")
     sampling = SamplingParams(temperature, top_p, top_k, min_p, greedy)

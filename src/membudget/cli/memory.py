@@ -31,12 +31,12 @@ UNITS_NOTE = (
 def memory(
     model: ModelOpt,
     weights: Annotated[
-        list[int] | None, typer.Option(help="Weight bits: 16, 8 or 4; repeatable (default: 16)")
+        list[str] | None, typer.Option(help="Weight bits: 16, 8 or 4; a list (8,4) or repeated (default: 16)")
     ] = None,
     kv: Annotated[
         list[str] | None,
         typer.Option(
-            help="KV policy: full, quant:8, rkv:4096, rkv:4096+quant:8, ...; repeatable (default: full)"
+            help="KV policy: full, quant:8, rkv:4096, rkv:4096+quant:8, ...; a list or repeated (default: full)"
         ),
     ] = None,
     tokens: Annotated[int, typer.Option(help="Token budget T (generated tokens per sample)")] = 30000,
@@ -45,13 +45,20 @@ def memory(
     convention: ConventionOpt = "all",
     as_json: JsonOpt = False,
 ) -> None:
-    """Bytes of weights, KV cache and workspace for one scenario (or a table over several)."""
+    """Bytes of weights, KV cache and workspace for one scenario (or a table over several).
+
+    Example: membudget memory --model Qwen/Qwen3-8B --weights 8,4 --kv full,rkv:4096 --tokens 30000
+    """
+    if tokens < 1:
+        raise ValueError(f"--tokens must be a positive token budget, not {tokens}")
+    if samples < 1:
+        raise ValueError(f"--samples must be at least 1, not {samples}")
     specs = {spec.name: spec for spec in map(resolve_spec, model)}
     rows = [
         breakdown(spec, Scenario(name, w, k, tokens, samples, prompt_tokens, convention))
         for name, spec in specs.items()
-        for w in weights or [16]
-        for k in kv or ["full"]
+        for w in (split_ints(weights, "--weights") if weights else [16])
+        for k in ([k for item in kv for k in item.split(",")] if kv else ["full"])
     ]
     if as_json:
         payload = [r.to_dict() for r in rows]

@@ -20,10 +20,12 @@ from . import app, err_console, gib, out, split_ints
 
 
 def _run(config, problems, db: Path, ray: bool, ray_address: str | None, dry_run: bool) -> None:
-    from ..sweep.runner import plan, record_plan, run_local, scenario_scores
+    from ..sweep.runner import plan, record_plan, resolve_device, run_local, scenario_scores
     from ..sweep.store import Store
 
-    store = Store(db)
+    if not dry_run:
+        resolve_device(config)  # refuses device = "cuda" without a GPU before anything is written
+    store = Store.readonly(db) if dry_run else Store(db)  # a dry run creates and changes nothing
     try:
         groups = plan(config, problems, store)
         todo = sum(len(g.units) for g in groups)
@@ -106,7 +108,8 @@ def _run(config, problems, db: Path, ray: bool, ray_address: str | None, dry_run
             )
         out.print(table)
     finally:
-        store.close()
+        if store is not None:
+            store.close()
 
 
 @app.command()

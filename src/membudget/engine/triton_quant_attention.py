@@ -54,14 +54,17 @@ V_SCALE = tl.constexpr(256.0)  # p * s is kept in fp16 times 2**8, away from fp1
 def _meta(scales, zeros, offs_n, n_mask, GROUPS: tl.constexpr):
     """fp32 scales and zeros [BLOCK_N] of groups 0 and 1 of slots offs_n. With two groups the two fp16
     of a slot are read as one 32-bit word (a 4-byte load is prefetched by the compiler's pipeline; a
-    2-byte one is not)."""
+    2-byte one is not). if/else, not an early return: Triton compiles the code after a constexpr
+    `if ...: return` too, and `_half` does not compile on fp16 pointers (head_dim 64)."""
     if GROUPS == 1:
         s0 = tl.load(scales + offs_n, mask=n_mask, other=0.0).to(tl.float32)
         z0 = tl.load(zeros + offs_n, mask=n_mask, other=0.0).to(tl.float32)
-        return s0, z0, s0, z0
-    ws = tl.load(scales + offs_n, mask=n_mask, other=0)
-    wz = tl.load(zeros + offs_n, mask=n_mask, other=0)
-    return _half(ws, 0), _half(wz, 0), _half(ws, 16), _half(wz, 16)
+        s1, z1 = s0, z0
+    else:
+        ws = tl.load(scales + offs_n, mask=n_mask, other=0)
+        wz = tl.load(zeros + offs_n, mask=n_mask, other=0)
+        s0, z0, s1, z1 = _half(ws, 0), _half(wz, 0), _half(ws, 16), _half(wz, 16)
+    return s0, z0, s1, z1
 
 
 @triton.jit
@@ -74,8 +77,10 @@ def _half(word, SHIFT: tl.constexpr):
 def _per_row(grp, first, second, GROUPS: tl.constexpr):
     """[16, BLOCK_N]: row r takes `first` [BLOCK_N] if its group grp[r] is 0, else `second`."""
     if GROUPS == 1:
-        return tl.broadcast_to(first[None, :], (grp.shape[0], first.shape[0]))
-    return tl.where(grp[:, None] == 0, first[None, :], second[None, :])
+        out = tl.broadcast_to(first[None, :], (grp.shape[0], first.shape[0]))
+    else:
+        out = tl.where(grp[:, None] == 0, first[None, :], second[None, :])
+    return out
 
 
 @triton.jit

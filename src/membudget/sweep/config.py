@@ -305,6 +305,12 @@ def parse_sweep(raw: dict, path: Path, text: str = "", check_models: bool = True
                 specs[model] = resolve_spec(model)
             except SpecError as err:
                 fail("models", str(err))
+            if on_gpu(device) and specs[model].head_dim not in GPU_HEAD_DIMS:
+                fail(
+                    "models",
+                    f"{model} has head_dim {specs[model].head_dim}; the GPU kernels take head_dim "
+                    f"{' or '.join(map(str, GPU_HEAD_DIMS))}: run it with device = \"cpu\"",
+                )
         if memory is not None:
             for scenario in config.scenarios():
                 need = breakdown(specs[scenario.model], scenario).total_bytes
@@ -316,6 +322,16 @@ def parse_sweep(raw: dict, path: Path, text: str = "", check_models: bool = True
                         f"{memory / GIB:.2f} GiB; drop it or raise memory",
                     )
     return config, problems
+
+
+GPU_HEAD_DIMS = (64, 128)  # what the Triton attention, KV-write and similarity kernels are built for
+
+
+def on_gpu(device: str) -> bool:
+    """Whether a sweep's `device` setting means CUDA here."""
+    import torch
+
+    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
 
 
 def _section(raw: dict, name: str, keys: set[str], fail) -> dict:

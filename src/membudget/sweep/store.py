@@ -113,14 +113,94 @@ def scenario_score(
     return score(complete, k=samples) if complete else None
 
 
+class StoreError(ValueError):
+    """A --db that is not a membudget results store (message: which file, what is wrong, what to do)."""
+
+
+def _columns_needed() -> dict[str, set[str]]:
+    """Table -> the columns SCHEMA gives it."""
+    memory = sqlite3.connect(":memory:")
+    memory.executescript(SCHEMA)
+    tables = [name for (name,) in memory.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    needed = {t: {row[1] for row in memory.execute(f"PRAGMA table_info({t})")} for t in tables}
+    memory.close()
+    return needed
+
+
+def check_store(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse, by name, a file that is not SQLite or holds other tables or columns than ours. An empty
+    database passes (a new store)."""
+    try:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError:
+        raise StoreError(
+            f"{path} is not a SQLite database (or is damaged); pass --db with a membudget results store "
+            "or the name of a new file"
+        ) from None
+    if not tables:
+        return
+    for table, columns in _columns_needed().items():
+        if table not in tables:
+            raise StoreError(
+                f"{path} is a SQLite database but not a membudget results store (it has no table "
+                f"{table!r}); pass --db with another file"
+            )
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if not columns <= have:
+            missing = ", ".join(sorted(columns - have))
+            raise StoreError(
+                f"{path}: table {table!r} lacks the column(s) {missing}: not a membudget results store "
+                "(or one from another version); pass --db with another file"
+            )
+
+
+def open_readonly(path: str | Path, empty_ok: bool = False) -> sqlite3.Connection:
+    """A read-only connection to an existing results store (never creates or changes a file); an
+    empty database is refused unless `empty_ok`."""
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"{path}: no such results store; run `membudget sweep` first or pass --db")
+    # with no writer at work (no -wal file) read it as immutable: SQLite then creates no -shm/-wal
+    # files beside it; while a sweep writes, read-only WAL reads see its committed rows
+    live = Path(f"{path}-wal").exists()
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{'' if live else '&immutable=1'}", uri=True, timeout=60)
+    try:
+        check_store(db, path)
+        if not empty_ok and not db.execute("SELECT name FROM sqlite_master").fetchone():
+            raise StoreError(f"{path} is an empty database, not a membudget results store")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 class Store:
     def __init__(self, path: str | Path) -> None:
+        """Open (or create) the results store at `path` for writing; a file that exists must be one."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=60)
+        if self.path.exists():
+            if not self.path.is_file():
+                raise StoreError(f"{self.path} is not a file; pass --db with a results store file")
+            open_readonly(self.path, empty_ok=True).close()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=60)
+        except (OSError, sqlite3.OperationalError) as err:
+            raise StoreError(f"cannot create the results store {self.path}: {err}") from None
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+
+    @classmethod
+    def readonly(cls, path: str | Path) -> Store | None:
+        """The store at `path` opened read-only (for dry runs and reports), or None if there is none."""
+        if not Path(path).exists():
+            return None
+        store = cls.__new__(cls)
+        store.path, store.db = Path(path), open_readonly(path) if Path(path).stat().st_size else None
+        if store.db is None:  # an empty file: a store with nothing in it yet
+            return None
+        return store
 
     def close(self) -> None:
         self.db.close()
