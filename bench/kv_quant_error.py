@@ -46,14 +46,19 @@ def real_kv(tokens: int):
         q = module.q_proj(hidden).view(shape).transpose(1, 2)
         queries.append(apply_rotary_pos_emb(q, q, cos, sin)[0])
 
-    hooks = [layer.self_attn.register_forward_pre_hook(grab, with_kwargs=True) for layer in model.model.layers]
+    hooks = [
+        layer.self_attn.register_forward_pre_hook(grab, with_kwargs=True) for layer in model.model.layers
+    ]
     with torch.no_grad():
         out = model(torch.tensor([ids]), use_cache=True)
     for h in hooks:
         h.remove()
     cache = out.past_key_values
     # bf16, the dtype a cache holds them in (both quantizers see the same values)
-    return [(layer.keys.bfloat16(), layer.values.bfloat16(), q) for layer, q in zip(cache.layers, queries, strict=True)]
+    return [
+        (layer.keys.bfloat16(), layer.values.bfloat16(), q)
+        for layer, q in zip(cache.layers, queries, strict=True)
+    ]
 
 
 def ours(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -68,7 +73,9 @@ def hqq_cache(keys: torch.Tensor, values: torch.Tensor, bits: int, axis: int, pr
     -> what its next step would attend over."""
     from transformers.cache_utils import HQQQuantizedLayer
 
-    layer = HQQQuantizedLayer(nbits=bits, axis_key=axis, axis_value=axis, q_group_size=64, residual_length=RESIDUAL)
+    layer = HQQQuantizedLayer(
+        nbits=bits, axis_key=axis, axis_value=axis, q_group_size=64, residual_length=RESIDUAL
+    )
     layer.update(keys[:, :, :prompt], values[:, :, :prompt])
     for t in range(prompt, keys.shape[2]):
         layer.update(keys[:, :, t : t + 1], values[:, :, t : t + 1])
@@ -106,7 +113,9 @@ def main() -> None:
     for bits in (8, 4, 2):
         variants = {"ours (min-max, per token)": [(ours(k, bits), ours(v, bits)) for k, v, _ in layers]}
         for axis in (0, 1):
-            variants[f"HQQ cache, axis {axis}"] = [hqq_cache(k, v, bits, axis, args.prompt) for k, v, _ in layers]
+            variants[f"HQQ cache, axis {axis}"] = [
+                hqq_cache(k, v, bits, axis, args.prompt) for k, v, _ in layers
+            ]
         for name, rebuilt in variants.items():
             row = {
                 "bits": bits,
@@ -121,10 +130,14 @@ def main() -> None:
                 ),
             }
             rows.append(row)
-            print(f"{bits} bits  {name:28s} K {row['K']:.4f}  V {row['V']:.4f}  attention out {row['attention']:.4f}")
+            print(
+                f"{bits} bits  {name:28s} K {row['K']:.4f}  V {row['V']:.4f}  attention out {row['attention']:.4f}"
+            )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"tokens": args.tokens, "prompt": args.prompt, "last": args.last, "rows": rows}, f, indent=1)
+            json.dump(
+                {"tokens": args.tokens, "prompt": args.prompt, "last": args.last, "rows": rows}, f, indent=1
+            )
 
 
 if __name__ == "__main__":

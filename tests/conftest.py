@@ -159,7 +159,10 @@ def write_aime(path: Path, count: int) -> Path:
     """A JSONL file of `count` AIME-style rows (problem, integer answer 0-999) written for the tests:
     the real AIME sets may not be redistributed."""
     rows = [
-        {"problem": f"Find the remainder when ${7 + i}^{{{i + 2}}}$ is divided by $1000$.", "answer": str(pow(7 + i, i + 2, 1000))}
+        {
+            "problem": f"Find the remainder when ${7 + i}^{{{i + 2}}}$ is divided by $1000$.",
+            "answer": str(pow(7 + i, i + 2, 1000)),
+        }
         for i in range(count)
     ]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))

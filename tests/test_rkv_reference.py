@@ -43,9 +43,7 @@ def reference_kept(keys, queries, budget, lam=0.1, kernel=7, threshold=0.5, wind
     redundancy = sim.mean(dim=-2).softmax(-1)[..., :past]
     score = lam * importance - (1 - lam) * redundancy
     top = score.topk(budget - w, dim=-1).indices
-    return [
-        [set(top[i, h].tolist()) | set(range(past, n)) for h in range(kv_heads)] for i in range(r)
-    ]
+    return [[set(top[i, h].tolist()) | set(range(past, n)) for h in range(kv_heads)] for i in range(r)]
 
 
 def ours_kept(keys, queries, budget):
@@ -106,7 +104,10 @@ def test_the_keys_tell_the_rules_apart():
     faithful = reference_kept(keys, queries, budget)
     assert mean_jaccard(faithful, reference_kept(keys, queries, budget, window_in_softmax=True)) < 0.9
     keys, queries = make_keys("repetitive", seed=2)
-    assert mean_jaccard(reference_kept(keys, queries, budget), reference_kept(keys, queries, budget, lam=1.0)) < 0.9
+    assert (
+        mean_jaccard(reference_kept(keys, queries, budget), reference_kept(keys, queries, budget, lam=1.0))
+        < 0.9
+    )
 
 
 def test_redundancy_spares_the_newest_of_a_run_of_duplicates():

@@ -246,3 +246,21 @@ def test_example_sweep_file_is_valid(tmp_path):
     config, problems = load_sweep(tmp_path / "q.toml")
     assert len(config.scenarios()) == 128 and len(problems["aime25"]) == 30
     assert len(plan(config, problems)) == 4  # one model load each
+
+
+def test_progress_lines_reach_a_log_file_while_the_sweep_runs(tmp_path, tiny_dir):
+    """With stderr not a terminal (a log file, nohup) progress comes as plain lines, the first as the
+    sweep starts, the last with every problem done."""
+    file = write_sweep(tmp_path / "s.toml", tiny_dir, budgets="[6, 16]", limit=8)
+    log = tmp_path / "err.log"
+    cmd = [sys.executable, "-m", "membudget", "sweep", str(file), "--db", str(tmp_path / "p.db")]
+    with log.open("w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        seen_running = False
+        while proc.poll() is None and not seen_running:
+            seen_running = "0/8 problems" in log.read_text()
+            time.sleep(0.02)
+        assert proc.wait(timeout=300) == 0, log.read_text()
+    text = log.read_text()
+    assert seen_running, text
+    assert "8/8 problems" in text and "left" in text

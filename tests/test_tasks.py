@@ -250,8 +250,23 @@ def test_offline_hub_says_use_data(monkeypatch):
         raise ConnectionError("no network")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(DataError, match="--data FILE"):
+    with pytest.raises(DataError, match="local copy") as err:
         get_task("gpqa_diamond").problems()
+    assert err.value.fix == "data"
+
+
+def test_a_hub_task_offline_fails_within_seconds(monkeypatch):
+    """No retries against an unreachable hub: HF_HUB_OFFLINE (or no route) reads the HF cache only."""
+    import time
+
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")  # an empty cache
+    t0 = time.perf_counter()
+    with pytest.raises(DataError, match="could not load math-ai/aime25"):
+        get_task("aime25").problems()
+    assert time.perf_counter() - t0 < 5
 
 
 def test_arithmetic_is_deterministic_and_solvable():

@@ -226,7 +226,7 @@ def _spec_from_hub(name: str) -> ModelSpec:
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        config = AutoConfig.from_pretrained(name, local_files_only=not _hub_reachable())
+        config = AutoConfig.from_pretrained(name, local_files_only=not hub_reachable())
     except Exception as err:  # offline, gated, missing: the message below covers all of them
         raise SpecError(
             f"unknown model {name!r}: not in the offline registry and its config could not "
@@ -237,7 +237,7 @@ def _spec_from_hub(name: str) -> ModelSpec:
     return ModelSpec.from_config(config.to_dict(), name=name)
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
+def hub_reachable(timeout: float = 3.0) -> bool:
     """False when HF_HUB_OFFLINE is set or the hub's host cannot be reached (no slow retries then)."""
     from huggingface_hub import constants
 

@@ -21,7 +21,8 @@ for b, n, d, threshold in [(3, 150, 128, 0.5), (2, 100, 64, 0.5), (2, 64, 32, 0.
     if not torch.allclose(sim, ref_sim, atol=1e-5):
         sys.exit(f"similarity off by {(sim - ref_sim).abs().max().item():.2e}")
     if threshold == 0.5 and not (
-        (ref_index[:, 10:20] == torch.arange(40, 50)).all() and (ref_index[:, 40:50] == torch.arange(10, 20)).all()
+        (ref_index[:, 10:20] == torch.arange(40, 50)).all()
+        and (ref_index[:, 40:50] == torch.arange(10, 20)).all()
     ):
         sys.exit("the planted near-duplicates were not found")
 print("ok twins")

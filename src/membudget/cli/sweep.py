@@ -2,21 +2,82 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import app, err_console, gib, out, split_ints
+
+
+class SweepProgress:
+    """Progress of a sweep on stderr: a bar on a terminal; otherwise (a log file, nohup) a plain line
+    at most every `every` seconds and at the end. Time left comes from the problems finished in this
+    run (a batch finishes many at once, so a rate over the last few seconds would mislead)."""
+
+    def __init__(self, name: str, total: int, done: int, budget: int, every: float = 15.0) -> None:
+        self.name, self.total, self.done, self.budget, self.every = name, total, done, budget, every
+        self.start_done, self.tokens, self.last_line = done, 0, 0.0
+        self.tty = err_console.is_terminal
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[left]}"),
+            console=err_console,
+            disable=not self.tty,
+        )
+        self.task = self.bar.add_task(f"{name}: problems", total=total, completed=done, left="")
+        self.steps = self.bar.add_task("decode steps", total=None, left="")  # moves within a batch
+        self.t0 = time.monotonic()
+
+    def __enter__(self):
+        self.bar.__enter__()
+        self._line(force=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+        self._line(force=True)
+
+    def left(self) -> str:
+        finished = self.done - self.start_done
+        if finished == 0:
+            return "time left: after the first problems"
+        seconds = (time.monotonic() - self.t0) / finished * (self.total - self.done)
+        return f"about {seconds // 3600:.0f}:{seconds % 3600 // 60:02.0f}:{seconds % 60:02.0f} left"
+
+    def problem(self, rows) -> None:
+        """After a problem's rows are stored."""
+        self.done += 1
+        self.tokens += sum(r.thinking_tokens + r.answer_tokens for r in rows if r.budget == self.budget)
+        rate = self.tokens / max(time.monotonic() - self.t0, 1e-9)
+        where = f"{rows[0].model.split('/')[-1]} {rows[0].weights}-bit {rows[0].kv} {rows[0].task}"
+        self.bar.update(
+            self.task, advance=1, left=self.left(), description=f"{self.name}: {where} ({rate:,.0f} tok/s)"
+        )
+        self._line()
+
+    def step(self) -> None:
+        """After every decode step."""
+        self.bar.advance(self.steps)
+        self._line()
+
+    def _line(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.tty or not (force or now - self.last_line >= self.every):
+            return
+        self.last_line = now
+        rate = self.tokens / max(now - self.t0, 1e-9)
+        err_console.print(
+            f"{self.name}: {self.done}/{self.total} problems, {rate:,.0f} tok/s, {self.left()}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _run(config, problems, db: Path, ray: bool, ray_address: str | None, dry_run: bool) -> None:
@@ -45,37 +106,14 @@ def _run(config, problems, db: Path, ray: bool, ray_address: str | None, dry_run
             )
             return
         record_plan(config, store)
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-            transient=False,
-        ) as bar:
-            task = bar.add_task(f"{config.name}: problems", total=total, completed=total - todo)
-            steps = bar.add_task("decode steps", total=None)  # moves between problems (batches)
-            tokens = [0]
-
-            def on_problem(rows):
-                tokens[0] += sum(
-                    r.thinking_tokens + r.answer_tokens for r in rows if r.budget == config.budgets[-1]
-                )
-                elapsed = bar.tasks[0].elapsed or 1e-9
-                bar.update(
-                    task,
-                    advance=1,
-                    description=f"{config.name}: {rows[0].model.split('/')[-1]} "
-                    f"{rows[0].task} ({tokens[0] / elapsed:,.0f} tok/s)",
-                )
-
+        with SweepProgress(config.name, total, total - todo, config.budgets[-1]) as progress:
+            on_problem = progress.problem
             if ray:
                 from ..sweep.ray import run_ray
 
                 written = run_ray(config, groups, store, ray_address, on_problem)
             else:
-                written = run_local(config, groups, store, on_problem, lambda: bar.advance(steps))
+                written = run_local(config, groups, store, on_problem, progress.step)
         scores = scenario_scores(config, store)
         table = Table(title=f"{config.name}: {written} new rows in {db}")
         for col in (
@@ -169,5 +207,7 @@ def eval_cmd(
         "samples": [samples],
         "tasks": [entry],
     }
-    config, problems = parse_sweep(raw, Path("membudget eval"))
+    flags = {"models": "--model", "weights": "--weights", "kv": "--kv", "budgets": "--budgets",
+             "samples": "--samples", "seed": "--seed", "name": "--task", "data": "--data", "limit": "--limit"}  # fmt: skip
+    config, problems = parse_sweep(raw, Path("membudget eval"), flags=flags)
     _run(config, problems, db, False, None, False)

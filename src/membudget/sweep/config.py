@@ -186,8 +186,15 @@ def load_sweep(path: str | Path, check_models: bool = True) -> tuple[SweepConfig
     return parse_sweep(raw, path, text, check_models)
 
 
-def parse_sweep(raw: dict, path: Path, text: str = "", check_models: bool = True):
+def parse_sweep(
+    raw: dict, path: Path, text: str = "", check_models: bool = True, flags: dict[str, str] | None = None
+):
+    """Validate a sweep's settings (`raw`, as read from `path`). `flags`: for a command line that built
+    `raw` (`membudget eval`), the option that set each key, which errors then name instead."""
+
     def fail(key, message, section=None):
+        if flags is not None:
+            raise SweepError(f"{flags.get(key, key)}: {message}")
         _fail(path, text, key, message, section)
 
     for key in raw:
@@ -249,7 +256,8 @@ def parse_sweep(raw: dict, path: Path, text: str = "", check_models: bool = True
     try:
         sampling = SamplingParams(**sampling_raw)
     except (TypeError, ValueError) as err:
-        fail(next(iter(sampling_raw), "temperature"), str(err), "sampling")
+        named = [k for k in sampling_raw if k.replace("_", "-") in str(err) or k in str(err)]
+        fail(named[0] if named else next(iter(sampling_raw), "temperature"), str(err), "sampling")
     gen_raw = _section(raw, "generation", GENERATION_KEYS, fail)
     generation = GenerationSettings(**gen_raw)
     if not isinstance(generation.answer_tokens, int) or generation.answer_tokens < 1:
@@ -297,7 +305,13 @@ def parse_sweep(raw: dict, path: Path, text: str = "", check_models: bool = True
         try:
             problems[task.name] = task.load()
         except DataError as err:
-            fail("name", str(err), "tasks")
+            hint = (
+                {"data": "pass a local copy with --data FILE", "columns": "use a sweep file to map columns"}
+                if flags is not None
+                else {"data": 'give a local copy with data = "FILE" in its [[tasks]] entry',
+                      "columns": 'map columns with columns = {question = "..."} in its [[tasks]] entry'}
+            )  # fmt: skip
+            fail("data" if task.data and err.fix == "data" else "name", err.hint(hint), "tasks")
     if check_models:
         specs = {}
         for model in models:
@@ -309,7 +323,7 @@ def parse_sweep(raw: dict, path: Path, text: str = "", check_models: bool = True
                 fail(
                     "models",
                     f"{model} has head_dim {specs[model].head_dim}; the GPU kernels take head_dim "
-                    f"{' or '.join(map(str, GPU_HEAD_DIMS))}: run it with device = \"cpu\"",
+                    f'{" or ".join(map(str, GPU_HEAD_DIMS))}: run it with device = "cpu"',
                 )
         if memory is not None:
             for scenario in config.scenarios():

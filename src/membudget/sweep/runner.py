@@ -137,7 +137,9 @@ def resolve_device(config: SweepConfig) -> tuple[str, str]:
     import torch
 
     if config.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError('the sweep file says device = "cuda", but torch sees no CUDA GPU; set device = "cpu" or "auto"')
+        raise ValueError(
+            'the sweep file says device = "cuda", but torch sees no CUDA GPU; set device = "cpu" or "auto"'
+        )
     device = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = config.dtype if config.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
     return device, dtype

