@@ -46,7 +46,8 @@ def test_plan_never_exceeds_the_budget(memory, kind):
     assert len(rows) == 50
     assert all(r.total_bytes <= parse_size(memory) for r in rows)
     assert all(r.source == "study-prior" for r in rows)
-    assert [r.score for r in rows] == sorted((r.score for r in rows), reverse=True)
+    assert [r.prior for r in rows] == sorted((r.prior for r in rows), reverse=True)
+    assert all(r.accuracy is None for r in rows)
 
 
 def test_plan_prefers_4bit_for_knowledge_and_not_for_math():
@@ -66,9 +67,9 @@ def test_plan_ranks_measured_results_first_and_interpolates_inside_the_range(tmp
     rows = plan(24 * GIB, "math", QWEN3, db=db, top=10)
     measured = [r for r in rows if r.source == "measured"]
     assert (measured[0].model, measured[0].tokens) == ("Qwen/Qwen3-1.7B", 10000)
-    assert measured[0].score == pytest.approx(0.7)
+    assert measured[0].accuracy == pytest.approx(0.7) and measured[0].prior is None
     interpolated = [r for r in measured if "interpolated" in r.reason]
-    assert any(r.tokens == 6000 and r.score == pytest.approx(0.5) for r in interpolated)
+    assert any(r.tokens == 6000 and r.accuracy == pytest.approx(0.5) for r in interpolated)
     assert not any(r.tokens > 10000 and r.model == "Qwen/Qwen3-1.7B" and r.source == "measured" for r in rows)
     assert rows.index(measured[-1]) < len(measured)  # measured rows come first
     assert all(r.total_bytes <= 24 * GIB for r in rows)
@@ -81,9 +82,19 @@ def test_plan_cli_json_and_errors(monkeypatch, capsys, tmp_path):
     assert code == 0
     rows = json.loads(out)
     assert len(rows) == 5
-    assert {"model", "weights", "kv", "tokens", "samples", "total_bytes", "score", "source", "reason"} <= set(
-        rows[0]
-    )
+    assert {
+        "model",
+        "weights",
+        "kv",
+        "tokens",
+        "samples",
+        "total_bytes",
+        "accuracy",
+        "prior",
+        "source",
+        "reason",
+    } <= set(rows[0])
+    assert rows[0]["accuracy"] is None and rows[0]["prior"] > 1  # prior points, never shown as an accuracy
     code, out, _ = run(monkeypatch, capsys, "plan", "--memory", "24GiB", "--task", "knowledge")
     assert "study's published findings" in out
     for args, message in [
@@ -102,3 +113,15 @@ def test_an_alias_plans_like_its_full_name():
 
     rows = plan(parse_size("1GiB"), "math", ["smollm2"])
     assert rows and all(r.model == "smollm2" for r in rows)
+
+
+def test_plan_stays_inside_the_context_and_says_why_nothing_measured_fits(tmp_path, monkeypatch, capsys):
+    from .test_cli import run
+
+    rows = plan(parse_size("2GiB"), "math", ["smollm2"], top=200)
+    assert rows and max(r.tokens for r in rows) <= 8192  # SmolLM2's context
+    db = fake_store(tmp_path / "r.db", {("Qwen/Qwen3-8B", 16, "full", 30000): 0.6})
+    code, out, _ = run(
+        monkeypatch, capsys, "plan", "--memory", "8GiB", "--db", str(db), "-m", "Qwen/Qwen3-8B"
+    )
+    assert code == 0 and "none within 8.00 GiB" in out and "needs" in out

@@ -52,8 +52,14 @@ class Grid:
                         )
 
 
+def within_context(spec: ModelSpec, scenario: Scenario) -> bool:
+    """Whether the prompt and T generated tokens stay inside the model's positions (when it states them)."""
+    return not spec.context or scenario.prompt_tokens + scenario.tokens <= spec.context
+
+
 def fit(specs: Sequence[ModelSpec], memory_bytes: int, grid: Grid = Grid()) -> list[MemoryBreakdown]:
-    """Breakdowns of all scenarios within `memory_bytes`, sorted by total bytes (then model, fields).
+    """Breakdowns of all scenarios within `memory_bytes` (and the model's context), sorted by total
+    bytes (then model, fields).
 
     Raises BudgetError when the budget is below the weights of every model at the lowest precision.
     """
@@ -68,7 +74,7 @@ def fit(specs: Sequence[ModelSpec], memory_bytes: int, grid: Grid = Grid()) -> l
         b
         for spec in specs
         for s in grid.scenarios(spec.name)
-        if (b := breakdown(spec, s)).total_bytes <= memory_bytes
+        if within_context(spec, s) and (b := breakdown(spec, s)).total_bytes <= memory_bytes
     ]
     rows.sort(key=lambda b: (b.total_bytes, b.model, b.weights, b.kv, b.tokens, b.samples))
     return rows

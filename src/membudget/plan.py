@@ -32,7 +32,8 @@ class PlanRow:
     weights_bytes: int
     kv_bytes: int
     workspace_bytes: int
-    score: float  # measured accuracy in [0, 1], or the prior's points
+    accuracy: float | None  # measured (or interpolated) accuracy in [0, 1]; None for a prior row
+    prior: float | None  # the study prior's points (a ranking, not an accuracy); None when measured
     source: str  # "measured" or "study-prior"
     reason: str
 
@@ -85,32 +86,38 @@ def plan(
         hit = measured.get(key) or _interpolate(measured, key)
         if hit is not None:
             accuracy, note = hit
-            rows.append(
-                _row(
-                    b,
-                    accuracy,
-                    "measured",
-                    f"{note}; uses {b.total_bytes / GIB:.2f} of {memory_bytes / GIB:.2f} GiB",
-                )
-            )
+            reason = f"{note}; uses {b.total_bytes / GIB:.2f} of {memory_bytes / GIB:.2f} GiB"
+            rows.append(_row(b, accuracy, None, "measured", reason))
         else:
             s = prior_score(specs[model], weights, kv, tokens, samples, kind)
             effective = b.weights_bytes / GIB
             side = "above" if effective >= THRESHOLD_GIB else "below"
-            rows.append(
-                _row(
-                    b,
-                    s,
-                    "study-prior",
-                    f"study prior for {kind}: {effective:.1f} GiB of weights is {side} the 8-bit-4B "
-                    f"threshold ({THRESHOLD_GIB} GiB); score {s:.1f}",
-                )
+            reason = (
+                f"study prior for {kind}: {effective:.1f} GiB of weights is {side} the 8-bit-4B "
+                f"threshold ({THRESHOLD_GIB} GiB); {s:.1f} points"
             )
-    rows.sort(key=lambda r: (r.source != "measured", -r.score, r.total_bytes))
+            rows.append(_row(b, None, s, "study-prior", reason))
+    rows.sort(
+        key=lambda r: (r.accuracy is None, -(r.prior if r.accuracy is None else r.accuracy), r.total_bytes)
+    )
     return rows[:top]
 
 
-def _row(b, score: float, source: str, reason: str) -> PlanRow:
+def measured_elsewhere(db, task: str, models: list[str], memory_bytes: int) -> str | None:
+    """Why a store gave no measured row: None if it has none for this task and these models, else a
+    sentence on the smallest measured scenario that would have fitted a larger budget."""
+    specs = {m: resolve_spec(m) for m in models}
+    measured = _measurements(db, task_kind(task), set(specs))
+    if not measured:
+        return None
+    needs = min(breakdown(specs[m], Scenario(m, w, kv, t, g)).total_bytes for (m, w, kv, t, g) in measured)
+    return (
+        f"{len(measured)} measured scenarios for this task, none within {memory_bytes / GIB:.2f} GiB "
+        f"(the smallest needs {needs / GIB:.2f} GiB)"
+    )
+
+
+def _row(b, accuracy: float | None, prior: float | None, source: str, reason: str) -> PlanRow:
     return PlanRow(
         b.model,
         b.weights,
@@ -121,7 +128,8 @@ def _row(b, score: float, source: str, reason: str) -> PlanRow:
         b.weights_bytes,
         b.kv_bytes,
         b.workspace_bytes,
-        score,
+        accuracy,
+        prior,
         source,
         reason,
     )

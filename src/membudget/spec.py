@@ -48,6 +48,7 @@ class ModelSpec:
     tie_word_embeddings: bool
     qkv_bias: bool
     qk_norm: bool
+    context: int = 0  # max_position_embeddings: positions the model was built for (0: not stated)
 
     def __post_init__(self) -> None:
         for field in (
@@ -145,6 +146,7 @@ class ModelSpec:
                 # Qwen2 always has q/k/v biases; Llama and Qwen3 say so in attention_bias.
                 qkv_bias=model_type == "qwen2" or bool(config.get("attention_bias", False)),
                 qk_norm=model_type == "qwen3",
+                context=int(config.get("max_position_embeddings") or 0),
             )
         except KeyError as missing:
             raise SpecError(f"{name}: config lacks the field {missing}") from None

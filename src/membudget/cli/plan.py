@@ -25,50 +25,54 @@ def plan_cmd(
     top: Annotated[int, typer.Option(help="How many scenarios to show")] = 5,
     as_json: JsonOpt = False,
 ) -> None:
-    """Best scenarios within --memory: measured accuracy where the store has it, else the study's prior."""
-    from ..plan import family_models, plan
+    """Best scenarios within --memory: measured accuracy where the store has it, else the study's prior.
+
+    Example: membudget plan --memory 24GiB --task math --db results.db
+    """
+    from ..plan import family_models, measured_elsewhere, plan
 
     if db is not None and not db.is_file():
         raise ValueError(f"{db}: no such results store; run `membudget sweep` first or leave out --db")
     if top < 1:
         raise ValueError(f"--top must be at least 1, not {top}")
     budget = parse_size(memory_size)
-    rows = plan(budget, task, model or family_models(family), db, top)
+    models = model or family_models(family)
+    rows = plan(budget, task, models, db, top)
     if as_json:
         print(json.dumps([r.to_dict() for r in rows], indent=2))
         return
     if not any(r.source == "measured" for r in rows):
+        why = (
+            ""
+            if db is None
+            else f": {measured_elsewhere(db, task, models, budget) or f'{db} has none for this task and these models'}"
+        )
         out.print(
             "[bold]Ranked by the study's published findings (arXiv 2510.10964), not by measurements"
-            + ("" if db is None else f": {db} has none for this task and these models")
-            + ".[/bold]"
+            + why
+            + ".[/bold] Prior points rank scenarios; they are not accuracies."
         )
     table = Table(title=f"Best scenarios within {budget / GIB:,.2f} GiB for {task}")
-    for col in (
-        "#",
-        "model",
-        "weights",
-        "KV",
-        "T",
-        "G",
-        "weights GiB",
-        "KV GiB",
-        "total GiB",
-        "score",
-        "source",
-        "reason",
+    for col, justify in (
+        ("#", "right"),
+        ("model", "left"),
+        ("weights", "right"),
+        ("KV", "left"),
+        ("T", "right"),
+        ("G", "right"),
+        ("total GiB", "right"),
+        ("accuracy", "right"),
+        ("prior pts", "right"),
     ):
-        table.add_column(col, justify="left" if col in ("model", "KV", "source", "reason") else "right")
+        table.add_column(col, justify=justify, overflow="fold")
     for i, r in enumerate(rows, 1):
-        score = f"{100 * r.score:.1f} %" if r.source == "measured" else f"{r.score:.1f}"
         table.add_row(
             str(i),
             *scenario_cells(r),
-            gib(r.weights_bytes),
-            gib(r.kv_bytes),
             gib(r.total_bytes),
-            score,
-            r.source,
-            r.reason,
+            "-" if r.accuracy is None else f"{100 * r.accuracy:.1f} %",
+            "-" if r.prior is None else f"{r.prior:.1f}",
         )
     out.print(table)
+    for i, r in enumerate(rows, 1):
+        out.print(f"{i}. {r.reason}", highlight=False)
