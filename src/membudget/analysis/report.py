@@ -95,8 +95,10 @@ def _figure(df: pd.DataFrame, colour_by: str, title: str):
     from matplotlib.ticker import FuncFormatter
 
     plain = FuncFormatter(lambda value, _: f"{value:g}")
+    # minor ticks labelled at 2 and 5 times a power of ten only: labels at every minor tick collide
+    sparse = FuncFormatter(lambda value, _: f"{value:g}" if f"{value:.1e}"[0] in "25" else "")
     ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(plain)
+    ax.xaxis.set_minor_formatter(sparse)
     ax.set_xlabel("total memory (GiB, log scale): weights + KV cache + workspace")
     ax.set_ylabel("accuracy (%), 95 % bootstrap interval")
     ax.set_title(title)
@@ -115,15 +117,55 @@ def _figure(df: pd.DataFrame, colour_by: str, title: str):
     return buffer.getvalue()
 
 
-def _table(df: pd.DataFrame, text_columns: set[str], sortable: bool = False) -> str:
+# column -> (title, how a value shows); fractions of problems show as % like the CLI's tables
+HEADERS = {
+    "model": ("model", str),
+    "weights": ("weights (bits)", str),
+    "kv": ("KV cache", str),
+    "task": ("task", str),
+    "kind": ("kind", str),
+    "budget": ("T (tokens)", lambda v: f"{v:,}"),
+    "samples": ("G (samples)", str),
+    "metric": ("metric", str),
+    "accuracy": ("accuracy %", lambda v: f"{100 * v:.1f}"),
+    "low": ("95 % CI low %", lambda v: f"{100 * v:.1f}"),
+    "high": ("95 % CI high %", lambda v: f"{100 * v:.1f}"),
+    "gained": ("accuracy gained (points)", lambda v: f"{100 * v:+.1f}"),
+    "eviction": ("best eviction %", lambda v: f"{100 * v:.1f}"),
+    "quantization": ("best quantization %", lambda v: f"{100 * v:.1f}"),
+    "n_problems": ("problems", str),
+    "total_gib": ("total GiB", lambda v: f"{v:.3f}"),
+    "weights_gib": ("weights GiB", lambda v: f"{v:.3f}"),
+    "kv_gib": ("KV GiB", lambda v: f"{v:.3f}"),
+    "workspace_gib": ("workspace GiB", lambda v: f"{v:.3f}"),
+    "memory_gib": ("memory GiB", lambda v: f"{v:.3f}"),
+    "added_gib": ("added GiB", lambda v: f"{v:+.3f}"),
+    "effective_gib": ("weights GiB (effective size)", lambda v: f"{v:.3f}"),
+    "low_gib": ("from GiB", lambda v: f"{v:.2f}"),
+    "high_gib": ("to GiB", lambda v: f"{v:.2f}"),
+    "up_to_gib": ("up to GiB", lambda v: f"{v:.2f}"),
+    "spent_on": ("spent on", str),
+    "better": ("better", str),
+    "from": ("from frontier point", str),
+    "to": ("to frontier point", str),
+}
+
+
+def _table(df: pd.DataFrame, text_columns: set[str], sortable: bool = False, empty: str = "") -> str:
+    """An HTML table with titled columns (HEADERS); `empty`: the sentence shown instead of no rows."""
+    if df.empty:
+        return f"<p class='note'>{html.escape(empty or 'Nothing to show.')}</p>"
+    df = df.drop_duplicates()
     head = "".join(
-        f'<th class="{"t" if c in text_columns else ""}">{html.escape(str(c))}</th>' for c in df.columns
+        f'<th class="{"t" if c in text_columns else ""}">{html.escape(HEADERS.get(c, (str(c),))[0])}</th>'
+        for c in df.columns
     )
     body = []
     for row in df.itertuples(index=False):
         cells = []
         for column, value in zip(df.columns, row, strict=True):
-            shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+            show = HEADERS.get(column, (None, lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)))[1]
+            shown = "-" if isinstance(value, float) and pd.isna(value) else show(value)
             cells.append(
                 f'<td class="{"t" if column in text_columns else ""}" data-v="{html.escape(str(value))}">'
                 f"{html.escape(shown)}</td>"
@@ -173,11 +215,20 @@ def build_report(db: str | Path, out: str | Path) -> Path:
             )
         )
         sections.append("<h3>What each frontier step spends memory on</h3>")
-        sections.append(_table(frontier_steps(front), {"spent_on"}))
+        steps = frontier_steps(front)
+        sections.append(
+            _table(steps, {"spent_on", "from", "to"}, empty="The frontier has one scenario: no steps.")
+        )
         sections.append("<h3>Eviction against quantization at equal memory</h3>")
-        sections.append(_table(eviction_vs_quantization(part), {"better"}))
+        sections.append(
+            _table(
+                eviction_vs_quantization(part),
+                {"better"},
+                empty="No memory range holds both an evicted and a quantized cache in this data.",
+            )
+        )
         sections.append("<h3>Best sample count G by memory</h3>")
-        sections.append(_table(best_samples(part), {"model"}))
+        sections.append(_table(best_samples(part), {"model"}, empty="No scenario to compare."))
     everything = df.assign(
         weights_gib=df["weights_bytes"] / GIB,
         kv_gib=df["kv_bytes"] / GIB,

@@ -59,7 +59,10 @@ def generate(
     ] = "full",
     as_json: JsonOpt = False,
 ) -> None:
-    """Generate G samples with budget forcing and answers at every budget checkpoint."""
+    """Generate G samples with budget forcing and answers at every budget checkpoint.
+
+    Example: membudget generate --model smollm2 --prompt "What is 12 + 30?" --max-tokens 64 --samples 2
+    """
     import time
 
     import torch
@@ -169,7 +172,10 @@ def bench(
     ] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Decode-step speed and memory of the engine on random weights of real shapes (needs a CUDA GPU)."""
+    """Decode-step speed and memory of the engine on random weights of real shapes (needs a CUDA GPU).
+
+    Example: membudget bench --model Qwen/Qwen3-8B --batch 16 --context 8192 --weights 4
+    """
     import torch
 
     from ..bench import bench_engine, bench_transformers, check_bench_kv, copy_bandwidth

@@ -140,7 +140,10 @@ def fit_cmd(
     limit: Annotated[int, typer.Option(help="Show at most this many rows (0 = all)")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Every scenario of the given models that fits in --memory, sorted by total bytes."""
+    """Every scenario of the given models that fits in --memory, sorted by total bytes.
+
+    Example: membudget fit --memory 24GiB --model Qwen/Qwen3-8B --weights 8,4 --tokens 30000
+    """
     budget = parse_size(memory_size)
     grid = Grid(
         split_ints(weights, "--weights") if weights else WEIGHT_BITS,

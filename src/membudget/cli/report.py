@@ -17,7 +17,10 @@ def report(
         "report"
     ),
 ) -> None:
-    """Accuracy-vs-memory figures, Pareto frontiers, the scale threshold and every scenario, as static HTML."""
+    """Accuracy-vs-memory figures, Pareto frontiers, the scale threshold and every scenario, as static HTML.
+
+    Example: membudget report results.db --out report
+    """
     from ..analysis.report import build_report
 
     if not db.is_file():

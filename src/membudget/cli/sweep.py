@@ -94,11 +94,15 @@ def _run(config, problems, db: Path, ray: bool, ray_address: str | None, dry_run
             sum(len(p) for p in problems.values()) * len(config.models) * len(config.weights) * len(config.kv)
         )
         if dry_run:
+            from ..sweep.config import on_gpu
             from ..sweep.runner import estimate_seconds
 
-            for model in config.models:
-                hours = estimate_seconds(config, problems, model) / 3600
-                out.print(f"{model}: about {hours:,.1f} h on one H200 (bf16 roofline estimate)")
+            if not on_gpu(config.device):
+                out.print("runs on the CPU: no time estimate (the estimate models a GPU's memory bandwidth)")
+            else:
+                for model in config.models:
+                    hours = estimate_seconds(config, problems, model) / 3600
+                    out.print(f"{model}: about {hours:,.1f} h on one H200 (bf16 roofline estimate)")
             out.print(
                 f"{len(config.scenarios()) * len(config.tasks)} scenarios; {total} generations of "
                 f"{config.max_samples} samples up to {config.budgets[-1]:,} tokens, {todo} still to run "
@@ -163,7 +167,10 @@ def sweep(
         Path | None, typer.Option(help="Also export all sample rows to this Parquet file")
     ] = None,
 ) -> None:
-    """Run a sweep file: every scenario, sharing generations across budgets and sample counts."""
+    """Run a sweep file: every scenario, sharing generations across budgets and sample counts.
+
+    Example: membudget sweep examples/smollm2-arithmetic.toml --db demo.db   (--dry-run: the plan only)
+    """
     from ..sweep.config import load_sweep
 
     config, problems = load_sweep(file)
@@ -181,15 +188,27 @@ def eval_cmd(
     model: Annotated[str, typer.Option("--model", "-m", help="Hub id, local dir, .gguf file, or smollm2")],
     task: Annotated[str, typer.Option(help="aime25, aime24, math500, gpqa_diamond or arithmetic")],
     data: Annotated[Path | None, typer.Option(help="Local JSONL/JSON/Parquet/CSV instead of the hub")] = None,
-    weights: int = 16,
-    kv: str = "full",
+    weights: Annotated[int, typer.Option(help="Weight bits: 16, 8 or 4")] = 16,
+    kv: Annotated[
+        str, typer.Option(help="KV policy: full, quant:8, rkv:4096, rkv:4096+quant:8, ...")
+    ] = "full",
     budgets: Annotated[str, typer.Option(help="Token budgets, e.g. 2000,6000")] = "2000",
     samples: Annotated[int, typer.Option(help="Samples per problem G")] = 1,
     limit: Annotated[int | None, typer.Option(help="First N problems only")] = None,
-    seed: int = 0,
-    db: Annotated[Path, typer.Option(help="SQLite results store")] = Path("results.db"),
+    seed: Annotated[int, typer.Option(help="Seed of the first sample (rows depend only on their seeds)")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, bfloat16, float16 or float32")] = "auto",
+    batch: Annotated[int, typer.Option(help="Problems generated together (more rows per step)")] = 1,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (Qwen3 thinking: 0.6)")] = 0.6,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass")] = 0.95,
+    top_k: Annotated[int, typer.Option(help="Top-k (0: off)")] = 20,
+    min_p: Annotated[float, typer.Option(help="Min-p (0: off)")] = 0.0,
+    db: Annotated[Path, typer.Option(help="SQLite results store (created or resumed)")] = Path("results.db"),
 ) -> None:
-    """One scenario through the sweep machinery and store (a one-line sweep file)."""
+    """One scenario through the sweep machinery and store (a one-line sweep file).
+
+    Example: membudget eval --model smollm2 --task arithmetic --budgets 32,96 --samples 4 --limit 6
+    """
     from ..sweep.config import parse_sweep
 
     entry = {"name": task}
@@ -205,9 +224,15 @@ def eval_cmd(
         "kv": [kv],
         "budgets": split_ints([budgets], "--budgets"),
         "samples": [samples],
+        "device": device,
+        "dtype": dtype,
+        "batch": batch,
+        "sampling": {"temperature": temperature, "top_p": top_p, "top_k": top_k, "min_p": min_p},
         "tasks": [entry],
     }
     flags = {"models": "--model", "weights": "--weights", "kv": "--kv", "budgets": "--budgets",
-             "samples": "--samples", "seed": "--seed", "name": "--task", "data": "--data", "limit": "--limit"}  # fmt: skip
+             "samples": "--samples", "seed": "--seed", "name": "--task", "data": "--data", "limit": "--limit",
+             "device": "--device", "dtype": "--dtype", "batch": "--batch", "temperature": "--temperature",
+             "top_p": "--top-p", "top_k": "--top-k", "min_p": "--min-p"}  # fmt: skip
     config, problems = parse_sweep(raw, Path("membudget eval"), flags=flags)
     _run(config, problems, db, False, None, False)

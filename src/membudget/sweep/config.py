@@ -208,6 +208,8 @@ def parse_sweep(
         value = raw.get(key)
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
             fail(key, "expected a non-empty list of strings")
+        if len(set(value)) != len(value):
+            fail(key, "has duplicates: list each once")
         return tuple(value)
 
     def int_list(key, default, allowed=None):
