@@ -129,3 +129,22 @@ def test_weight_products_at_model_shapes(bits, n, k, rows):
     x = torch.randn(rows, k, dtype=torch.bfloat16, device="cuda")
     ref = x.float() @ dequantize(w, torch.float32).T
     assert relative(linear(x, w), ref) < 1e-2
+
+
+@pytest.mark.parametrize("head_dim", HEAD_DIMS)
+def test_rkv_keeps_the_same_tokens_on_the_gpu(head_dim):
+    """R-KV's kept sets from bf16 keys on the GPU (fused near-duplicate search) against fp32 on the CPU."""
+    from membudget.engine.policies.rkv import RKV
+
+    torch.manual_seed(head_dim)
+    keys = torch.randn(2, 8, 640, head_dim)
+    keys[:, :, 300:400] = keys[:, :, 100:200] + 0.3 * torch.randn(2, 8, 100, head_dim)
+    queries = torch.randn(2, 16, 8, head_dim)
+    policy = RKV(budget=160)
+    cpu = policy.select(
+        policy.score(keys.bfloat16().float(), queries.bfloat16().float(), None, head_dim**-0.5)
+    )
+    gpu = policy.select(policy.score(keys.bfloat16().cuda(), queries.bfloat16().cuda(), None, head_dim**-0.5))
+    a, b = cpu.flatten(0, 1).tolist(), gpu.cpu().flatten(0, 1).tolist()
+    jaccard = sum(len(set(x) & set(y)) / len(set(x) | set(y)) for x, y in zip(a, b, strict=True)) / len(a)
+    assert jaccard > 0.95, jaccard

@@ -95,10 +95,12 @@ def _figure(df: pd.DataFrame, colour_by: str, title: str):
     from matplotlib.ticker import FuncFormatter
 
     plain = FuncFormatter(lambda value, _: f"{value:g}")
-    # minor ticks labelled at 2 and 5 times a power of ten only: labels at every minor tick collide
+    # inside one decade every minor tick gets a label; across several, labels at every minor tick
+    # collide, so only those at 2 and 5 times a power of ten
+    span = df["total_bytes"].max() / max(df["total_bytes"].min(), 1)
     sparse = FuncFormatter(lambda value, _: f"{value:g}" if f"{value:.1e}"[0] in "25" else "")
     ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(sparse)
+    ax.xaxis.set_minor_formatter(plain if span < 10 else sparse)
     ax.set_xlabel("total memory (GiB, log scale): weights + KV cache + workspace")
     ax.set_ylabel("accuracy (%), 95 % bootstrap interval")
     ax.set_title(title)
