@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+GPU_HEAD_DIMS = (64, 128)  # head sizes the Triton attention, KV-write and similarity kernels are built for
+
 
 def decode_attention_reference(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor, scale: float

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import tomllib
 
+from ..engine.attention import GPU_HEAD_DIMS
 from ..engine.sampling import SamplingParams
 from ..memory import GIB, KVPolicy, PolicyError, Scenario, breakdown, parse_size
 from ..spec import SpecError, resolve_spec
@@ -338,9 +339,6 @@ def parse_sweep(
                         f"{memory / GIB:.2f} GiB; drop it or raise memory",
                     )
     return config, problems
-
-
-GPU_HEAD_DIMS = (64, 128)  # what the Triton attention, KV-write and similarity kernels are built for
 
 
 def on_gpu(device: str) -> bool:
