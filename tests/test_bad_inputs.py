@@ -115,7 +115,7 @@ CASES = [
     (["sweep", "{d}/good.toml", "--db", "{d}/afile/x.db"], "results store"),
     (["eval", "--model", "smollm2", "--task", "nope"], "nope"),
     (["eval", "--model", "smollm2", "--task", "aime25", "--data", "{d}/missing.jsonl"], "missing.jsonl"),
-    (["eval", "--model", "smollm2", "--task", "arithmetic", "--budgets", "abc"], "--budgets"),
+    (["eval", "--model", "smollm2", "--task", "arithmetic", "--budgets", "abc"], "--tokens"),
     (["eval", "--model", "nothere", "--task", "arithmetic", "--db", "{d}/e.db"], "nothere"),
     (["generate", "--model", "smollm2", "--prompt", "hi", "--device", "tpu"], "--device tpu"),
     (["generate", "--model", "smollm2", "--prompt", "hi", "--kv", "bogus"], "bogus"),
@@ -152,3 +152,22 @@ def test_bad_input_gives_one_line_and_changes_nothing(place, monkeypatch, capsys
 
 def test_there_are_at_least_forty_cases():
     assert len(CASES) >= 40
+
+
+def test_a_dry_run_writes_nothing_and_math500_needs_no_network(place, tmp_path, monkeypatch, capsys):
+    """`sweep --dry-run` creates no store (nor its folders) and changes no existing one; MATH-500 is
+    shipped with the package, so a sweep of it plans with the hub unreachable."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    sweep = tmp_path / "m.toml"
+    sweep.write_text(GOOD_SWEEP.replace('name = "arithmetic"\nlimit = 2', 'name = "math500"\nlimit = 3'))
+    before = files(place)
+    for db in (tmp_path / "new" / "r.db", place / "good.db"):
+        monkeypatch.setattr(sys, "argv", ["membudget", "sweep", str(sweep), "--dry-run", "--db", str(db)])
+        with pytest.raises(SystemExit) as stop:
+            main()
+        assert stop.value.code == 0, capsys.readouterr().err
+        assert "3 still to run" in capsys.readouterr().out
+    assert not (tmp_path / "new").exists()
+    assert files(place) == before

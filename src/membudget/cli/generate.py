@@ -14,14 +14,15 @@ from ..spec import resolve_spec
 from ..tasks.prompts import MATH_ANSWER_PREFIX
 from . import JsonOpt, app, csv, err_console, gib, out, split_ints
 
-
-def _budgets(max_tokens: int, budgets: str | None) -> tuple[int, ...]:
-    if not budgets:
-        return (max_tokens,)
-    try:
-        return tuple(int(b) for b in budgets.split(","))
-    except ValueError:
-        raise ValueError(f"--budgets must be whole numbers separated by commas, got {budgets!r}") from None
+TokensOpt = Annotated[
+    str,
+    typer.Option(
+        "--tokens",
+        "--max-tokens",
+        "--budgets",
+        help="Thinking budget T, or checkpoints T1,T2,... (the last is T); --max-tokens and --budgets are aliases",
+    ),
+]
 
 
 @app.command()
@@ -31,10 +32,7 @@ def generate(
     raw: Annotated[bool, typer.Option(help="Tokenize the prompt as is, without the chat template")] = False,
     thinking: Annotated[bool, typer.Option(help="Thinking mode in the chat template (Qwen3)")] = True,
     samples: Annotated[int, typer.Option(help="Parallel samples G (one shared prefill)")] = 1,
-    max_tokens: Annotated[int, typer.Option(help="Thinking budget T")] = 512,
-    budgets: Annotated[
-        str | None, typer.Option(help="Budget checkpoints T1,T2,... (overrides --max-tokens)")
-    ] = None,
+    tokens: TokensOpt = "512",
     answer_prefix: Annotated[
         str, typer.Option(help="Forced after the thinking at the budget")
     ] = MATH_ANSWER_PREFIX,
@@ -90,7 +88,7 @@ def generate(
             )
     sampling = SamplingParams(temperature, top_p, top_k, min_p, greedy)
     config = GenerationConfig(
-        _budgets(max_tokens, budgets),
+        tuple(split_ints([tokens], "--tokens")),
         samples,
         answer_tokens,
         answer_prefix,

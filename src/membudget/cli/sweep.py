@@ -192,7 +192,10 @@ def eval_cmd(
     kv: Annotated[
         str, typer.Option(help="KV policy: full, quant:8, rkv:4096, rkv:4096+quant:8, ...")
     ] = "full",
-    budgets: Annotated[str, typer.Option(help="Token budgets, e.g. 2000,6000")] = "2000",
+    budgets: Annotated[
+        str,
+        typer.Option("--tokens", "--budgets", help="Token budgets T, e.g. 2000,6000 (--budgets: an alias)"),
+    ] = "2000",
     samples: Annotated[int, typer.Option(help="Samples per problem G")] = 1,
     limit: Annotated[int | None, typer.Option(help="First N problems only")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the first sample (rows depend only on their seeds)")] = 0,
@@ -222,7 +225,7 @@ def eval_cmd(
         "models": [model],
         "weights": [weights],
         "kv": [kv],
-        "budgets": split_ints([budgets], "--budgets"),
+        "budgets": split_ints([budgets], "--tokens"),
         "samples": [samples],
         "device": device,
         "dtype": dtype,
@@ -230,7 +233,7 @@ def eval_cmd(
         "sampling": {"temperature": temperature, "top_p": top_p, "top_k": top_k, "min_p": min_p},
         "tasks": [entry],
     }
-    flags = {"models": "--model", "weights": "--weights", "kv": "--kv", "budgets": "--budgets",
+    flags = {"models": "--model", "weights": "--weights", "kv": "--kv", "budgets": "--tokens",
              "samples": "--samples", "seed": "--seed", "name": "--task", "data": "--data", "limit": "--limit",
              "device": "--device", "dtype": "--dtype", "batch": "--batch", "temperature": "--temperature",
              "top_p": "--top-p", "top_k": "--top-k", "min_p": "--min-p"}  # fmt: skip
