@@ -102,7 +102,7 @@ def peaks(db: Path, sweep: Path) -> list[dict]:
                             longest, answer_slots=gen.answer_slots(settings))  # fmt: skip
         accounted = breakdown(spec, scenario).total_bytes
         out.append({"weights": weights, "kv": kv, "rows": scenario.samples, "prompt": longest,
-                    "peak": peak, "accounted": accounted, "ratio": peak / accounted})  # fmt: skip
+                    "peak": peak, "accounted": accounted, "ratio": peak / accounted if peak else None})  # fmt: skip
     con.close()
     return out
 
@@ -164,7 +164,7 @@ def main() -> None:
     config, _ = load_sweep(grid)
     expected = len(config.scenarios())
     measured = peaks(out / "grid.db", grid)
-    bad_peaks = [p for p in measured if abs(p["ratio"] - 1) > PEAK_TOLERANCE]
+    bad_peaks = [p for p in measured if p["ratio"] is None or abs(p["ratio"] - 1) > PEAK_TOLERANCE]
     summary["steps"]["grid"] = {"s": seconds, "scenarios_expected": expected, "scenarios_complete": len(scenarios),
                                 "peaks": measured, "peaks_outside_3pct": len(bad_peaks)}  # fmt: skip
     if len(scenarios) != expected:
@@ -203,7 +203,7 @@ def main() -> None:
         print(f"GPU kernel tests: {'passed' if summary['steps']['gpu_tests']['passed'] else 'FAILED'}")
     print(f"grid: {grid_step['scenarios_complete']}/{grid_step['scenarios_expected']} scenarios complete "
           f"in {grid_step['s']:.0f} s; peak/accounted per generation "
-          f"{min(p['ratio'] for p in measured):.3f}-{max(p['ratio'] for p in measured):.3f} (bound: 1 +- 0.03)")  # fmt: skip
+          f"{min(p['ratio'] or 0 for p in measured):.3f}-{max(p['ratio'] or 0 for p in measured):.3f} (bound: 1 +- 0.03)")  # fmt: skip
     if "gpu_vs_cpu" in summary["steps"]:
         step = summary["steps"]["gpu_vs_cpu"]
         print(f"GPU vs CPU: {len(step['scenarios']) - step['apart']}/{len(step['scenarios'])} scenarios with "
