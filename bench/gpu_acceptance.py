@@ -191,13 +191,13 @@ def main() -> None:
 
     config, _ = load_sweep(grid)
     expected = len(config.scenarios())
-    measured = peaks(out / "grid.db", grid)
+    measured = peaks(out / "grid.db", grid) if scenarios else []
     bad_peaks = [p for p in measured if p["ratio"] is None or abs(p["ratio"] - 1) > PEAK_TOLERANCE]
     summary["steps"]["grid"] = {"s": seconds or 0.0, "scenarios_expected": expected, "scenarios_complete": len(scenarios),
                                 "peaks": measured, "peaks_outside_3pct": len(bad_peaks)}  # fmt: skip
     if len(scenarios) != expected:
         failures.append(f"{len(scenarios)} of {expected} grid scenarios complete")
-    if bad_peaks:
+    if bad_peaks or not measured:
         failures.append(f"{len(bad_peaks)} generations' peaks are more than 3 % off the accounting")
 
     summary["failures"] = failures
@@ -208,7 +208,7 @@ def main() -> None:
         print(f"GPU kernel tests: {'passed' if summary['steps']['gpu_tests']['passed'] else 'FAILED'}")
     print(f"grid: {grid_step['scenarios_complete']}/{grid_step['scenarios_expected']} scenarios complete "
           f"in {grid_step['s']:.0f} s; peak/accounted per generation "
-          f"{min(p['ratio'] or 0 for p in measured):.3f}-{max(p['ratio'] or 0 for p in measured):.3f} (bound: 1 +- 0.03)")  # fmt: skip
+          f"{min((p['ratio'] or 0 for p in measured), default=0):.3f}-{max((p['ratio'] or 0 for p in measured), default=0):.3f} (bound: 1 +- 0.03)")  # fmt: skip
     if "gpu_vs_cpu" in summary["steps"]:
         step = summary["steps"]["gpu_vs_cpu"]
         print(f"GPU vs CPU: {len(step['scenarios']) - step['apart']}/{len(step['scenarios'])} scenarios with "
