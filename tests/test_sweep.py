@@ -264,3 +264,65 @@ def test_progress_lines_reach_a_log_file_while_the_sweep_runs(tmp_path, tiny_dir
     text = log.read_text()
     assert seen_running, text
     assert "8/8 problems" in text and "left" in text
+
+
+def test_generations_are_sized_for_the_gpu_memory():
+    """batch = "auto": the most problems whose rows fit; G split into passes where one problem's rows do
+    not; a single sample that does not fit is refused with the budget that would."""
+    from membudget.memory import GIB
+    from membudget.spec import resolve_spec
+    from membudget.sweep.batching import MARGIN, FitError, fit_batch, generation_bytes
+
+    spec = resolve_spec("Qwen/Qwen3-8B")
+    small = fit_batch(spec, 16, "rkv:4096", 8000, 16, 300, 32, 80 * GIB, 30)
+    assert small.passes == 1 and 1 < small.problems <= 30 and small.rows == 16 * small.problems
+    answer = 1 + 32 + 32
+    limit = 80 * GIB * (1 - MARGIN)
+    assert small.bytes <= limit < generation_bytes(spec, 16, "rkv:4096", 8000, small.rows + 16, 300, answer)
+    assert fit_batch(spec, 16, "rkv:4096", 8000, 16, 300, 32, 80 * GIB, 30, requested=2).problems == 2
+    full = fit_batch(spec, 16, "full", 30000, 16, 300, 32, 80 * GIB, 30)  # 82 GiB for G = 16: passes
+    assert full.problems == 1 and full.passes == 2 and full.rows < 16 and full.bytes <= limit
+    with pytest.raises(FitError, match="a budget up to T="):
+        fit_batch(spec, 16, "full", 30000, 1, 300, 32, 17 * GIB, 30)
+    with pytest.raises(FitError, match="fewer weight bits"):
+        fit_batch(spec, 16, "full", 30000, 1, 300, 32, 10 * GIB, 30)
+
+
+def test_a_dry_run_plans_passes_for_a_gpu_it_does_not_have(tmp_path, monkeypatch, capsys):
+    from membudget.cli import main
+
+    file = tmp_path / "q.toml"
+    file.write_text(
+        'models = ["Qwen/Qwen3-8B"]\nbudgets = [30000]\nsamples = [16]\n'
+        '[[tasks]]\nname = "arithmetic"\nlimit = 4\n'
+    )
+    for memory, code, words in [("80GiB", 0, "│   14 │             2 │"), ("10GiB", 2, "one sample needs")]:
+        monkeypatch.setattr(
+            sys, "argv", ["membudget", "sweep", str(file), "--dry-run", "--gpu-memory", memory]
+        )
+        with pytest.raises(SystemExit) as stop:
+            main()
+        captured = capsys.readouterr()
+        assert stop.value.code == code and words in captured.out + captured.err, captured
+    assert not list(tmp_path.glob("*.db"))
+
+
+def test_samples_in_passes_equal_one_pass(tmp_path, tiny_dir):
+    """A problem whose G rows do not fit runs its samples in passes: the same rows as one pass, and
+    several problems in one generation the same as one at a time."""
+    import dataclasses
+
+    from membudget.sweep.batching import Batch
+
+    file = write_sweep(tmp_path / "s.toml", tiny_dir, budgets="[6, 16]", samples="[1, 3]", limit=3)
+    reference = run_sweep(file, tmp_path / "ref.db")
+    config, problems = load_sweep(file)
+    for batch in (Batch(1, 2, 2, 0), Batch(3, 9, 1, 0)):  # passes of 2 + 1 samples; 3 problems at once
+        store = Store(tmp_path / f"{batch.passes}-{batch.problems}.db")
+        record_plan(config, store)
+        groups = [
+            dataclasses.replace(g, batches=(("full", "arithmetic", batch),)) for g in plan(config, problems)
+        ]
+        run_local(config, groups, store)
+        assert [tuple(r[i] for i in KEEP) for r in store.sample_rows()] == reference, batch
+        store.close()

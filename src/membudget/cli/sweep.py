@@ -80,15 +80,45 @@ class SweepProgress:
         )
 
 
-def _run(config, problems, db: Path, ray: bool, ray_address: str | None, dry_run: bool) -> None:
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def gpu_memory_bytes(config, gpu_memory: str | None) -> int | None:
+    """The memory generations are sized for: --gpu-memory, else the free memory of the GPU the sweep
+    runs on (before anything loads), else None (a CPU run: no sizing)."""
+    from ..memory import parse_size
+    from ..sweep.config import on_gpu
+
+    if gpu_memory is not None:
+        return parse_size(gpu_memory)
+    if on_gpu(config.device):
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.mem_get_info()[0]
+    return None
+
+
+def _run(
+    config,
+    problems,
+    db: Path,
+    ray: bool,
+    ray_address: str | None,
+    dry_run: bool,
+    gpu_memory: str | None = None,
+) -> None:
     from ..sweep.runner import plan, record_plan, resolve_device, run_local, scenario_scores
     from ..sweep.store import Store
 
     if not dry_run:
         resolve_device(config)  # refuses device = "cuda" without a GPU before anything is written
+    memory = gpu_memory_bytes(config, gpu_memory)
+    plan(config, problems, None, memory)  # a scenario that cannot fit is refused before the store opens
     store = Store.readonly(db) if dry_run else Store(db)  # a dry run creates and changes nothing
     try:
-        groups = plan(config, problems, store)
+        groups = plan(config, problems, store, memory)
         todo = sum(len(g.units) for g in groups)
         total = (
             sum(len(p) for p in problems.values()) * len(config.models) * len(config.weights) * len(config.kv)
@@ -97,16 +127,19 @@ def _run(config, problems, db: Path, ray: bool, ray_address: str | None, dry_run
             from ..sweep.config import on_gpu
             from ..sweep.runner import estimate_seconds
 
-            if not on_gpu(config.device):
+            if memory is None and not on_gpu(config.device):
                 out.print("runs on the CPU: no time estimate (the estimate models a GPU's memory bandwidth)")
             else:
                 for model in config.models:
                     hours = estimate_seconds(config, problems, model) / 3600
                     out.print(f"{model}: about {hours:,.1f} h on one H200 (bf16 roofline estimate)")
+            if memory is not None:
+                _print_batches(groups, memory)
+            count = len(config.scenarios()) * len(config.tasks)
             out.print(
-                f"{len(config.scenarios()) * len(config.tasks)} scenarios; {total} generations of "
-                f"{config.max_samples} samples up to {config.budgets[-1]:,} tokens, {todo} still to run "
-                f"in {len(groups)} model loads; results in {db}"
+                f"{plural(count, 'scenario')}; {plural(total, 'generation')} of {config.max_samples} samples up "
+                f"to {config.budgets[-1]:,} tokens, {todo} still to run in {plural(len(groups), 'model load')}; "
+                f"results in {db}"
             )
             return
         record_plan(config, store)
@@ -154,6 +187,17 @@ def _run(config, problems, db: Path, ray: bool, ray_address: str | None, dry_run
             store.close()
 
 
+def _print_batches(groups, memory: int) -> None:
+    table = Table(title=f"Generations sized for {memory / 2**30:,.2f} GiB of GPU memory (less a 5 % margin)")
+    for col in ("model", "weights", "KV", "task", "problems/generation", "rows", "sample passes", "GiB each"):
+        table.add_column(col, justify="left" if col in ("model", "KV", "task") else "right")
+    for group in groups:
+        for kv, task, b in group.batches:
+            table.add_row(group.model.split("/")[-1], str(group.weights), kv, task, str(b.problems), str(b.rows),
+                          str(b.passes), gib(b.bytes))  # fmt: skip
+    out.print(table)
+
+
 @app.command()
 def sweep(
     file: Annotated[Path, typer.Argument(help="Sweep file (TOML); see examples/")],
@@ -166,6 +210,12 @@ def sweep(
     parquet: Annotated[
         Path | None, typer.Option(help="Also export all sample rows to this Parquet file")
     ] = None,
+    gpu_memory: Annotated[
+        str | None,
+        typer.Option(
+            help="Size generations for this much GPU memory (e.g. 80GiB; default: the GPU's free memory)"
+        ),
+    ] = None,
 ) -> None:
     """Run a sweep file: every scenario, sharing generations across budgets and sample counts.
 
@@ -174,7 +224,7 @@ def sweep(
     from ..sweep.config import load_sweep
 
     config, problems = load_sweep(file)
-    _run(config, problems, db, ray or ray_address is not None, ray_address, dry_run)
+    _run(config, problems, db, ray or ray_address is not None, ray_address, dry_run, gpu_memory)
     if parquet is not None and not dry_run:
         from ..sweep.store import Store
 

@@ -10,8 +10,9 @@
     memory = "24GiB"            # optional: every scenario must fit
     device = "auto"             # auto, cpu, cuda
     dtype = "auto"              # auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32
-    batch = 1                   # problems generated together (one cache, one step); results do not
-                                # depend on it, throughput does (on a CPU most of all)
+    batch = "auto"              # problems generated together (one cache, one step): "auto" fills the
+                                # GPU's memory (sweep/batching.py; 1 problem on a CPU) or a number;
+                                # results do not depend on it, throughput does
 
     [sampling]                  # Qwen3 thinking defaults
     temperature = 0.6
@@ -112,7 +113,7 @@ class SweepConfig:
     dtype: str = "auto"
     sampling: SamplingParams = field(default_factory=SamplingParams)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
-    batch: int = 1  # problems per generation (throughput only: not part of settings_key)
+    batch: int | str = "auto"  # problems per generation, or "auto" (sweep/batching.py); never in settings_key
 
     @property
     def max_samples(self) -> int:
@@ -245,9 +246,9 @@ def parse_sweep(
     dtype = raw.get("dtype", "auto")
     if dtype not in ("auto", "bfloat16", "float16", "float32"):
         fail("dtype", "expected auto, bfloat16, float16 or float32")
-    batch = raw.get("batch", 1)
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        fail("batch", "expected a whole number >= 1 (problems generated together)")
+    batch = raw.get("batch", "auto")
+    if batch != "auto" and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
+        fail("batch", 'expected "auto" (as many problems as the GPU holds) or a whole number >= 1')
     memory = None
     if "memory" in raw:
         try:

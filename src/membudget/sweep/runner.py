@@ -16,6 +16,7 @@ from ..memory import breakdown, kv_bytes_per_token, weight_bytes
 from ..scoring import Score
 from ..spec import resolve_spec
 from ..tasks import Problem, chat_prompt, get_task
+from .batching import Batch, fit_batch, prompt_tokens
 from .config import SweepConfig
 from .store import SampleRow, Store, scenario_score
 
@@ -34,11 +35,19 @@ class Unit:
 
 @dataclass(frozen=True, slots=True)
 class Group:
-    """All units that share one loaded model."""
+    """All units that share one loaded model, and the generation size of each (KV policy, task)."""
 
     model: str
     weights: int
     units: tuple[Unit, ...]
+    batches: tuple[tuple[str, str, Batch], ...] = ()  # (kv, task, batch); none: config.batch problems
+
+    def batch(self, kv: str, task: str, default: int | str) -> Batch:
+        for k, t, b in self.batches:
+            if (k, t) == (kv, task):
+                return b
+        count = default if isinstance(default, int) else 1  # "auto" without a memory to fill: one
+        return Batch(count, 0, 1, 0)
 
 
 def problem_seed(seed: int, task: str, problem_id: str) -> int:
@@ -51,13 +60,31 @@ def sweep_id(config: SweepConfig) -> str:
     return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def plan(config: SweepConfig, problems: dict[str, list[Problem]], store: Store | None = None) -> list[Group]:
-    """Groups of units still to run (complete problems in `store` are left out)."""
+def plan(
+    config: SweepConfig,
+    problems: dict[str, list[Problem]],
+    store: Store | None = None,
+    memory_bytes: int | None = None,
+) -> list[Group]:
+    """Groups of units still to run (complete problems in `store` are left out). With `memory_bytes`
+    (a GPU's), each (KV policy, task) gets the generation size that fits it (batching.fit_batch); a
+    scenario that cannot fit at all raises FitError here, before anything loads."""
     expected = config.max_samples * len(config.budgets)
     groups = []
     for model in config.models:
+        spec = resolve_spec(model) if memory_bytes is not None else None
         for weights in config.weights:
             units = []
+            batches = []
+            if spec is not None:
+                for kv in config.kv:
+                    for task in config.tasks:
+                        t = get_task(task.name)
+                        prompt = max(prompt_tokens(t.prompt(p)) for p in problems[task.name])
+                        batch = fit_batch(spec, weights, kv, config.budgets[-1], config.max_samples, prompt,
+                                          config.generation.answer_tokens, memory_bytes, len(problems[task.name]),
+                                          config.batch)  # fmt: skip
+                        batches.append((kv, task.name, batch))
             for kv in config.kv:
                 for task in config.tasks:
                     key = config.settings_key(task.name)
@@ -70,7 +97,7 @@ def plan(config: SweepConfig, problems: dict[str, list[Problem]], store: Store |
                         if p.id not in done
                     ]
             if units:
-                groups.append(Group(model, weights, tuple(units)))
+                groups.append(Group(model, weights, tuple(units), tuple(batches)))
     return groups
 
 
@@ -156,7 +183,7 @@ def run_group(config: SweepConfig, group: Group, on_step=None) -> Iterator[list[
     tok = loaded.tokenizer
     generator = Generator(loaded.decoder, tok, on_step=on_step)
     gen = config.generation
-    for batch in _batches(group.units, config.batch):
+    for batch in _batches(group, config.batch):
         first = batch[0]
         task = get_task(first.task)
         prompts, seeds = [], []
@@ -166,27 +193,35 @@ def run_group(config: SweepConfig, group: Group, on_step=None) -> Iterator[list[
                 text = chat_prompt(tok, text, gen.thinking)
             prompts.append(tok.encode(text, add_special_tokens=not tok.chat_template))
             seeds.append(problem_seed(config.seed, unit.task, unit.problem.id))
-        settings = GenerationConfig(
-            config.budgets,
-            config.max_samples,
-            gen.answer_tokens,
-            gen.answer_prefix or task.answer_prefix,
-            gen.budget_forcing,
-            gen.wait_text,
-            config.sampling,
-            kv=first.kv,
-        )
-        for unit, seed, results in zip(
-            batch, seeds, generator.generate_batch(prompts, settings, seeds), strict=True
-        ):
-            yield _rows(unit, seed, results, config, task, generator)
+        passes = group.batch(first.kv, first.task, config.batch).passes
+        per_pass = -(-config.max_samples // passes)
+        results: list[list] = [[] for _ in batch]
+        for start in range(0, config.max_samples, per_pass):  # one pass unless G rows do not fit
+            settings = GenerationConfig(
+                config.budgets,
+                min(per_pass, config.max_samples - start),
+                gen.answer_tokens,
+                gen.answer_prefix or task.answer_prefix,
+                gen.budget_forcing,
+                gen.wait_text,
+                config.sampling,
+                kv=first.kv,
+                first_sample=start,
+            )
+            for mine, theirs in zip(results, generator.generate_batch(prompts, settings, seeds), strict=True):
+                mine.extend(theirs)
+        for unit, seed, samples in zip(batch, seeds, results, strict=True):
+            yield _rows(unit, seed, samples, config, task, generator)
 
 
-def _batches(units: tuple[Unit, ...], size: int) -> Iterator[list[Unit]]:
-    """Consecutive units of the same KV policy and task, at most `size` at a time."""
+def _batches(group: Group, default: int | str) -> Iterator[list[Unit]]:
+    """Consecutive units of the same KV policy and task, as many as the group's batch for them."""
     batch: list[Unit] = []
-    for unit in units:
-        if batch and (len(batch) == size or (unit.kv, unit.task) != (batch[0].kv, batch[0].task)):
+    for unit in group.units:
+        if batch and (
+            len(batch) == group.batch(batch[0].kv, batch[0].task, default).problems
+            or (unit.kv, unit.task) != (batch[0].kv, batch[0].task)
+        ):
             yield batch
             batch = []
         batch.append(unit)
