@@ -119,6 +119,14 @@ def _figure(df: pd.DataFrame, colour_by: str, title: str):
     return buffer.getvalue()
 
 
+def _percent(v) -> str:
+    return f"{100 * v:.1f}"
+
+
+def _gib(v) -> str:
+    return f"{v:.3f}"
+
+
 # column -> (title, how a value shows); fractions of problems show as % like the CLI's tables
 HEADERS = {
     "model": ("model", str),
@@ -129,20 +137,20 @@ HEADERS = {
     "budget": ("T (tokens)", lambda v: f"{v:,}"),
     "samples": ("G (samples)", str),
     "metric": ("metric", str),
-    "accuracy": ("accuracy %", lambda v: f"{100 * v:.1f}"),
-    "low": ("95 % CI low %", lambda v: f"{100 * v:.1f}"),
-    "high": ("95 % CI high %", lambda v: f"{100 * v:.1f}"),
+    "accuracy": ("accuracy %", _percent),
+    "low": ("95 % CI low %", _percent),
+    "high": ("95 % CI high %", _percent),
     "gained": ("accuracy gained (points)", lambda v: f"{100 * v:+.1f}"),
-    "eviction": ("best eviction %", lambda v: f"{100 * v:.1f}"),
-    "quantization": ("best quantization %", lambda v: f"{100 * v:.1f}"),
+    "eviction": ("best eviction %", _percent),
+    "quantization": ("best quantization %", _percent),
     "n_problems": ("problems", str),
-    "total_gib": ("total GiB", lambda v: f"{v:.3f}"),
-    "weights_gib": ("weights GiB", lambda v: f"{v:.3f}"),
-    "kv_gib": ("KV GiB", lambda v: f"{v:.3f}"),
-    "workspace_gib": ("workspace GiB", lambda v: f"{v:.3f}"),
-    "memory_gib": ("memory GiB", lambda v: f"{v:.3f}"),
+    "total_gib": ("total GiB", _gib),
+    "weights_gib": ("weights GiB", _gib),
+    "kv_gib": ("KV GiB", _gib),
+    "workspace_gib": ("workspace GiB", _gib),
+    "memory_gib": ("memory GiB", _gib),
     "added_gib": ("added GiB", lambda v: f"{v:+.3f}"),
-    "effective_gib": ("weights GiB (effective size)", lambda v: f"{v:.3f}"),
+    "effective_gib": ("weights GiB (effective size)", _gib),
     "low_gib": ("from GiB", lambda v: f"{v:.2f}"),
     "high_gib": ("to GiB", lambda v: f"{v:.2f}"),
     "up_to_gib": ("up to GiB", lambda v: f"{v:.2f}"),
