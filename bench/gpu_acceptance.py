@@ -8,8 +8,8 @@ Steps, each logged and written under DIR (JSON summary: DIR/acceptance.json):
 2. The grid on the GPU (examples/gpu-acceptance.toml): weights 16/8/4 x KV full, quant:8/4/2, streaming,
    rkv, h2o, snapkv, rkv+quant x G 1 and 16 x budgets 64 and 160, then `membudget report`. Checks that
    every scenario has complete samples, and that each generation's measured peak (torch's
-   max_memory_allocated) is within 3 % of `membudget memory` for that generation (its rows, its
-   longest prompt, the answer slots of its budget checkpoints).
+   max_memory_allocated, recorded per generation in the store) is within 3 % of `membudget memory`
+   for that generation (its rows, its longest prompt, the answer slots of its checkpoints).
 3. GPU against CPU: the demo study (examples/smollm2-arithmetic.toml, same seeds) on the GPU and on
    this machine's CPU; every scenario's score must fall in intervals that overlap (95 % bootstrap).
 
@@ -63,46 +63,22 @@ def complete(db: Path) -> list[dict]:
     return scenario_table(db).to_dict("records")
 
 
-def peaks(db: Path, sweep: Path) -> list[dict]:
-    """Per generation: its rows, measured peak, and the accounting for that batch."""
+def peaks(db: Path) -> list[dict]:
+    """Per generation (the store's `generations` table): its rows, measured peak and the accounting
+    of that batch, and their ratio."""
     import sqlite3
 
-    from transformers import AutoTokenizer
-
-    from membudget.engine.generate import GenerationConfig, Generator
-    from membudget.engine.load import smollm2_dir
-    from membudget.memory import Scenario, breakdown
-    from membudget.spec import resolve_spec
-    from membudget.sweep.config import load_sweep
-    from membudget.tasks import chat_prompt, get_task
-
-    config, problems = load_sweep(sweep)
-    tok = AutoTokenizer.from_pretrained(smollm2_dir())
-    spec = resolve_spec("smollm2")
-    task = get_task(config.tasks[0].name)
-    prompts = [
-        tok.encode(chat_prompt(tok, task.prompt(p), config.generation.thinking), add_special_tokens=False)
-        for p in problems[task.name]
-    ]
-    settings = GenerationConfig(config.budgets, config.max_samples, config.generation.answer_tokens,
-                                config.generation.answer_prefix or task.answer_prefix)  # fmt: skip
-    if config.batch < len(prompts):
-        raise SystemExit("the peak check expects one generation per (weights, KV): batch >= problems")
-    gen = Generator(None, tok)  # only its slot arithmetic: no model needed
-    longest = max(len(p) for p in prompts)
-    capacity = gen.capacity(longest, settings)
-    con = sqlite3.connect(db)
-    out = []
-    for weights, kv, peak in con.execute(
-        "SELECT weights, kv, MAX(peak_memory_bytes) FROM samples GROUP BY weights, kv ORDER BY weights, kv"
-    ):
-        scenario = Scenario("smollm2", weights, kv, capacity - longest, config.max_samples * len(prompts),
-                            longest, answer_slots=gen.answer_slots(settings))  # fmt: skip
-        accounted = breakdown(spec, scenario).total_bytes
-        out.append({"weights": weights, "kv": kv, "rows": scenario.samples, "prompt": longest,
-                    "peak": peak, "accounted": accounted, "ratio": peak / accounted if peak else None})  # fmt: skip
+    con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    records = con.execute(
+        "SELECT weights, kv, rows, prompt_tokens, peak_memory_bytes, accounted_bytes FROM generations "
+        "ORDER BY weights, kv, first_sample"
+    ).fetchall()
     con.close()
-    return out
+    return [
+        {"weights": w, "kv": kv, "rows": rows, "prompt": prompt, "peak": peak, "accounted": accounted,
+         "ratio": peak / accounted if peak else None}
+        for w, kv, rows, prompt, peak, accounted in records
+    ]  # fmt: skip
 
 
 def compare(gpu_db: Path, cpu_db: Path) -> list[dict]:
@@ -191,7 +167,7 @@ def main() -> None:
 
     config, _ = load_sweep(grid)
     expected = len(config.scenarios())
-    measured = peaks(out / "grid.db", grid) if scenarios else []
+    measured = peaks(out / "grid.db") if scenarios else []
     bad_peaks = [p for p in measured if p["ratio"] is None or abs(p["ratio"] - 1) > PEAK_TOLERANCE]
     summary["steps"]["grid"] = {"s": seconds or 0.0, "scenarios_expected": expected, "scenarios_complete": len(scenarios),
                                 "peaks": measured, "peaks_outside_3pct": len(bad_peaks)}  # fmt: skip

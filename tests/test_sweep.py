@@ -326,3 +326,37 @@ def test_samples_in_passes_equal_one_pass(tmp_path, tiny_dir):
         run_local(config, groups, store)
         assert [tuple(r[i] for i in KEEP) for r in store.sample_rows()] == reference, batch
         store.close()
+
+
+def test_each_generation_is_recorded_with_its_accounting(tmp_path, tiny_dir):
+    """One record per generation (per pass): its rows, longest prompt and `membudget memory`'s bytes
+    for that batch; the peak stays empty on the CPU."""
+    import dataclasses
+
+    from membudget.memory import Scenario, breakdown
+    from membudget.spec import resolve_spec
+    from membudget.sweep.batching import Batch
+
+    file = write_sweep(tmp_path / "s.toml", tiny_dir, budgets="[6, 16]", samples="[1, 3]", limit=3)
+    config, problems = load_sweep(file)
+    store = Store(tmp_path / "g.db")
+    record_plan(config, store)
+    groups = [
+        dataclasses.replace(g, batches=(("full", "arithmetic", Batch(3, 9, 1, 0)),))
+        for g in plan(config, problems)
+    ]
+    run_local(config, groups, store)
+    [(problems_, rows, prompt, peak, accounted)] = store.db.execute(
+        "SELECT problems, rows, prompt_tokens, peak_memory_bytes, accounted_bytes FROM generations"
+    ).fetchall()
+    assert len(problems_.split(",")) == 3 and rows == 9 and peak is None
+    from transformers import AutoTokenizer
+
+    from membudget.engine.generate import GenerationConfig, Generator
+    from membudget.tasks import get_task
+
+    settings = GenerationConfig((6, 16), 3, 4, get_task("arithmetic").answer_prefix)
+    slots = Generator(None, AutoTokenizer.from_pretrained(tiny_dir)).answer_slots(settings)
+    scenario = Scenario(str(tiny_dir), 16, "full", 16 + slots, 9, prompt, answer_slots=slots)
+    assert accounted == breakdown(resolve_spec(str(tiny_dir)), scenario).total_bytes
+    store.close()

@@ -155,6 +155,10 @@ HEADERS = {
     "high_gib": ("to GiB", lambda v: f"{v:.2f}"),
     "up_to_gib": ("up to GiB", lambda v: f"{v:.2f}"),
     "spent_on": ("spent on", str),
+    "rows": ("rows", str),
+    "peak_gib": ("measured peak GiB", _gib),
+    "accounted_gib": ("accounted GiB", _gib),
+    "ratio": ("peak / accounted", _gib),
     "better": ("better", str),
     "from": ("from frontier point", str),
     "to": ("to frontier point", str),
@@ -183,6 +187,20 @@ def _table(df: pd.DataFrame, text_columns: set[str], sortable: bool = False, emp
         body.append("<tr>" + "".join(cells) + "</tr>")
     cls = ' class="sortable"' if sortable else ""
     return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _peaks(con) -> pd.DataFrame:
+    """Per generation with a measured peak: its rows, peak and accounted GiB and their ratio."""
+    if not con.execute("SELECT 1 FROM sqlite_master WHERE name = 'generations'").fetchone():
+        return pd.DataFrame()
+    rows = con.execute(
+        "SELECT model, weights, kv, task, rows, peak_memory_bytes, accounted_bytes FROM generations "
+        "WHERE peak_memory_bytes IS NOT NULL ORDER BY model, weights, kv, task, rows"
+    ).fetchall()
+    df = pd.DataFrame(rows, columns=["model", "weights", "kv", "task", "rows", "peak", "accounted"])
+    return df.assign(
+        peak_gib=df["peak"] / GIB, accounted_gib=df["accounted"] / GIB, ratio=df["peak"] / df["accounted"]
+    ).drop(columns=["peak", "accounted"])
 
 
 def build_report(db: str | Path, out: str | Path) -> Path:
@@ -248,6 +266,10 @@ def build_report(db: str | Path, out: str | Path) -> Path:
     sections.append("<h2>All scenarios</h2><p class='note'>Click a column to sort.</p>")
     sections.append(_table(everything, {"model", "kv", "task", "kind", "metric"}, sortable=True))
     con = open_readonly(db)
+    sections.append("<h2>Measured peak against the accounting, per generation</h2>")
+    sections.append(_table(_peaks(con), {"model", "kv", "task"}, empty=(
+        "No generation recorded a peak: peaks are measured on CUDA GPUs (and recorded by stores "
+        "written since generations were recorded).")))  # fmt: skip
     sections.append("<h2>Settings and prompts</h2>")
     for name, config in con.execute("SELECT name, config FROM sweeps ORDER BY created"):
         sections.append(

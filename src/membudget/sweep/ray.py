@@ -1,7 +1,7 @@
 """Sweeps on a Ray cluster: one task per (model, weights) group, rows streamed back to the driver.
 
 Each group is a Ray task asking for one GPU (or one CPU on a cluster without GPUs) that yields each
-problem's rows as soon as they exist; the driver alone writes them to the store, in arrival order,
+problem's rows (and each generation's record) as soon as they exist; the driver alone writes them to the store, in arrival order,
 so a killed driver resumes exactly like a local sweep. `address=None` starts a local cluster.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .config import SweepConfig
-from .runner import Group, run_group
+from .runner import Group, run_group, store_item
 from .store import SampleRow, Store
 
 
@@ -42,9 +42,7 @@ def run_ray(
         written = 0
         for stream in streams:
             for ref in stream:
-                rows = ray.get(ref)
-                written += store.add_samples(rows)
-                on_problem(rows)
+                written += store_item(store, ray.get(ref), on_problem)
         return written
     finally:
         if started:

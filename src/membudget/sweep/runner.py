@@ -12,13 +12,13 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ..memory import breakdown, kv_bytes_per_token, weight_bytes
+from ..memory import Scenario, breakdown, kv_bytes_per_token, weight_bytes
 from ..scoring import Score
 from ..spec import resolve_spec
 from ..tasks import Problem, chat_prompt, get_task
 from .batching import Batch, fit_batch, prompt_tokens
 from .config import SweepConfig
-from .store import SampleRow, Store, scenario_score
+from .store import GenerationRecord, SampleRow, Store, scenario_score
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +172,11 @@ def resolve_device(config: SweepConfig) -> tuple[str, str]:
     return device, dtype
 
 
-def run_group(config: SweepConfig, group: Group, on_step=None) -> Iterator[list[SampleRow]]:
-    """Load the group's model once; yield each problem's rows as soon as its generation ends.
-    `on_step()` is called after every decode step (progress)."""
+def run_group(
+    config: SweepConfig, group: Group, on_step=None
+) -> Iterator[GenerationRecord | list[SampleRow]]:
+    """Load the group's model once; yield each generation's record (GenerationRecord) as it ends and
+    then each of its problems' rows. `on_step()` is called after every decode step (progress)."""
     from ..engine.generate import GenerationConfig, Generator
     from ..engine.load import load_model
 
@@ -210,8 +212,23 @@ def run_group(config: SweepConfig, group: Group, on_step=None) -> Iterator[list[
             )
             for mine, theirs in zip(results, generator.generate_batch(prompts, settings, seeds), strict=True):
                 mine.extend(theirs)
+            yield _record(batch, prompts, settings, generator, loaded.spec)
         for unit, seed, samples in zip(batch, seeds, results, strict=True):
             yield _rows(unit, seed, samples, config, task, generator)
+
+
+def _record(batch: list[Unit], prompts: list[list[int]], settings, generator, spec) -> GenerationRecord:
+    """What a generation held and used, beside what `membudget memory` accounts for that batch."""
+    first, longest = batch[0], max(len(p) for p in prompts)
+    rows = len(batch) * settings.samples
+    capacity = generator.capacity(longest, settings)
+    scenario = Scenario(first.model, first.weights, first.kv, capacity - longest, rows, longest,
+                        answer_slots=generator.answer_slots(settings))  # fmt: skip
+    return GenerationRecord(
+        first.run_key, first.model, first.weights, first.kv, first.task, ",".join(u.problem.id for u in batch),
+        settings.first_sample, rows, longest, generator.peak_memory_bytes or None,
+        breakdown(spec, scenario).total_bytes, generator.timings.decode_s,
+    )  # fmt: skip
 
 
 def _batches(group: Group, default: int | str) -> Iterator[list[Unit]]:
@@ -274,9 +291,18 @@ def run_local(
     decode step (a progress bar between problems)."""
     written = 0
     for group in groups:
-        for rows in run_group(config, group, on_step):
-            written += store.add_samples(rows)
-            on_problem(rows)
+        for item in run_group(config, group, on_step):
+            written += store_item(store, item, on_problem)
+    return written
+
+
+def store_item(store: Store, item, on_problem) -> int:
+    """Write what run_group yielded: a generation's record, or a problem's rows (then `on_problem`)."""
+    if isinstance(item, GenerationRecord):
+        store.add_generation(item)
+        return 0
+    written = store.add_samples(item)
+    on_problem(item)
     return written
 
 

@@ -41,6 +41,16 @@ CREATE TABLE IF NOT EXISTS samples (
     PRIMARY KEY (run_key, model, weights, kv, task, problem_id, sample_index, budget));
 """
 
+# Tables newer stores also have; a store without them is still a store (they are created on write).
+SCHEMA_EXTRA = """
+CREATE TABLE IF NOT EXISTS generations (
+    run_key TEXT NOT NULL, model TEXT NOT NULL, weights INTEGER NOT NULL, kv TEXT NOT NULL,
+    task TEXT NOT NULL, problems TEXT NOT NULL, first_sample INTEGER NOT NULL, rows INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL, peak_memory_bytes INTEGER, accounted_bytes INTEGER NOT NULL,
+    decode_s REAL NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (run_key, model, weights, kv, task, problems, first_sample));
+"""
+
 RESULT_COLUMNS = (
     "run_key",
     "model",
@@ -62,6 +72,26 @@ RESULT_COLUMNS = (
     "decode_s",
     "peak_memory_bytes",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRecord:
+    """One generation (one pass of samples over a batch of problems): its rows, the measured peak
+    (CUDA only) and `membudget memory`'s accounting of that batch (weights, every row's KV, the
+    workspace of all rows)."""
+
+    run_key: str
+    model: str
+    weights: int
+    kv: str
+    task: str
+    problems: str  # the problem ids, comma-joined
+    first_sample: int
+    rows: int
+    prompt_tokens: int  # the longest prompt: the cache is allocated for it
+    peak_memory_bytes: int | None
+    accounted_bytes: int
+    decode_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +221,7 @@ class Store:
             raise StoreError(f"cannot create the results store {self.path}: {err}") from None
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        self.db.executescript(SCHEMA + SCHEMA_EXTRA)
 
     @classmethod
     def readonly(cls, path: str | Path) -> Store | None:
@@ -244,6 +274,11 @@ class Store:
                 values,
             )
             return db.total_changes - before
+
+    def add_generation(self, record: GenerationRecord) -> None:
+        values = tuple(asdict(record).values()) + (time.time(),)
+        with self.transaction() as db:
+            db.execute(f"INSERT OR IGNORE INTO generations VALUES ({', '.join('?' * len(values))})", values)
 
     def done_problems(
         self, run_key: str, model: str, weights: int, kv: str, task: str, expected: int
