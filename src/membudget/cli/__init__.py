@@ -70,6 +70,11 @@ def csv(values) -> str:
     return ",".join(map(str, values))
 
 
+def split_list(values: list[str]) -> list[str]:
+    """Repeated options and comma lists alike: ["full,quant:8", "rkv:4096"] -> three items."""
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
 def split_ints(values: list[str], what: str) -> list[int]:
     try:
         return [int(v) for item in values for v in item.split(",") if v.strip()]

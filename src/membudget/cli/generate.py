@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -77,9 +76,8 @@ def generate(
         raise ValueError(f"--device {device}: expected cpu or cuda (cuda:N for another GPU)")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda, but torch sees no CUDA GPU; use --device cpu")
-    if device.startswith("cuda") and not Path(model).is_dir() and not model.endswith(".gguf"):
+    if device.startswith("cuda"):
         from ..engine.attention import GPU_HEAD_DIMS
-        from ..spec import resolve_spec
 
         head_dim = resolve_spec(model).head_dim
         if head_dim not in GPU_HEAD_DIMS:

@@ -12,7 +12,19 @@ from ..fit import DEFAULT_KV, DEFAULT_SAMPLES, DEFAULT_TOKENS, Grid, fit
 from ..memory import GIB, WEIGHT_BITS, MemoryBreakdown, Scenario, breakdown, parse_size
 from ..memory import kv_bytes_per_token as _kv_per_token
 from ..spec import resolve_spec
-from . import ConventionOpt, JsonOpt, ModelOpt, PromptOpt, app, csv, gib, out, scenario_cells, split_ints
+from . import (
+    ConventionOpt,
+    JsonOpt,
+    ModelOpt,
+    PromptOpt,
+    app,
+    csv,
+    gib,
+    out,
+    scenario_cells,
+    split_ints,
+    split_list,
+)
 
 CONVENTION_NOTE = {
     "all": "convention 'all': weights + KV of prompt and generated tokens (each sample holds its own "
@@ -58,7 +70,7 @@ def memory(
         breakdown(spec, Scenario(name, w, k, tokens, samples, prompt_tokens, convention))
         for name, spec in specs.items()
         for w in (split_ints(weights, "--weights") if weights else [16])
-        for k in ([k for item in kv for k in item.split(",")] if kv else ["full"])
+        for k in (split_list(kv) if kv else ["full"])
     ]
     if as_json:
         payload = [r.to_dict() for r in rows]
@@ -147,7 +159,7 @@ def fit_cmd(
     budget = parse_size(memory_size)
     grid = Grid(
         split_ints(weights, "--weights") if weights else WEIGHT_BITS,
-        [k for item in kv for k in item.split(",")] if kv else DEFAULT_KV,
+        split_list(kv) if kv else DEFAULT_KV,
         split_ints(tokens, "--tokens") if tokens else DEFAULT_TOKENS,
         split_ints(samples, "--samples") if samples else DEFAULT_SAMPLES,
         prompt_tokens,

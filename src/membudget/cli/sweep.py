@@ -109,16 +109,16 @@ def _run(
     dry_run: bool,
     gpu_memory: str | None = None,
 ) -> None:
-    from ..sweep.runner import plan, record_plan, resolve_device, run_local, scenario_scores
+    from ..sweep.runner import plan, record_plan, resolve_device, run_local, scenario_scores, size_generations
     from ..sweep.store import Store
 
     if not dry_run:
         resolve_device(config)  # refuses device = "cuda" without a GPU before anything is written
     memory = gpu_memory_bytes(config, gpu_memory)
-    plan(config, problems, None, memory)  # a scenario that cannot fit is refused before the store opens
+    sizes = size_generations(config, problems, memory)  # refuses what cannot fit before the store opens
     store = Store.readonly(db) if dry_run else Store(db)  # a dry run creates and changes nothing
     try:
-        groups = plan(config, problems, store, memory)
+        groups = plan(config, problems, store, sizes)
         todo = sum(len(g.units) for g in groups)
         total = (
             sum(len(p) for p in problems.values()) * len(config.models) * len(config.weights) * len(config.kv)

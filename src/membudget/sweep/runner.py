@@ -60,31 +60,58 @@ def sweep_id(config: SweepConfig) -> str:
     return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def size_generations(
+    config: SweepConfig, problems: dict[str, list[Problem]], memory_bytes: int | None
+) -> dict[tuple[str, int], tuple[tuple[str, str, Batch], ...]]:
+    """(model, weights) -> the generation size of each (KV policy, task) under `memory_bytes` (a GPU's;
+    batching.fit_batch); none without a memory to fill. A scenario that cannot fit at all raises
+    FitError here, before anything loads."""
+    if memory_bytes is None:
+        return {}
+    sizes = {}
+    prompts = {
+        task.name: max(prompt_tokens(get_task(task.name).prompt(p)) for p in problems[task.name])
+        for task in config.tasks
+    }
+    for model in config.models:
+        spec = resolve_spec(model)
+        for weights in config.weights:
+            sizes[model, weights] = tuple(
+                (
+                    kv,
+                    task.name,
+                    fit_batch(
+                        spec,
+                        weights,
+                        kv,
+                        config.budgets[-1],
+                        config.max_samples,
+                        prompts[task.name],
+                        config.generation.answer_tokens,
+                        memory_bytes,
+                        len(problems[task.name]),
+                        config.batch,
+                    ),
+                )  # fmt: skip
+                for kv in config.kv
+                for task in config.tasks
+            )
+    return sizes
+
+
 def plan(
     config: SweepConfig,
     problems: dict[str, list[Problem]],
     store: Store | None = None,
-    memory_bytes: int | None = None,
+    sizes: dict[tuple[str, int], tuple[tuple[str, str, Batch], ...]] | None = None,
 ) -> list[Group]:
-    """Groups of units still to run (complete problems in `store` are left out). With `memory_bytes`
-    (a GPU's), each (KV policy, task) gets the generation size that fits it (batching.fit_batch); a
-    scenario that cannot fit at all raises FitError here, before anything loads."""
+    """Groups of units still to run (complete problems in `store` are left out), each with its
+    generation sizes from `size_generations` (none: `config.batch` problems)."""
     expected = config.max_samples * len(config.budgets)
     groups = []
     for model in config.models:
-        spec = resolve_spec(model) if memory_bytes is not None else None
         for weights in config.weights:
             units = []
-            batches = []
-            if spec is not None:
-                for kv in config.kv:
-                    for task in config.tasks:
-                        t = get_task(task.name)
-                        prompt = max(prompt_tokens(t.prompt(p)) for p in problems[task.name])
-                        batch = fit_batch(spec, weights, kv, config.budgets[-1], config.max_samples, prompt,
-                                          config.generation.answer_tokens, memory_bytes, len(problems[task.name]),
-                                          config.batch)  # fmt: skip
-                        batches.append((kv, task.name, batch))
             for kv in config.kv:
                 for task in config.tasks:
                     key = config.settings_key(task.name)
@@ -97,7 +124,7 @@ def plan(
                         if p.id not in done
                     ]
             if units:
-                groups.append(Group(model, weights, tuple(units), tuple(batches)))
+                groups.append(Group(model, weights, tuple(units), (sizes or {}).get((model, weights), ())))
     return groups
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 
 SCHEMA = """
@@ -147,6 +148,7 @@ class StoreError(ValueError):
     """A --db that is not a membudget results store (message: which file, what is wrong, what to do)."""
 
 
+@cache
 def _columns_needed() -> dict[str, set[str]]:
     """Table -> the columns SCHEMA gives it."""
     memory = sqlite3.connect(":memory:")
