@@ -175,8 +175,10 @@ def workspace_bytes(
     the RoPE table.
 
     Prefill runs the prompt once (P rows); decode runs G rows. Per row a layer holds its input, the
-    q/k/v projections, the attention output and the MLP's gate/up products. Sampling keeps fp32
-    logits, fp32 probabilities and int64 sort indices for G x vocab. The engine's RoPE table holds
+    q/k/v projections, the attention output and the MLP's gate/up products. The logits are the LM
+    head's 16-bit output and its fp32 copy, G x vocab each; the GPU's top-k draw (engine/triton_sample.py)
+    adds only G x (vocab / 2048) x k candidate ids. (A draw without top-k sorts the whole vocabulary: about 3x the
+    logits more, not counted.) The engine's RoPE table holds
     cos and sin for every one of the `positions` cache slots. ENGINE_OVERHEAD is the GPU runtime's
     share, calibrated against torch's measured peak on an H200.
     """
@@ -187,9 +189,9 @@ def workspace_bytes(
         + 2 * spec.intermediate_size
     ) * act_bytes
     rows = max(prompt_tokens, samples, 1)
-    sampling = samples * spec.vocab_size * (4 + 4 + 8)
+    logits = samples * spec.vocab_size * (2 + 4)
     rope = 2 * positions * spec.head_dim * act_bytes
-    return rows * per_row + sampling + rope + ENGINE_OVERHEAD
+    return rows * per_row + logits + rope + ENGINE_OVERHEAD
 
 
 @dataclass(frozen=True, slots=True)

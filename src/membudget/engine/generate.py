@@ -140,6 +140,9 @@ class Generator:
         forced, wait = self._forced(config), self._encode(config.wait_text)
         if config.budget_forcing and not wait:
             raise ValueError("budget forcing needs a non-empty wait text")
+        # the last generation's cache goes before this one's is allocated: the peak recorded below is
+        # then this generation's own (weights, this cache, workspace), comparable with its accounting
+        self.cache = None
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         longest = max(len(p) for p in prompts)
