@@ -38,11 +38,11 @@ KV_GROUP = 64
 KV_RESIDUAL = 128
 CONVENTIONS = ("all", "study")
 # Memory the engine holds on a GPU beyond weights, KV and activations: cuBLAS workspaces of the decode
-# and capture streams, the CUDA-graph pool and compiled-kernel buffers. Calibrated on an H200: the
-# measured peak minus everything else was 44-160 MiB over four shapes in three runs since all models
-# of a process share one capture stream (141-224 MiB before, when each model had its own and kept
-# its cuBLAS workspace); bench/RESULTS.md.
-ENGINE_OVERHEAD = 80 * 2**20
+# and capture streams, the CUDA-graph pool and compiled-kernel buffers. The measured peak minus
+# everything else: 44-160 MiB over four Qwen3 shapes on an H200 (bench/RESULTS.md); 75-109 MiB,
+# median 94, over the 27 generations of the GPU acceptance run on an H100 (SmolLM2-135M, every
+# weight width and KV family; bench/results/gpu-acceptance-h100.json). Set near that median.
+ENGINE_OVERHEAD = 92 * 2**20
 
 # Eviction methods (engine/policies): all compact to B every EVICTION_BUFFER tokens, so a sequence
 # holds up to B + EVICTION_BUFFER (the slack); each records its newest `window` queries for scoring,
