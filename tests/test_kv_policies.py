@@ -293,7 +293,6 @@ def test_value_codes_grouped_by_four_slots_change_nothing(qwen, kv, monkeypatch)
     assert grouped and qwen.cache.store.grouped and qwen.cache.store.vc[0].dim() == 5
 
 
-
 def test_a_generation_releases_the_last_ones_cache_before_allocating(qwen, monkeypatch):
     """Otherwise every generation after the first holds two caches at its peak (seen on a GPU: the
     recorded peaks of a sweep's later generations were 1.3-2.0x their accounting)."""
