@@ -27,7 +27,7 @@ demo: $(STAMP)
 	mkdir -p demo
 	$(DEMO) sweep examples/smollm2-arithmetic.toml --db demo/results.db
 	$(DEMO) report demo/results.db --out demo/report
-	$(DEMO) plan --memory 250MiB --task arithmetic --model smollm2 --db demo/results.db --top 3
+	$(DEMO) plan --memory 270MiB --task arithmetic --model smollm2 --db demo/results.db --top 3
 	$(DEMO) plan --memory 370MiB --task arithmetic --model smollm2 --db demo/results.db --top 3
 	@echo "open demo/report/index.html for the figures"
 

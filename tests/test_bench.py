@@ -1,4 +1,4 @@
-"""The benchmark's roofline bytes and cache filling (the timing itself needs a GPU: bench/RESULTS.md)."""
+"""The benchmark's roofline bytes and cache filling (the timing itself needs a GPU: bench/RESULTS.md in git history)."""
 
 import torch
 

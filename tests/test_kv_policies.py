@@ -240,7 +240,7 @@ def test_quantize_round_trip(bits):
 
 def test_quant8_logits_on_smollm2_stay_within_one_percent(smollm2_fp32):
     """Relative error of all decode-step logits together (Frobenius norm), teacher-forced on 280 tokens
-    of MATH-500 text; the worst single step is reported in bench/RESULTS.md (about 2 %)."""
+    of MATH-500 text; the worst single step is reported in bench/RESULTS.md in git history (about 2 %)."""
     import json
 
     from membudget.tasks.base import BUNDLED

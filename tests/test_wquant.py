@@ -196,7 +196,7 @@ def test_smollm2_int8_greedy_answers_match_as_often_as_bf16_arithmetic(smollm2_f
     fp32 arithmetic so that only the weights differ. Measured: int8 25/40 identical, int4 1/40; computing
     the 16-bit model in bf16 instead of fp32 changes as many (24/40 identical): SmolLM2-135M's greedy
     continuations flip at near-ties under any perturbation of that size. The issue's >= 95 % is not
-    reachable by a weight format on this model (bench/RESULTS.md); this test guards what is measured."""
+    reachable by a weight format on this model (bench/RESULTS.md in git history); this test guards what is measured."""
     from membudget.engine.load import load_model
 
     reference = greedy_answers(smollm2_fp32)

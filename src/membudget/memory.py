@@ -39,9 +39,9 @@ KV_RESIDUAL = 128
 CONVENTIONS = ("all", "study")
 # Memory the engine holds on a GPU beyond weights, KV and activations: cuBLAS workspaces of the decode
 # and capture streams, the CUDA-graph pool and compiled-kernel buffers. The measured peak minus
-# everything else: 44-160 MiB over four Qwen3 shapes on an H200 (bench/RESULTS.md); 75-109 MiB,
-# median 94, over the 27 generations of the GPU acceptance run on an H100 (SmolLM2-135M, every
-# weight width and KV family; bench/results/gpu-acceptance-h100.json). Set near that median.
+# everything else: 45-160 MiB over four Qwen3 shapes on H200s, 75-127 MiB (median 94) over the 54
+# generations of two GPU acceptance runs on an H100 (SmolLM2-135M, every weight width and KV
+# family); bench/BASELINE.md, "Memory". Set near that median.
 ENGINE_OVERHEAD = 92 * 2**20
 
 # Eviction methods (engine/policies): all compact to B every EVICTION_BUFFER tokens, so a sequence

@@ -12,7 +12,7 @@ import os
 
 import torch
 
-# batch sizes whose decode layer is compiled with autotuning (A/Bs: bench/ab_launch.py, RESULTS.md)
+# batch sizes whose decode layer is compiled with autotuning (A/Bs: bench/ab_launch.py, bench/RESULTS.md in git history)
 AUTOTUNE_ROWS = range(2, 5)
 
 
@@ -20,11 +20,11 @@ def compiled(fn, default: str = "1"):
     """torch.compile(fn) as MEMBUDGET_COMPILE says (else `default`): "autotune" (Inductor also times its
     own matrix kernels against cuBLAS for every shape: measured faster at 2-4 rows, slower at 16;
     at one row, where our kernels do the products, only slower to compile and less repeatable --
-    bench/RESULTS.md), "1" (plain compile), or "0" (eager: same results, many more kernel launches).
+    bench/RESULTS.md in git history), "1" (plain compile), or "0" (eager: same results, many more kernel launches).
 
     Inductor's kernels use programmatic dependent launch (Hopper and later; Inductor ignores it
     elsewhere): a kernel starts while its predecessor finishes and waits for its data on the device,
-    which hides part of each launch's latency (a few per cent at batch 1, bench/RESULTS.md)."""
+    which hides part of each launch's latency (a few per cent at batch 1, bench/RESULTS.md in git history)."""
     mode = os.environ.get("MEMBUDGET_COMPILE", default)
     if mode == "0":
         return fn

@@ -11,7 +11,7 @@ zeros [G * H_kv] shared by its layers, or None) let the CUDA attention kernel me
 its programs count finished splits there and the last one merges (engine/triton_attention.py). On an
 H200 that made the 8-bit kernel faster (0.235 vs 0.246 ms at 16k slots, 16 rows) and the 16-bit and
 4-bit steps slower (Qwen3-8B batch 1: 5.07 vs 4.85 ms; quant:4 at 32k: 19.90 vs 19.49 ms), so only an
-8-bit QuantStore has tickets (bench/RESULTS.md).
+8-bit QuantStore has tickets (bench/RESULTS.md in git history).
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class DenseStore:
 def grouped_values(device, bits: int, capacity: int, head_dim: int, dtype, heads: int, kv_heads: int) -> bool:
     """Whether a quantized store keeps its value codes grouped by 4 slots (engine/kvquant.py): 4-bit
     CUDA caches that the scale-after-dot kernel takes, which reads them that way 12-20 % faster
-    (bench/RESULTS.md)."""
+    (bench/RESULTS.md in git history)."""
     return (
         torch.device(device).type == "cuda"
         and bits == 4

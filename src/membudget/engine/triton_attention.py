@@ -8,7 +8,7 @@ softmax, and writes a partial output with its log-sum-exp; a second kernel merge
 split count depends on (rows, KV heads) only, so results do not depend on the cache capacity.
 (Fixed 256-slot chunks, which would also make them independent of the batch size, cost 4-5 % at
 batch 16 on an H200 and buy nothing while the matrix products differ by batch size anyway:
-bench/RESULTS.md.)
+bench/RESULTS.md in git history.)
 
 Shapes: q [G, H, 1, D]; k, v [G, H_kv, C, D] (last dim contiguous); lengths [G] -> out [G, H, 1, D].
 The same kernel reads a quantized cache (BITS > 0: packed codes, per-group scale and zero, and the
@@ -225,7 +225,7 @@ def _settings(launch: tuple, rows: int, kv_heads: int, splits, block_n, num_warp
 # for one; bench/decode.py --dense-launch times others. One program per multiprocessor beat two at
 # every batch size on an H200, and 128-slot blocks beat 64 at one row only (Qwen3-0.6B batch 1: 1.024
 # ms at 128:4:132, 1.034 at 64:4:132, 1.090 at 64:4:264; batch 16: 4.555 ms at 64:4:132, 4.612 at
-# 128:4:132, 4.660 at 64:4:264; Qwen3-8B alike; bench/RESULTS.md)
+# 128:4:132, 4.660 at 64:4:264; Qwen3-8B alike; bench/RESULTS.md in git history)
 DENSE_LAUNCH = (64, 4, 132)
 DENSE_LAUNCH_ONE_ROW = (128, 4, 132)
 
@@ -274,12 +274,12 @@ def _(q, k, v, lengths, scale, splits, block_n, num_warps):
 
 
 # Per bit width, the launch measured fastest for the scale-after-dot kernel on an H200 (Qwen3-8B
-# shape, 16 rows, 16k-32k slots; bench/RESULTS.md): (block_n, num_warps, target programs for splits,
+# shape, 16 rows, 16k-32k slots; bench/RESULTS.md in git history): (block_n, num_warps, target programs for splits,
 # write the new token's codes inside it -- at 4 bits the separate write kernel measured faster --,
 # pipeline stages, register cap per thread or None). 4 bits: 1,024 programs (8 splits at 16 rows) made
 # the quant:4 step 0.793x of bf16 at 32k, vs 0.82x at 4,096 programs. The cap reaches eager launches
 # only: torch.compile (2.11) compiles a user kernel without `maxnreg`, so the compiled decode step
-# runs this kernel uncapped (255 registers; alone at 32k 0.405 vs 0.346 ms capped, bench/RESULTS.md).
+# runs this kernel uncapped (255 registers; alone at 32k 0.405 vs 0.346 ms capped, bench/RESULTS.md in git history).
 FAST_LAUNCH = {8: (32, 1, 4096, True, 3, None), 4: (32, 1, 1024, False, 3, 168)}
 
 
@@ -322,7 +322,7 @@ def split_kv_decode_quant(
         return scale_after_dot(
             q, store, lengths, scale, splits, block_n, num_warps, new, tickets, *launch[4:]
         )
-    block_n = block_n or (32 if bits == 8 else 64)  # measured best on an H200 (bench/RESULTS.md)
+    block_n = block_n or (32 if bits == 8 else 64)  # measured best on an H200 (bench/RESULTS.md in git history)
     if d & (d - 1):
         raise ValueError(f"the quantized decode kernel needs a power-of-two head_dim, not {d}")
     tensors = (kc, vc, ks, kz, vs, vz, kr, vr)

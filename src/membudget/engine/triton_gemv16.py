@@ -7,7 +7,7 @@ program loads its first [BLOCK_N, BLOCK_K] block of weights *before* it waits fo
 kernel before it finishes. At Qwen3-0.6B's sizes (2-12 MB per matrix) every program holds one block,
 so the whole matrix is in flight before the input is known.
 
-Speed on an H200 (bench/RESULTS.md): whole batch-1 steps with it, against Inductor's autotuned matrix
+Speed on an H200 (bench/RESULTS.md in git history): whole batch-1 steps with it, against Inductor's autotuned matrix
 kernels, Qwen3-0.6B 1.12-1.22 ms vs 1.22-1.54 (the autotuned step varies with what the autotuner
 picked in that compile), Qwen3-8B even (mean 4.93 vs 4.99 ms in the same runs).
 
@@ -85,12 +85,12 @@ def _(x, w, splits, block_n, block_k, num_warps, num_stages):
 
 # The launch: output rows and inputs per block, warps, pipeline stages, and the programs split-K aims
 # at. Measured best of seven on an H200 in whole Qwen3-0.6B and -8B batch-1 steps (bench/ab_launch.py,
-# bench/RESULTS.md).
+# bench/RESULTS.md in git history).
 GEMV16_LAUNCH = {"block_n": 8, "block_k": 256, "num_warps": 2, "num_stages": 1, "target_programs": 1024}
 
 
 # Larger weights go to Inductor's / cuBLAS's kernels (None: no limit). A 64 MiB limit (Qwen3-8B's
-# qkv and o here, gate_up and down autotuned) measured no different (bench/RESULTS.md).
+# qkv and o here, gate_up and down autotuned) measured no different (bench/RESULTS.md in git history).
 MAX_WEIGHT_BYTES: int | None = None
 
 

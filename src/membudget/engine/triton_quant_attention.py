@@ -22,7 +22,7 @@ tickets, by the last split program (`merge_if_last`). With WRITE, the
 first split of each (row, KV head) also quantizes the step's new token into the codes
 (engine/triton_kvwrite.py): this call never reads the codes of a row's newest 128 slots.
 
-Speed on an H200 (bench/RESULTS.md; Qwen3-8B shape, 16 rows): 8-bit 0.235-0.237 ms at 16k slots vs
+Speed on an H200 (bench/RESULTS.md in git history; Qwen3-8B shape, 16 rows): 8-bit 0.235-0.237 ms at 16k slots vs
 0.25 ms for the 16-bit kernel and 0.39 ms for the dequantizing one; 4-bit (grouped value codes)
 0.35 ms at 32k vs 0.48 and 0.72. Launch settings per bit width are in triton_attention.FAST_LAUNCH.
 Tested on the CPU with TRITON_INTERPRET=1 (fp16 queries; tests/kernels/check_split_kv.py,
@@ -30,7 +30,7 @@ check_kvwrite.py).
 
 Value codes grouped by 4 slots (engine/kvquant.py, the 4-bit CUDA store's layout) reach the value
 product's operand as 32-bit words, where slot-major codes need a byte gather (one-byte shared-memory
-loads and PRMTs): 0.346 vs 0.394 ms at 32k slots, 4 bits (bench/RESULTS.md).
+loads and PRMTs): 0.346 vs 0.394 ms at 32k slots, 4 bits (bench/RESULTS.md in git history).
 
 Shapes: q [G, H, 1, D]; codes [G, H_kv, C, D*bits/8] (value codes also grouped: [G, H_kv, C/4,
 D*bits/8, 4]), scale/zero [G, H_kv, C, D/64], rings [G, H_kv, <=128, D]; lengths [G] -> out [G, H, 1, D].

@@ -137,7 +137,7 @@ def estimate_seconds(
 ) -> float:
     """Roofline estimate of a model's share of the sweep on one H200 (bf16): every decode step reads
     the weights and each row's KV (average context: prompt + half the largest budget), at the share
-    of the copy bandwidth the engine reached in bench/RESULTS.md (~80 % at 8+ rows, ~35-78 % at 1)."""
+    of the copy bandwidth the engine reached in bench/RESULTS.md in git history (~80 % at 8+ rows, ~35-78 % at 1)."""
     spec = resolve_spec(model)
     rows, budget = config.max_samples, config.budgets[-1]
     efficiency = 0.8 if rows >= 8 else 0.5
