@@ -1,6 +1,6 @@
 """A/B of how our kernels are launched and compiled, in one run, alternating, each variant compiled
-afresh: programmatic dependent launch for our kernels (engine/launch.py) on or off, one-row 16-bit
-matrix products by our GEMV (engine/triton_gemv16.py) or by Inductor's / cuBLAS's kernels, the 16-bit
+afresh: programmatic dependent launch for our kernels (engine/kernels/launch.py) on or off, one-row 16-bit
+matrix products by our GEMV (engine/kernels/gemv16.py) or by Inductor's / cuBLAS's kernels, the 16-bit
 attention's launch, a register cap for the 8-bit packed kernel, autotuning at one row (`set_variant`).
 
 Run on the device:  PYTHONPATH=src python3 bench/ab_launch.py [--out DIR] [--cases M:B:BITS,...]
@@ -20,13 +20,14 @@ import torch.nn.functional as F
 from decode import check_graph  # bench/decode.py
 
 from membudget.bench import bench_engine, copy_bandwidth, save_result
-from membudget.engine import compiling, launch, triton_attention, triton_gemv, triton_gemv16
+from membudget.engine import compiling
+from membudget.engine.kernels import attention, gemv, gemv16, launch
 from membudget.spec import resolve_spec
 
-SUPPORTS = triton_gemv16.supports
-GEMV16_LAUNCH = triton_gemv16.GEMV16_LAUNCH
-DENSE_LAUNCH = triton_attention.DENSE_LAUNCH
-DENSE_LAUNCH_ONE_ROW = triton_attention.DENSE_LAUNCH_ONE_ROW
+SUPPORTS = gemv16.supports
+GEMV16_LAUNCH = gemv16.GEMV16_LAUNCH
+DENSE_LAUNCH = attention.DENSE_LAUNCH
+DENSE_LAUNCH_ONE_ROW = attention.DENSE_LAUNCH_ONE_ROW
 
 
 def set_variant(name: str) -> None:
@@ -38,16 +39,16 @@ def set_variant(name: str) -> None:
     if not set(parts) <= {"off", "pdl", "gemv16", "dense", "upto", "cap8", "autotune1"}:
         sys.exit(f"unknown variant {name!r}")
     launch.PDL = "pdl" in parts
-    triton_gemv.GEMV_LAUNCH[8]["maxnreg"] = int(parts.get("cap8") or 0)
+    gemv.GEMV_LAUNCH[8]["maxnreg"] = int(parts.get("cap8") or 0)
     compiling.AUTOTUNE_ROWS = range(1, 5) if "autotune1" in parts else range(2, 5)
-    triton_gemv16.supports = SUPPORTS if "gemv16" in parts else (lambda x, w: False)
+    gemv16.supports = SUPPORTS if "gemv16" in parts else (lambda x, w: False)
     keys = ("block_n", "block_k", "num_warps", "num_stages", "target_programs")
     given = dict(zip(keys, map(int, parts["gemv16"].split(":")), strict=True)) if parts.get("gemv16") else {}
-    triton_gemv16.GEMV16_LAUNCH = GEMV16_LAUNCH | given
-    triton_gemv16.MAX_WEIGHT_BYTES = int(parts["upto"]) << 20 if parts.get("upto") else None
+    gemv16.GEMV16_LAUNCH = GEMV16_LAUNCH | given
+    gemv16.MAX_WEIGHT_BYTES = int(parts["upto"]) << 20 if parts.get("upto") else None
     given = tuple(map(int, parts["dense"].split(":"))) if parts.get("dense") else None
-    triton_attention.DENSE_LAUNCH = given or DENSE_LAUNCH
-    triton_attention.DENSE_LAUNCH_ONE_ROW = given or DENSE_LAUNCH_ONE_ROW
+    attention.DENSE_LAUNCH = given or DENSE_LAUNCH
+    attention.DENSE_LAUNCH_ONE_ROW = given or DENSE_LAUNCH_ONE_ROW
     torch._dynamo.reset()
 
 
@@ -58,7 +59,7 @@ def check_gemv16() -> float:
         w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02
         x = torch.randn(1, k, device="cuda", dtype=torch.bfloat16)
         ref = F.linear(x.float(), w.float())
-        err = ((triton_gemv16.gemv16(x, w).float() - ref).norm() / ref.norm()).item()
+        err = ((gemv16.gemv16(x, w).float() - ref).norm() / ref.norm()).item()
         worst = max(worst, err)
     return worst
 

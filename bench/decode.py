@@ -16,12 +16,12 @@ import sys
 import torch
 
 from membudget.bench import bench_engine, bench_transformers, copy_bandwidth, save_result
-from membudget.engine import triton_attention
 from membudget.engine.attention import decode_attention_reference
+from membudget.engine.kernels import attention
+from membudget.engine.kernels.attention import split_kv_decode
 from membudget.engine.model import Decoder
 from membudget.engine.sampling import SamplingParams, row_seeds, sample
 from membudget.engine.step import DecodeStep
-from membudget.engine.triton_attention import split_kv_decode
 from membudget.spec import resolve_spec
 
 
@@ -51,7 +51,7 @@ def check_kernel() -> float:
 
 
 def check_sample(rows: int = 64) -> int:
-    """Rows (of `rows`) whose token drawn by the sampling kernels (engine/triton_sample.py) on the GPU
+    """Rows (of `rows`) whose token drawn by the sampling kernels (engine/kernels/sample.py) on the GPU
     equals the torch path's on the CPU, Qwen3's vocabulary and sampling defaults, random logits."""
     logits = torch.randn(rows, 151936, device="cuda") * 3
     seeds, positions = torch.tensor(row_seeds(7, rows), device="cuda"), torch.arange(rows, device="cuda")
@@ -62,7 +62,7 @@ def check_sample(rows: int = 64) -> int:
 
 def check_graph(rows: int, params: SamplingParams | None = None) -> bool:
     """Tokens (greedy unless `params` say otherwise) from graph replays equal eager steps on a small
-    random model (one row: the one-row matrix kernel, engine/triton_gemv16.py)."""
+    random model (one row: the one-row matrix kernel, engine/kernels/gemv16.py)."""
     spec = resolve_spec("Qwen/Qwen3-0.6B")
     model = Decoder.random(spec, torch.bfloat16, "cuda")
     tokens = {}
@@ -156,11 +156,11 @@ def main() -> None:
         save_result(args.out, args.name, result)  # after every case: a run cut short keeps its figures
         print(json.dumps(rows[-1]), flush=True)
         for launch in args.dense_launch.split(";") if args.dense_launch else ():
-            default = triton_attention.DENSE_LAUNCH, triton_attention.DENSE_LAUNCH_ONE_ROW
+            default = attention.DENSE_LAUNCH, attention.DENSE_LAUNCH_ONE_ROW
             given = tuple(map(int, launch.split(":")))
-            triton_attention.DENSE_LAUNCH = triton_attention.DENSE_LAUNCH_ONE_ROW = given
+            attention.DENSE_LAUNCH = attention.DENSE_LAUNCH_ONE_ROW = given
             row = bench_engine(spec, batch, 8192, bandwidth, weights=bits)
-            triton_attention.DENSE_LAUNCH, triton_attention.DENSE_LAUNCH_ONE_ROW = default
+            attention.DENSE_LAUNCH, attention.DENSE_LAUNCH_ONE_ROW = default
             rows.append(row.to_dict() | {"merge": launch})
             save_result(args.out, args.name, result)
             print(json.dumps(rows[-1]), flush=True)

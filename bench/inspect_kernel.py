@@ -14,7 +14,7 @@ Shapes are Qwen3-8B's (32 query heads, 8 KV heads, head_dim 128). A loop is a ba
 the SASS; its count of instructions is per warp and iteration (attention: one block of slots;
 qlinear: one group of 128 inputs for block-n outputs, bf16 inputs, `--rows` 1 on the CUDA cores,
 more on tensor cores; gemv: the same for the packed one-row kernel; gemv16: one block of the 16-bit
-one-row kernel). With --pdl the kernels wait for their predecessor (engine/launch.py); the listing
+one-row kernel). With --pdl the kernels wait for their predecessor (engine/kernels/launch.py); the listing
 then shows which global loads are issued before that wait.
 """
 
@@ -29,15 +29,8 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from membudget.engine import (
-    triton_attention,
-    triton_gemv,
-    triton_gemv16,
-    triton_gemv_tc,
-    triton_quant_attention,
-    triton_wquant,
-)
-from membudget.engine.triton_gemv_tc import GEMV_TC_LAUNCH
+from membudget.engine.kernels import attention, gemv, gemv16, gemv_tc, qlinear, quant_attention
+from membudget.engine.kernels.gemv_tc import GEMV_TC_LAUNCH
 
 STRIDES = {
     "fast": "s_kng s_knh s_vng s_vnh s_qg s_qh s_cg s_ch s_cc s_og s_oh s_os s_lg s_lh s_sg s_sh s_rg s_rh s_rc "
@@ -61,12 +54,12 @@ def source(
         MERGE=merge,
     )
     if kind == "fast":
-        fn, names = triton_quant_attention._partial_quant_kernel, "Q KC KS KZ VC VS VZ KR VR KN VN"
+        fn, names = quant_attention._partial_quant_kernel, "Q KC KS KZ VC VS VZ KR VR KN VN"
         types = "*bf16 *u8 *fp16 *fp16 *u8 *fp16 *fp16 *bf16 *bf16 *bf16 *bf16"
         constants = dict(common, BITS=bits, WRITE=write, ASM=True, GROUPED_V=grouped)
         strides = STRIDES["fast"]
     else:
-        fn, names = triton_attention._partial_kernel, "Q K V KS KZ VS VZ KR VR"
+        fn, names = attention._partial_kernel, "Q K V KS KZ VS VZ KR VR"
         types = "*bf16 *u8 *u8 *fp16 *fp16 *fp16 *fp16 *bf16 *bf16" if bits else " ".join(["*bf16"] * 9)
         constants = dict(common, BLOCK_H=16, BLOCK_D=head_dim, BITS=bits)
         strides = STRIDES["split"]
@@ -117,7 +110,7 @@ def qlinear_source(bits: int, block_n: int, rows: int) -> ASTSource:
     constants |= dict(CODES16=dot and bits == 4, BF16=True, ASM=True)
     ints = "M N K GROUPS GROUPS_PER_SPLIT s_xm s_os s_om"
     return matrix_source(
-        triton_wquant._qlinear_kernel, QUANT + " out:*fp32", ints, constants, ("GROUPS_PER_SPLIT",)
+        qlinear._qlinear_kernel, QUANT + " out:*fp32", ints, constants, ("GROUPS_PER_SPLIT",)
     )
 
 
@@ -125,7 +118,7 @@ def gemv_source(bits: int, block_n: int, stages: int, pdl: bool) -> ASTSource:
     constants = dict(BITS=bits, BLOCK_N=block_n, BF16=True, ASM=True, STAGES=stages, PDL=pdl)
     ints = "N K ROW_WORDS GROUPS GROUPS_PER_SPLIT SPLITS s_ps"
     return matrix_source(
-        triton_gemv._gemv_kernel,
+        gemv._gemv_kernel,
         QUANT + " y:*bf16 partial:*fp32",
         ints,
         constants,
@@ -137,7 +130,7 @@ def gemv_tc_source(tiles: int, at_once: int, pdl: bool) -> ASTSource:
     constants = dict(TILES=tiles, BF16=True, ASM=True, AT_ONCE=at_once, PDL=pdl)
     ints = "N ROW_WORDS GROUPS GROUPS_PER_SPLIT SPLITS s_ps"
     return matrix_source(
-        triton_gemv_tc._gemv_tc_kernel, QUANT + " y:*bf16 partial:*fp32", ints, constants,
+        gemv_tc._gemv_tc_kernel, QUANT + " y:*bf16 partial:*fp32", ints, constants,
         ("GROUPS_PER_SPLIT", "SPLITS"),
     )  # fmt: skip
 
@@ -145,7 +138,7 @@ def gemv_tc_source(tiles: int, at_once: int, pdl: bool) -> ASTSource:
 def gemv16_source(block_n: int, block_k: int, stages: int, pdl: bool) -> ASTSource:
     constants = dict(BLOCK_N=block_n, BLOCK_K=block_k, STAGES=stages, PDL=pdl)
     return matrix_source(
-        triton_gemv16._gemv16_kernel, "x:*bf16 w:*bf16 partial:*fp32", "N K s_wn K_PER_SPLIT s_ps", constants
+        gemv16._gemv16_kernel, "x:*bf16 w:*bf16 partial:*fp32", "N K s_wn K_PER_SPLIT s_ps", constants
     )
 
 

@@ -21,11 +21,11 @@ import time
 import torch
 
 from membudget.bench import fill_random, save_result, time_replays
+from membudget.engine.kernels.quant_attention import FAST_LAUNCH, split_kv_decode_quant
 from membudget.engine.kvquant import RESIDUAL, group_slots, quant_decode_attention_reference, quantize
 from membudget.engine.model import Decoder
 from membudget.engine.sampling import SamplingParams, row_seeds
 from membudget.engine.step import DecodeStep
-from membudget.engine.triton_attention import FAST_LAUNCH, split_kv_decode_quant
 from membudget.memory import KVPolicy, kv_bytes
 from membudget.spec import resolve_spec
 
@@ -65,7 +65,7 @@ def grouped_store(store: tuple) -> tuple:
 
 def check_compact() -> bool:
     """In-place compaction on the GPU == torch's gather (bf16 keys of 16 rows, codes, scales)."""
-    from membudget.engine.triton_compact import compact_
+    from membudget.engine.kernels.compact import compact_
 
     same = True
     for width, dtype in ((128, torch.bfloat16), (64, torch.uint8), (2, torch.float16)):
@@ -108,7 +108,7 @@ def kernel_configs(g: int, heads: int, kv_heads: int, d: int, launches4: list) -
     """Attention kernels alone (no model) at 16k and 32k slots: the 16-bit kernel, the dequantizing
     quantized kernel, and the scale-after-dot kernel at its default launch and a few others
     (block_n, num_warps, splits)."""
-    from membudget.engine.triton_attention import split_kv_decode
+    from membudget.engine.kernels.attention import split_kv_decode
 
     others = {8: [(16, 1, 64), (64, 2, 16), (32, 2, None)], 4: [(32, 1, 32), (64, 2, 16), (64, 4, 32)]}
     out = {}
@@ -172,7 +172,7 @@ def profile_compaction(model, g: int) -> list:
         cache.advance(rows, rows)
         torch.cuda.synchronize()
     wall = (time.perf_counter() - t0) * 1e3
-    from membudget.engine.triton_similarity import last_twins
+    from membudget.engine.kernels.similarity import last_twins
 
     unit = torch.nn.functional.normalize(torch.randn(g * 8, 4224, 128, device="cuda"), dim=-1).bfloat16()
     for bi, bj, w in ((64, 64, 4), (128, 64, 8), (128, 128, 8), (64, 128, 4)):

@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 from torch._inductor.runtime.triton_heuristics import CachingAutotuner
 
-from membudget.engine.triton_gemv import _gemv_kernel
+from membudget.engine.kernels.gemv import _gemv_kernel
 from membudget.engine.wquant import quantize
 
 

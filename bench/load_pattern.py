@@ -1,6 +1,6 @@
 """How fast can one warp per program stream a weight matrix when each load instruction covers a run of
 `span` contiguous bytes in each of several rows? The one-row weight kernels read a 4-bit row in
-64-byte runs (one group of 128 codes, engine/triton_gemv_tc.py); this asks whether that run length
+64-byte runs (one group of 128 codes, engine/kernels/gemv_tc.py); this asks whether that run length
 alone caps the bandwidth, with no arithmetic in the way (each program only xor-reduces what it reads).
 
 Run on the device:  PYTHONPATH=src python3 bench/load_pattern.py [--out DIR]

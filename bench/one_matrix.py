@@ -10,7 +10,7 @@ import argparse
 
 import torch
 
-from membudget.engine.triton_wquant import qlinear
+from membudget.engine.kernels.qlinear import qlinear
 from membudget.engine.wquant import quantize
 
 

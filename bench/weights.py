@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from membudget.bench import bench_engine, copy_bandwidth, save_result
-from membudget.engine.triton_gemv import GEMV_LAUNCH, gemv
-from membudget.engine.triton_gemv_tc import GEMV_TC_LAUNCH, gemv_tc
-from membudget.engine.triton_wquant import qlinear
+from membudget.engine.kernels.gemv import GEMV_LAUNCH, gemv
+from membudget.engine.kernels.gemv_tc import GEMV_TC_LAUNCH, gemv_tc
+from membudget.engine.kernels.qlinear import qlinear
 from membudget.engine.wquant import dequantize, quantize
 from membudget.spec import resolve_spec
 

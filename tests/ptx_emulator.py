@@ -1,5 +1,5 @@
-"""A small emulator of the PTX instructions that the project's inline assembly uses (engine/ptx_codes.py,
-engine/ptx_gemv.py), so that the CPU tests can run those strings: the interpreter cannot.
+"""A small emulator of the PTX instructions that the project's inline assembly uses (engine/kernels/ptx_codes.py,
+engine/kernels/ptx_gemv.py), so that the CPU tests can run those strings: the interpreter cannot.
 
 Registers hold raw bits (32- or 16-bit ints); float instructions view them as fp32 / fp16 / bf16.
 16-bit float arithmetic is computed exactly in float64 and rounded once to fp16 / bf16, as the

@@ -1,4 +1,4 @@
-"""The inline PTX that turns packed codes into 16-bit floats on the GPU (engine/ptx_codes.py), run by a
+"""The inline PTX that turns packed codes into 16-bit floats on the GPU (engine/kernels/ptx_codes.py), run by a
 small emulator of the instructions it uses (tests/ptx_emulator.py). The interpreter cannot run PTX, so this is the CPU check
 of those strings; the GPU benchmarks (bench/kv.py, bench/weights.py) check the kernels that use them
 against fp64 references on every run."""

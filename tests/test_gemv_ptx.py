@@ -1,4 +1,4 @@
-"""The inline PTX of the one-row weight-only kernel (engine/ptx_gemv.py), run by the emulator in
+"""The inline PTX of the one-row weight-only kernel (engine/kernels/ptx_gemv.py), run by the emulator in
 tests/ptx_emulator.py: the inputs side (scale by a power of two, pack in the codes side's pairs) and
 the codes side (code - zero times the inputs, two per instruction) against a numpy model and the exact
 product. The interpreter test (tests/kernels/check_gemv.py) runs the kernel with the same pairing in

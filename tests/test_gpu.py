@@ -99,7 +99,8 @@ def test_compaction_equals_the_cpu(head_dim, kind):
 
 @pytest.mark.parametrize("head_dim", HEAD_DIMS)
 def test_newest_near_duplicates_on_the_gpu(head_dim):
-    from membudget.engine.triton_similarity import last_twins, last_twins_reference
+    from membudget.engine.kernels.similarity import last_twins
+    from membudget.engine.policies.rkv import last_twins_reference
 
     torch.manual_seed(head_dim)
     keys = torch.randn(16, 1200, head_dim)
@@ -122,7 +123,8 @@ def test_newest_near_duplicates_on_the_gpu(head_dim):
 def test_weight_products_at_model_shapes(bits, n, k, rows):
     """SmolLM2 (576 / 1536) and Qwen3 (1024 ... 12288) matrices: packed weights times x on the GPU
     against x times the dequantized weights in fp32."""
-    from membudget.engine.wquant import dequantize, linear, quantize
+    from membudget.engine.linear import linear
+    from membudget.engine.wquant import dequantize, quantize
 
     torch.manual_seed(n + k)
     w = quantize(torch.randn(n, k, dtype=torch.bfloat16, device="cuda") * 0.05, bits)

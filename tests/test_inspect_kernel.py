@@ -55,7 +55,7 @@ def test_inspect_kernel_compiles_for_sm90(args):
 @pytest.mark.parametrize("kind", ["gemv", "gemv16", "gemv-tc"])
 def test_one_row_kernels_fetch_weights_before_their_wait(kind):
     """With programmatic dependent launch the one-row weight kernels issue their first weight loads
-    before griddepcontrol.wait (engine/launch.py); a compiler that sank them below the wait would
+    before griddepcontrol.wait (engine/kernels/launch.py); a compiler that sank them below the wait would
     silently lose that overlap."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     env.pop("TRITON_INTERPRET", None)
@@ -71,7 +71,7 @@ def test_one_row_kernels_fetch_weights_before_their_wait(kind):
 
 def lane_of_dim0(layout: str) -> bool:
     """Whether a TTGIR layout puts dimension 0 on the warp's 32 lanes in order and nothing on other
-    warps: lane l holds index l (the layout engine/triton_gemv_tc.py's inline MMAs assume)."""
+    warps: lane l holds index l (the layout engine/kernels/gemv_tc.py's inline MMAs assume)."""
     if "ttg.blocked" in layout:
         threads = re.search(r"threadsPerWarp = \[([^\]]*)\]", layout).group(1).split(", ")
         warps = re.search(r"warpsPerCTA = \[([^\]]*)\]", layout).group(1).split(", ")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from membudget.engine.triton_gemv import add_splits
+from membudget.engine.kernels.gemv import add_splits
 from membudget.engine.wquant import GROUP, dequantize, pack4, quantize, unpack4, unpacked
 from membudget.memory import weight_bytes
 

@@ -176,7 +176,7 @@ def workspace_bytes(
 
     Prefill runs the prompt once (P rows); decode runs G rows. Per row a layer holds its input, the
     q/k/v projections, the attention output and the MLP's gate/up products. The logits are the LM
-    head's 16-bit output and its fp32 copy, G x vocab each; the GPU's top-k draw (engine/triton_sample.py)
+    head's 16-bit output and its fp32 copy, G x vocab each; the GPU's top-k draw (engine/kernels/sample.py)
     adds only G x (vocab / 2048) x k candidate ids. (A draw without top-k sorts the whole vocabulary: about 3x the
     logits more, not counted.) The engine's RoPE table holds
     cos and sin for every one of the `positions` cache slots. ENGINE_OVERHEAD is the GPU runtime's

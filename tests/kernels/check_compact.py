@@ -7,8 +7,8 @@ import sys
 
 import torch
 
+from membudget.engine.kernels.compact import compact_
 from membudget.engine.kvquant import group_slots, slot_major
-from membudget.engine.triton_compact import compact_
 
 torch.manual_seed(0)
 for rows, kv_heads, capacity, width, kept, dtype, subset in [

@@ -1,11 +1,11 @@
 """Run with TRITON_INTERPRET=1 (tests/test_kernels.py does): the one-row packed-fp16 weight-only kernel
-(engine/triton_gemv.py, its inline PTX replaced by the same pairing per element) vs torch."""
+(engine/kernels/gemv.py, its inline PTX replaced by the same pairing per element) vs torch."""
 
 import sys
 
 import torch
 
-from membudget.engine.triton_gemv import gemv, gemv_partials
+from membudget.engine.kernels.gemv import gemv, gemv_partials
 from membudget.engine.wquant import dequantize, quantize
 
 torch.manual_seed(0)

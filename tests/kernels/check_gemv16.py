@@ -1,11 +1,11 @@
 """Run with TRITON_INTERPRET=1 (tests/test_kernels.py does): the one-row 16-bit matrix product
-(engine/triton_gemv16.py) vs torch, called directly and from torch.compile'd code (a custom op)."""
+(engine/kernels/gemv16.py) vs torch, called directly and from torch.compile'd code (a custom op)."""
 
 import sys
 
 import torch
 
-from membudget.engine.triton_gemv16 import gemv16, gemv16_partials
+from membudget.engine.kernels.gemv16 import gemv16, gemv16_partials
 
 torch.manual_seed(0)
 cases = [  # (outputs N, inputs K, dtype, launch): ragged N and K, one split, empty trailing splits

@@ -1,12 +1,12 @@
 """Run with TRITON_INTERPRET=1 (tests/test_kernels.py does): the one-row 4-bit tensor-core kernel
-(engine/triton_gemv_tc.py, each MMA replaced by the same pairs multiplied per lane and summed over the
+(engine/kernels/gemv_tc.py, each MMA replaced by the same pairs multiplied per lane and summed over the
 quad) vs an fp64 dequantize-and-multiply."""
 
 import sys
 
 import torch
 
-from membudget.engine.triton_gemv_tc import gemv_tc, gemv_tc_partials, supports
+from membudget.engine.kernels.gemv_tc import gemv_tc, gemv_tc_partials, supports
 from membudget.engine.wquant import dequantize, quantize
 
 torch.manual_seed(0)

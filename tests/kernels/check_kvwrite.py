@@ -7,9 +7,9 @@ import sys
 
 import torch
 
+from membudget.engine.kernels.kvwrite import quantize_write
+from membudget.engine.kernels.quant_attention import FAST_LAUNCH, split_kv_decode_quant
 from membudget.engine.kvquant import RESIDUAL, quantize, slot_major
-from membudget.engine.triton_attention import FAST_LAUNCH, split_kv_decode_quant
-from membudget.engine.triton_kvwrite import quantize_write
 
 
 def check(buffers, k, v, slots, bits, d, label):

@@ -1,12 +1,12 @@
 """Run with TRITON_INTERPRET=1 (tests/test_kernels.py does): the two-kernel top-k draw
-(engine/triton_sample.py) vs engine/sampling.py's torch path, token for token."""
+(engine/kernels/sample.py) vs engine/sampling.py's torch path, token for token."""
 
 import sys
 
 import torch
 
+from membudget.engine.kernels.sample import CHUNK, MAX_K, sample_top_k
 from membudget.engine.sampling import SamplingParams, row_seeds, sample
-from membudget.engine.triton_sample import CHUNK, MAX_K, sample_top_k
 
 torch.manual_seed(0)
 cases = [  # (vocabulary, params): a vocabulary over several chunks with a ragged last one

@@ -6,7 +6,8 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from membudget.engine.triton_similarity import last_twins, last_twins_reference
+from membudget.engine.kernels.similarity import last_twins
+from membudget.engine.policies.rkv import last_twins_reference
 
 torch.manual_seed(0)
 for b, n, d, threshold in [(3, 150, 128, 0.5), (2, 100, 64, 0.5), (2, 64, 32, 0.3), (1, 70, 16, 0.6)]:

@@ -8,7 +8,7 @@ import sys
 import torch
 
 from membudget.engine.attention import decode_attention_reference
-from membudget.engine.triton_attention import dense_attention, split_kv_decode
+from membudget.engine.kernels.attention import dense_attention, split_kv_decode
 
 CASES = [  # rows, heads, kv_heads, head_dim, capacity, splits
     (1, 4, 2, 32, 80, None),
@@ -64,16 +64,16 @@ torch.library.opcheck(dense_attention, (q, k, v, lengths, 0.2, 4, 16, 4))
 print(f"ok worst={worst:.2e}")
 
 # the quantized cache: codes, scales, zeros and the exact ring of the newest 128 slots
+from membudget.engine.kernels.quant_attention import split_kv_decode_quant  # noqa: E402
 from membudget.engine.kvquant import (  # noqa: E402
     RESIDUAL,
     group_slots,
     quant_decode_attention_reference,
     quantize,
 )
-from membudget.engine.triton_attention import split_kv_decode_quant  # noqa: E402
 
 # fp32 queries: the dequantizing kernel (exact to 1e-5); fp16 queries at 8/4 bits: the scale-after-dot
-# kernel (engine/triton_quant_attention.py; its fp16 query and p * scale give ~1e-3, bounded at 2e-3).
+# kernel (engine/kernels/quant_attention.py; its fp16 query and p * scale give ~1e-3, bounded at 2e-3).
 # The interpreter cannot check bf16 tensor-core products (it multiplies their bit patterns).
 for bits, rows, heads, kv_heads, d, capacity, splits, dtype in [
     (8, 2, 4, 2, 64, 300, None, torch.float32),

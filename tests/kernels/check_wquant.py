@@ -4,7 +4,7 @@ import sys
 
 import torch
 
-from membudget.engine.triton_wquant import qlinear
+from membudget.engine.kernels.qlinear import qlinear
 from membudget.engine.wquant import dequantize, quantize
 
 torch.manual_seed(0)
@@ -14,7 +14,13 @@ cases = [  # (rows M, outputs N, inputs K, dtype, splits): K = 4.5 groups, < 1 g
     (3, 50, 576, torch.float32, 2),
     (20, 70, 384, torch.float32, None),
     (1, 64, 512, torch.bfloat16, 2),
-    (5, 64, 256, torch.float16, None),  # 4-bit: codes straight to fp16 for tl.dot (engine/ptx_codes.py)
+    (
+        5,
+        64,
+        256,
+        torch.float16,
+        None,
+    ),  # 4-bit: codes straight to fp16 for tl.dot (engine/kernels/ptx_codes.py)
 ]
 # Two or more rows go through tl.dot, which Triton 3.6's interpreter gets wrong for bf16 inputs (it
 # multiplies their bit patterns); that path is checked here in fp16 and fp32, and in bf16 on the GPU
@@ -24,7 +30,7 @@ for bits in (8, 4):
         w = quantize(torch.randn(n, k) * 0.05, bits)
         x = torch.randn(m, k).to(dtype)
         ref = (x.double() @ dequantize(w, torch.float64).T).float()
-        # one 16-bit row: the packed kernel (engine/triton_gemv.py) by default, and this module's
+        # one 16-bit row: the packed kernel (engine/kernels/gemv.py) by default, and this module's
         for packed in (None, False) if m == 1 and dtype != torch.float32 else (None,):
             y = qlinear(x, w, block_n=16, splits=splits, packed=packed)
             out = y.float()

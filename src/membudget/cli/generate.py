@@ -11,7 +11,7 @@ from rich.table import Table
 from ..memory import WEIGHT_BITS, Scenario, breakdown
 from ..spec import resolve_spec
 from ..tasks.prompts import MATH_ANSWER_PREFIX
-from . import JsonOpt, app, csv, err_console, gib, out, split_ints
+from .common import JsonOpt, app, csv, err_console, gib, out, split_ints
 
 TokensOpt = Annotated[
     str,

@@ -12,7 +12,7 @@ from ..fit import DEFAULT_KV, DEFAULT_SAMPLES, DEFAULT_TOKENS, Grid, fit
 from ..memory import GIB, WEIGHT_BITS, MemoryBreakdown, Scenario, breakdown, parse_size
 from ..memory import kv_bytes_per_token as _kv_per_token
 from ..spec import resolve_spec
-from . import (
+from .common import (
     ConventionOpt,
     JsonOpt,
     ModelOpt,

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ..memory import GIB, parse_size
-from . import JsonOpt, app, gib, out, scenario_cells
+from .common import JsonOpt, app, gib, out, scenario_cells
 
 
 @app.command("plan")

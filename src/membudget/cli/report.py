@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import app, out
+from .common import app, out
 
 
 @app.command()

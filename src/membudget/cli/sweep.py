@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import app, err_console, gib, out, split_ints
+from .common import app, err_console, gib, out, split_ints
 
 
 class SweepProgress:

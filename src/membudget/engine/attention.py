@@ -35,7 +35,7 @@ def decode_attention(
     """Dispatch: the Triton split-KV kernel on CUDA (tickets: see `split_kv_decode`), the reference
     elsewhere. Shapes as the reference."""
     if q.is_cuda:
-        from .triton_attention import split_kv_decode
+        from .kernels.attention import split_kv_decode
 
         return split_kv_decode(q, k, v, lengths, scale, tickets=tickets)
     return decode_attention_reference(q, k, v, lengths, scale)

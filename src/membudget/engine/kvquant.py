@@ -8,7 +8,7 @@ So a token costs Q/8 + 32/(8*64) bytes per element, the figure `memory.kv_bytes`
 Slot order of a cache's codes [..., C, B] (B bytes per slot): slot-major, or for the value codes of a
 4-bit CUDA cache "grouped" [..., C/4, B, 4]: byte b of slot n at [n // 4, b, n % 4], so one 32-bit
 word holds a byte column of 4 consecutive slots -- what the attention kernel's value product reduces
-over (engine/triton_quant_attention.py; same bytes, `group_slots` / `slot_major` convert).
+over (engine/kernels/quant_attention.py; same bytes, `group_slots` / `slot_major` convert).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def slot_major(grouped: torch.Tensor) -> torch.Tensor:
 
 
 def fast_kernel_applies(bits: int, head_dim: int, heads: int, kv_heads: int, dtype: torch.dtype) -> bool:
-    """Whether the CUDA attention that applies scales to dot products (engine/triton_quant_attention.py)
+    """Whether the CUDA attention that applies scales to dot products (engine/kernels/quant_attention.py)
     takes this cache: 8 or 4 bits, head_dim 64 or 128, <= 8 query heads per KV head, 16-bit queries."""
     return bits in (8, 4) and head_dim in (64, 128) and heads <= 8 * kv_heads and dtype != torch.float32
 

@@ -8,7 +8,7 @@ Both stores hold, per layer, G rows x H_kv heads x C slots and offer the same op
   * `save_answer` / `restore_answer` protect what an answer phase overwrites (budget checkpoints).
 Keys are stored with RoPE applied, so a slot need not equal a position. A store's `tickets` (int32
 zeros [G * H_kv] shared by its layers, or None) let the CUDA attention kernel merge its splits itself:
-its programs count finished splits there and the last one merges (engine/triton_attention.py). On an
+its programs count finished splits there and the last one merges (engine/kernels/attention.py). On an
 H200 that made the 8-bit kernel faster (0.235 vs 0.246 ms at 16k slots, 16 rows) and the 16-bit and
 4-bit steps slower (Qwen3-8B batch 1: 5.07 vs 4.85 ms; quant:4 at 32k: 19.90 vs 19.49 ms), so only an
 8-bit QuantStore has tickets (bench/RESULTS.md in git history).
@@ -48,9 +48,9 @@ def _gather(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 def _compact(buf: torch.Tensor, rows, index: torch.Tensor, end: int, all_rows: torch.Tensor) -> None:
     """Move slots `index` [R, H_kv, B] (ascending) of `rows` (a slice or row ids) of buf [G, H_kv, C, X]
     (or grouped, [G, H_kv, C/4, X, 4]) to slots 0..B-1: in place in one pass on CUDA
-    (engine/triton_compact.py), by a gather elsewhere."""
+    (engine/kernels/compact.py), by a gather elsewhere."""
     if buf.is_cuda:
-        from .triton_compact import compact_
+        from .kernels.compact import compact_
 
         compact_(buf, all_rows[rows], index.contiguous())
     elif buf.dim() == 5:  # grouped value codes (a test's choice on the CPU): through the slot-major form
@@ -232,7 +232,7 @@ class QuantStore:
         kc, ks, kz, vc, vs, vz, kr, vr, rows, tickets, bits = buffers
         store = (kc, ks, kz, vc, vs, vz, kr, vr, bits)
         if q.is_cuda:  # the exact ring entry here, the codes inside the Triton kernels
-            from .triton_attention import split_kv_decode_quant
+            from .kernels.quant_attention import split_kv_decode_quant
 
             kr[rows, :, slots % RESIDUAL], vr[rows, :, slots % RESIDUAL] = k[:, :, 0], v[:, :, 0]
             new = (k[:, :, 0], v[:, :, 0])

@@ -13,8 +13,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from .linear import linear
 from .rope import apply_rope
-from .wquant import QuantWeight, linear
+from .wquant import QuantWeight
 
 
 class LayerWeights(NamedTuple):

@@ -24,9 +24,10 @@ from .layer import (
     decode_layer,
     rms_norm,
 )
+from .linear import linear
 from .policies import make_policy
 from .rope import rope_table
-from .wquant import QuantWeight, dequantize, linear, quantize
+from .wquant import QuantWeight, dequantize, quantize
 
 
 class Decoder:
@@ -191,7 +192,7 @@ class Decoder:
         `compute_layers` and the forward multiplies those (the same values the reference kernel
         computes at every step, so results are identical; it trades memory for a ~3x faster CPU step).
         CPU runs measure accuracy; memory and speed are measured on the GPU, where the packed form is
-        all there is (engine/triton_wquant.py multiplies it)."""
+        all there is (engine/kernels/qlinear.py multiplies it)."""
         if bits == 16:
             return
         for i, layer in enumerate(self.layers):

@@ -70,10 +70,10 @@ def sample(
     if params.greedy:
         return logits.argmax(dim=-1)
     if logits.is_cuda:  # (imported here: a CPU-only install need not have Triton)
-        from . import triton_sample
+        from .kernels.sample import sample_top_k, supports
 
-        if triton_sample.supports(logits, params.top_k):  # the same draw in three kernels
-            return triton_sample.sample_top_k(
+        if supports(logits, params.top_k):  # the same draw in three kernels
+            return sample_top_k(
                 logits, seeds, positions, params.temperature, params.top_k, params.top_p, params.min_p
             )
     scaled = logits / params.temperature

@@ -8,9 +8,7 @@ with G = ceil(K / 128) groups per output row along the input dimension, and
   w[n, k] = (q[n, k] - zero[n, k // 128]) * scale[n, k // 128].
 
 `quantize` is round-to-nearest (RTN) with the range widened to include 0 (as GPTQ's quantizer does).
-`linear` multiplies: on CUDA with the fused Triton kernel (engine/triton_wquant.py), which reads the
-packed codes and never forms a 16-bit copy of the weight; elsewhere with the reference, which
-dequantizes and multiplies.
+The products with these weights are `engine/linear.py`'s (`linear`); `dequantize` is their reference.
 """
 
 from __future__ import annotations
@@ -104,23 +102,3 @@ def dequantize(weight: QuantWeight, dtype: torch.dtype = torch.float32) -> torch
     grouped.sub_(zeros.float()[..., None]).mul_(weight.scales.float()[..., None])
     w = grouped.view(n, -1)
     return (w[:, :k] if pad else w).to(dtype)
-
-
-def linear(x: torch.Tensor, w: torch.Tensor | QuantWeight, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """F.linear for plain or quantized weights. On CUDA: quantized weights by the fused kernel
-    (engine/triton_wquant.py), one row of 16-bit weights by engine/triton_gemv16.py; elsewhere
-    quantized weights are dequantized and multiplied."""
-    if isinstance(w, QuantWeight):
-        if x.is_cuda and (w.bits == 8 or w.shape[1] % 2 == 0):
-            from .triton_wquant import qlinear
-
-            y = qlinear(x, w)
-            return y if bias is None else y + bias
-        return F.linear(x, dequantize(w, x.dtype), bias)
-    if x.is_cuda:
-        from . import triton_gemv16
-
-        if triton_gemv16.supports(x, w):
-            y = triton_gemv16.gemv16(x, w)
-            return y if bias is None else y + bias
-    return F.linear(x, w, bias)

@@ -65,12 +65,10 @@ class RKV(EvictionPolicy):
         columns = inv * dots - (norm * inv) ** 2
         flat = unit.reshape(r * kv_heads, n, d)
         if keys.is_cuda and d & (d - 1) == 0:
-            from ..triton_similarity import last_twins
+            from ..kernels.similarity import last_twins
 
             index, sim = last_twins(flat, self.threshold)
         else:
-            from ..triton_similarity import last_twins_reference
-
             index, sim = last_twins_reference(flat, self.threshold)
         # a row without a near-duplicate has its entry in column 0 zeroed (the reference's argmax of
         # an all-zero row); the diagonal is already 0
@@ -79,3 +77,22 @@ class RKV(EvictionPolicy):
         sim = torch.where(index >= 0, sim, first)
         columns = columns.reshape(r * kv_heads, n).scatter_add(-1, index.clamp_min(0).long(), -sim)
         return (columns / n).softmax(dim=-1).reshape(r, kv_heads, n)
+
+
+def last_twins_reference(
+    unit: torch.Tensor, threshold: float, block_elements: int = 2**26
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same in torch, a block of key rows at a time (bounded memory): unit [B, n, D] ->
+    (index int32 [B, n], similarity fp32 [B, n])."""
+    b, n, _ = unit.shape
+    slots = torch.arange(n, device=unit.device)
+    block = max(1, block_elements // (b * n))
+    index, value = [], []
+    for start in range(0, n, block):
+        rows = slots[start : start + block]
+        sim = (unit[:, rows] @ unit.transpose(-1, -2)).float()  # [B, rows, n]
+        sim = sim.masked_fill(slots[None, :] == rows[:, None], 0.0)
+        last = torch.where(sim > threshold, slots, -1).amax(dim=-1)  # [B, rows]
+        index.append(last.int())
+        value.append(torch.where(last >= 0, sim.gather(-1, last.clamp_min(0)[..., None])[..., 0], 0.0))
+    return torch.cat(index, dim=-1), torch.cat(value, dim=-1)

@@ -14,8 +14,9 @@ Shapes: q [G, H, 1, D]; k, v [G, H_kv, C, D] (last dim contiguous); lengths [G] 
 The same kernel reads a quantized cache (BITS > 0: packed codes, per-group scale and zero, and the
 exact ring of the newest 128 slots; engine/kvquant.py) and dequantizes each block in registers, so
 decode never materializes a 16-bit copy of the cache. That path serves 2-bit caches and shapes the
-faster scale-after-dot kernel (engine/triton_quant_attention.py) does not cover; both share the
-merge (engine/triton_merge.py).
+faster scale-after-dot kernel (engine/kernels/quant_attention.py) does not cover; that module's
+`split_kv_decode_quant` is the entry point for quantized caches and picks between the two, which share
+the merge (engine/kernels/merge.py).
 Tested on the CPU with TRITON_INTERPRET=1 against `decode_attention_reference` and
 `quant_decode_attention_reference`.
 """
@@ -26,9 +27,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .kvquant import fast_kernel_applies
 from .launch import await_inputs, use_pdl
-from .triton_merge import merge, merge_if_last
+from .merge import merge, merge_if_last
 
 
 @triton.jit
@@ -142,7 +142,7 @@ def _partial_kernel(
     BITS: tl.constexpr,  # 0: K, V are 16-bit values; else codes with scales, zeros and rings
     BLOCK_S: tl.constexpr,
     MERGE: tl.constexpr,  # the last split program merges (merge_if_last); else the merge kernel does
-    PDL: tl.constexpr = False,  # launched with programmatic dependent launch (engine/launch.py)
+    PDL: tl.constexpr = False,  # launched with programmatic dependent launch (engine/kernels/launch.py)
 ):
     await_inputs(PDL)
     g, kvh, split, length, start, end = program_range(Lengths, KV_HEADS, SPLITS, BLOCK_N)
@@ -214,7 +214,9 @@ def num_splits(rows: int, kv_heads: int, target_programs: int = 264) -> int:
     return max(1, min(triton.cdiv(target_programs, rows * kv_heads), 64))
 
 
-def _settings(launch: tuple, rows: int, kv_heads: int, splits, block_n, num_warps) -> tuple[int, int, int]:
+def launch_settings(
+    launch: tuple, rows: int, kv_heads: int, splits, block_n, num_warps
+) -> tuple[int, int, int]:
     """(splits, block_n, num_warps): those given, else from `launch` = (block_n, num_warps, target
     programs, ...)."""
     default_n, default_warps, programs = launch[:3]
@@ -243,12 +245,14 @@ def split_kv_decode(
 ) -> torch.Tensor:
     """Decode attention over a 16-bit cache; see the module docstring for shapes. tickets: int32
     zeros [>= G * H_kv] (left zero) to merge the splits inside the one kernel (`merge_if_last`);
-    without them the two kernels run as one opaque op, launched with PDL (engine/launch.py)."""
+    without them the two kernels run as one opaque op, launched with PDL (engine/kernels/launch.py)."""
     launch = DENSE_LAUNCH_ONE_ROW if q.shape[0] == 1 else DENSE_LAUNCH
-    splits, block_n, num_warps = _settings(launch, q.shape[0], k.shape[1], splits, block_n, num_warps)
+    splits, block_n, num_warps = launch_settings(launch, q.shape[0], k.shape[1], splits, block_n, num_warps)
     if tickets is None:
         return dense_attention(q, k, v, lengths, scale, splits, block_n, num_warps)
-    return _launch(q, (k, v, k, k, k, k, k, k), 0, lengths, scale, splits, block_n, num_warps, tickets)
+    return launch_split_kv(
+        q, (k, v, k, k, k, k, k, k), 0, lengths, scale, splits, block_n, num_warps, tickets
+    )
 
 
 @torch.library.custom_op("membudget::dense_attention", mutates_args=())
@@ -265,7 +269,7 @@ def dense_attention(
     """The split-KV kernel and the merge kernel over a 16-bit cache as one opaque op (shapes as
     `split_kv_decode`)."""
     tensors = (k, v, k, k, k, k, k, k)
-    return _launch(q, tensors, 0, lengths, scale, splits, block_n, num_warps, pdl=use_pdl(q.device))
+    return launch_split_kv(q, tensors, 0, lengths, scale, splits, block_n, num_warps, pdl=use_pdl(q.device))
 
 
 @dense_attention.register_fake
@@ -273,63 +277,7 @@ def _(q, k, v, lengths, scale, splits, block_n, num_warps):
     return q.new_empty(q.shape)
 
 
-# Per bit width, the launch measured fastest for the scale-after-dot kernel on an H200 (Qwen3-8B
-# shape, 16 rows, 16k-32k slots; bench/RESULTS.md in git history): (block_n, num_warps, target programs for splits,
-# write the new token's codes inside it -- at 4 bits the separate write kernel measured faster --,
-# pipeline stages, register cap per thread or None). 4 bits: 1,024 programs (8 splits at 16 rows) made
-# the quant:4 step 0.793x of bf16 at 32k, vs 0.82x at 4,096 programs. The cap reaches eager launches
-# only: torch.compile (2.11) compiles a user kernel without `maxnreg`, so the compiled decode step
-# runs this kernel uncapped (255 registers; alone at 32k 0.405 vs 0.346 ms capped, bench/RESULTS.md in git history).
-FAST_LAUNCH = {8: (32, 1, 4096, True, 3, None), 4: (32, 1, 1024, False, 3, 168)}
-
-
-def split_kv_decode_quant(
-    q: torch.Tensor,
-    store: tuple,
-    lengths: torch.Tensor,
-    scale: float,
-    splits: int | None = None,
-    block_n: int | None = None,
-    num_warps: int | None = None,
-    fast: bool | None = None,
-    new: tuple | None = None,
-    tickets: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Decode attention over a quantized cache (engine/kvquant.py) without a 16-bit copy of it.
-    store = (k_codes, k_scale, k_zero, v_codes, v_scale, v_zero, k_ring, v_ring, bits), codes
-    [G, H_kv, C, D*bits/8], scale/zero [G, H_kv, C, D/64], rings [G, H_kv, <=128, D].
-    `fast` (default: wherever it applies) picks engine/triton_quant_attention.py, which applies scales
-    to dot products: 8 and 4 bits, head_dim 64 or 128, <= 8 query heads per KV head, 16-bit queries.
-    Otherwise each block is dequantized in registers by the kernel above.
-    new = (k, v) [G, H_kv, D]: the step's new token, whose codes are written at slot lengths - 1 (the
-    caller has written its exact ring entry). tickets: as `split_kv_decode`."""
-    kc, ks, kz, vc, vs, vz, kr, vr, bits = store
-    g, heads, _, d = q.shape
-    if fast is None:
-        fast = fast_kernel_applies(bits, d, heads, kc.shape[1], q.dtype)
-    if vc.dim() == 5 and not fast:
-        raise ValueError("value codes grouped by 4 slots are read by the scale-after-dot kernel only")
-    if new is not None and not (fast and FAST_LAUNCH[bits][3]):  # else the attention kernel writes
-        from .triton_kvwrite import quantize_write
-
-        quantize_write(*new, lengths - 1, store[:6])
-        new = None
-    if fast:
-        from .triton_quant_attention import scale_after_dot
-
-        launch = FAST_LAUNCH[bits]
-        splits, block_n, num_warps = _settings(launch, g, kc.shape[1], splits, block_n, num_warps)
-        return scale_after_dot(
-            q, store, lengths, scale, splits, block_n, num_warps, new, tickets, *launch[4:]
-        )
-    block_n = block_n or (32 if bits == 8 else 64)  # measured best on an H200 (bench/RESULTS.md in git history)
-    if d & (d - 1):
-        raise ValueError(f"the quantized decode kernel needs a power-of-two head_dim, not {d}")
-    tensors = (kc, vc, ks, kz, vs, vz, kr, vr)
-    return _launch(q, tensors, bits, lengths, scale, splits, block_n, num_warps or 4, tickets)
-
-
-def _launch(
+def launch_split_kv(
     q, tensors, bits, lengths, scale, splits, block_n, num_warps=4, tickets=None, pdl=False
 ) -> torch.Tensor:
     k, v, ks, kz, vs, vz, kr, vr = tensors

@@ -1,4 +1,4 @@
-"""Inline PTX of the one-row weight-only kernel (engine/triton_gemv.py): packed 16-bit arithmetic, two
+"""Inline PTX of the one-row weight-only kernel (engine/kernels/gemv.py): packed 16-bit arithmetic, two
 products per instruction, on chunks of 8 inputs.
 
 Inputs side, once per chunk (`PREP4` / `PREP8`, `_BF16` or `_F16` for x's type): the chunk's 8 inputs

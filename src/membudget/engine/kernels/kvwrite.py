@@ -1,6 +1,6 @@
 """Write one new token per row into a quantized KV cache: quantize K and V (engine/kvquant.py layout)
 and store codes, scales and zeros, in one Triton kernel per layer (`quantize_write`), or inside the
-scale-after-dot attention kernel (`write_codes`, engine/triton_quant_attention.py), which never reads
+scale-after-dot attention kernel (`write_codes`, engine/kernels/quant_attention.py), which never reads
 the codes of a row's newest 128 slots (the exact ring covers them). The ring entry itself is written by
 torch before attention. Results are bit-identical to `kvquant.quantize`:
 the same fp32 operations with IEEE division, and round-half-to-even done by adding 2**23 (the float

@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_kvwrite import slot_offsets
+from .kvwrite import slot_offsets
 
 
 @triton.jit

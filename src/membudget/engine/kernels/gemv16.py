@@ -1,9 +1,9 @@
 """One-row 16-bit matrix product (batch-1 decode): y = x @ w.T for bf16 / fp16 weights.
 
 Each program owns BLOCK_N output rows and a range of inputs (split-K; the partial sums are added by
-`triton_gemv.add_splits`, which torch.compile folds into the kernel consuming the product). The
+`gemv.add_splits`, which torch.compile folds into the kernel consuming the product). The
 program loads its first [BLOCK_N, BLOCK_K] block of weights *before* it waits for its predecessor
-(engine/launch.py): launched with programmatic dependent launch, the product fetches weights while the
+(engine/kernels/launch.py): launched with programmatic dependent launch, the product fetches weights while the
 kernel before it finishes. At Qwen3-0.6B's sizes (2-12 MB per matrix) every program holds one block,
 so the whole matrix is in flight before the input is known.
 
@@ -21,8 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .gemv import add_splits, splits_for
 from .launch import await_inputs, use_pdl
-from .triton_gemv import add_splits, splits_for
 
 
 @triton.jit

@@ -5,12 +5,12 @@ Layout as in engine/wquant.py, read as 32-bit words: a chunk of 8 inputs is one 
 two of 8-bit codes; a group of 128 inputs is 16 chunks. Each program owns BLOCK_N output rows and a
 range of groups (split-K; partial sums are added by `add_splits`, in a fixed order). Per group it
 prepares the 16 chunks of x once (scaled by a power of two per chunk, fp16, packed as the codes side
-pairs them: engine/ptx_gemv.py), then for every row and chunk one inline-PTX instance turns the
+pairs them: engine/kernels/ptx_gemv.py), then for every row and chunk one inline-PTX instance turns the
 codes into code - zero in fp16 and multiply-adds them with the inputs, two per instruction; the fp32
 partials are scaled by the group's scale and summed. About 3.5 instructions per weight and lane
-where the fp32 kernel (engine/triton_wquant.py) takes ~6.6 (sm_90 loops, bench/inspect_kernel.py).
+where the fp32 kernel (engine/kernels/qlinear.py) takes ~6.6 (sm_90 loops, bench/inspect_kernel.py).
 A program fetches its first group's codes, scales and zeros before it waits for its input
-(engine/launch.py): Qwen3-8B int8 step 8 % faster, int4 within its noise (bench/RESULTS.md in git history).
+(engine/kernels/launch.py): Qwen3-8B int8 step 8 % faster, int4 within its noise (bench/RESULTS.md in git history).
 
 Precision: code - zero is exact in fp16 and so is a scaled bf16 input, except inputs below 2**-14 of
 their chunk's largest (fp16 subnormals: absolute error <= 2**-25 of that largest); each product is
@@ -20,11 +20,11 @@ rounding of the output (tests/test_gemv_ptx.py bounds it per chunk).
 Speed on an H200 (bench/RESULTS.md in git history, Qwen3-8B matrices, one row): 4-bit 15-27 % faster per matrix than
 the fp32 kernel (gate_up 29.1 vs 36.6 us), 8-bit about the same (loads, not instructions, bound it).
 
-One row of 4-bit weights goes to engine/triton_gemv_tc.py where it applies (tensor cores, 20-27 %
+One row of 4-bit weights goes to engine/kernels/gemv_tc.py where it applies (tensor cores, 20-27 %
 faster per matrix); this kernel takes 8-bit rows and the 4-bit shapes that one does not.
 
 Shapes: x [..., K] holding one row (bf16 or fp16, K % 8 == 0), w (N, K) -> [..., N] in x's dtype.
-Not for fp32 inputs or several rows (triton_wquant.qlinear handles those). In the interpreter (ASM off) the same pairing runs
+Not for fp32 inputs or several rows (qlinear.qlinear handles those). In the interpreter (ASM off) the same pairing runs
 per element in fp32 (tests/kernels/check_gemv.py).
 """
 
@@ -34,9 +34,9 @@ import torch
 import triton
 import triton.language as tl
 
+from ..wquant import GROUP, QuantWeight
 from .launch import await_inputs, use_pdl
 from .ptx_gemv import DOT4, DOT8, PREP4_BF16, PREP4_F16, PREP8_BF16, PREP8_F16
-from .wquant import GROUP, QuantWeight
 
 
 @triton.jit
@@ -72,7 +72,7 @@ def _inputs(p, BF16: tl.constexpr):
 @triton.jit
 def _prep(p0, p1, p2, p3, BITS: tl.constexpr, BF16: tl.constexpr, ASM: tl.constexpr):
     """Four words of natural input pairs per chunk [C] -> packed scaled fp16 pairs X0..X3 [C] (int32)
-    and inv [C] (fp32), as engine/ptx_gemv.py's PREP strings."""
+    and inv [C] (fp32), as engine/kernels/ptx_gemv.py's PREP strings."""
     if ASM:
         if BITS == 4:
             text: tl.constexpr = PREP4_BF16 if BF16 else PREP4_F16
@@ -121,7 +121,7 @@ def _pair_dot(t, z, x):
 @triton.jit
 def _dot(wa, wb, x0, x1, x2, x3, zz, zz16, inv, BITS: tl.constexpr, ASM: tl.constexpr):
     """Codes of one chunk per row (wa, and wb for 8 bits: [BLOCK_N, C] int32) times the prepared inputs
-    -> fp32 partial sums [BLOCK_N, C] (DOT4 / DOT8 of engine/ptx_gemv.py)."""
+    -> fp32 partial sums [BLOCK_N, C] (DOT4 / DOT8 of engine/kernels/ptx_gemv.py)."""
     if ASM:  # (DOT4 ignores wb, DOT8 zz16)
         text: tl.constexpr = DOT4 if BITS == 4 else DOT8
         args = [wa, wb, x0, x1, x2, x3, zz, zz16, inv]
@@ -206,7 +206,7 @@ def _gemv_kernel(
     BF16: tl.constexpr,
     ASM: tl.constexpr,
     STAGES: tl.constexpr,  # loads of the next groups in flight (the compiler's software pipeline)
-    PDL: tl.constexpr = False,  # launched with programmatic dependent launch (engine/launch.py)
+    PDL: tl.constexpr = False,  # launched with programmatic dependent launch (engine/kernels/launch.py)
 ):
     pid_n = tl.program_id(0)
     pid_s = tl.program_id(1)
@@ -305,7 +305,7 @@ def gemv_partials(
     num_stages: int,
     maxnreg: int,
 ) -> torch.Tensor:
-    """The kernel's launch as an opaque op (engine/launch.py): x [1, K], the weight's
+    """The kernel's launch as an opaque op (engine/kernels/launch.py): x [1, K], the weight's
     tensors (engine/wquant.py) -> y [N] in x's dtype (one split) or fp32 partial sums [splits, N] over
     ranges of `per_split` groups; `maxnreg` > 0 caps the registers per thread."""
     n = scales.shape[0]

@@ -3,7 +3,7 @@
 Layout as in engine/wquant.py: codes [N, K] (8-bit: one per byte; 4-bit: two per byte, low nibble
 first, so row n starts at byte n * K / 2), fp16 scales [N, G] and b-bit zeros (G = ceil(K / 128)).
 Each program owns BLOCK_N outputs and a range of groups (split-K when N alone would under-fill the
-GPU; the partial sums are added by triton_gemv.add_splits in a fixed order, so results are
+GPU; the partial sums are added by gemv.add_splits in a fixed order, so results are
 deterministic). Per group of 128 inputs it computes the integer dot product d = sum_k x_k q_k and
 adds (d - z * sum_k x_k) * s.
 
@@ -11,14 +11,14 @@ Codes become floats without integer-to-float conversions (a slow instruction on 
 of a code or'ed into the mantissa of 2**23 give the float 2**23 + code, exact, and one subtraction
 leaves the code. A high nibble is masked in place (16 * code) and its x is scaled by 1 / 16 instead.
 
-One row (batch-1 decode) of bf16/fp16 goes to engine/triton_gemv_tc.py at 4 bits (tensor cores;
-N % 16 == 0, K % 128 == 0), else to engine/triton_gemv.py (packed 16-bit arithmetic); other single
+One row (batch-1 decode) of bf16/fp16 goes to engine/kernels/gemv_tc.py at 4 bits (tensor cores;
+N % 16 == 0, K % 128 == 0), else to engine/kernels/gemv.py (packed 16-bit arithmetic); other single
 rows (fp32, K % 8 != 0): broadcast multiply and sum on the CUDA cores here. Two or more rows: the
 dequantized tile goes to tensor cores (`tl.dot`; codes and their differences are exact in bf16).
 
 Shapes: x [..., K], w of shape (N, K) -> [..., N] in x's dtype (the kernel sees x as [M, K]).
 Speed on an H200 (bench/RESULTS.md in git history): a Qwen3-8B batch-1 step at 8 bits takes 0.77-0.88x the bf16
-step, at 4 bits 0.62x (with triton_gemv_tc; 0.67-0.78x with triton_gemv over machines and runs);
+step, at 4 bits 0.62x (with gemv_tc; 0.67-0.78x with gemv over machines and runs);
 16 rows 1.10-1.14x.
 Tested on the CPU with TRITON_INTERPRET=1 against `wquant.dequantize` + matmul (tests/kernels).
 """
@@ -29,11 +29,11 @@ import torch
 import triton
 import triton.language as tl
 
-from . import triton_gemv, triton_gemv_tc
+from ..wquant import GROUP, QuantWeight
+from . import gemv, gemv_tc
+from .gemv import add_splits, splits_for
+from .gemv_tc import GEMV_TC_LAUNCH
 from .ptx_codes import codes_to
-from .triton_gemv import add_splits, splits_for
-from .triton_gemv_tc import GEMV_TC_LAUNCH
-from .wquant import GROUP, QuantWeight
 
 MAGIC = tl.constexpr(0x4B000000)  # the float 2**23: its low 23 bits are mantissa, one unit each
 
@@ -111,7 +111,7 @@ def _qlinear_kernel(
     BLOCK_N: tl.constexpr,
     USE_DOT: tl.constexpr,
     PRECISION: tl.constexpr,
-    CODES16: tl.constexpr,  # 4-bit codes straight to x's 16-bit type (engine/ptx_codes.py), for tl.dot
+    CODES16: tl.constexpr,  # 4-bit codes straight to x's 16-bit type (engine/kernels/ptx_codes.py), for tl.dot
     BF16: tl.constexpr,
     ASM: tl.constexpr,
 ):
@@ -171,18 +171,18 @@ def qlinear(
     """x [..., K] @ dequantize(w).T -> [..., N] in x's dtype (fp32, bf16 or fp16), one fused kernel.
     use_dot: tensor cores (default: for two or more rows; at one row they measured slower, 56.8 vs
     36.6 us for Qwen3-8B's gate_up at 4 bits). codes16: on the tensor cores, 4-bit codes go straight
-    to x's 16-bit type by engine/ptx_codes.py (default where x is bf16/fp16), else through fp32.
-    packed: one row in packed fp16 arithmetic (engine/triton_gemv.py; default where it applies and
-    the tensor-core one-row kernel does not: engine/triton_gemv_tc.py takes one row of 4-bit weights)."""
+    to x's 16-bit type by engine/kernels/ptx_codes.py (default where x is bf16/fp16), else through fp32.
+    packed: one row in packed fp16 arithmetic (engine/kernels/gemv.py; default where it applies and
+    the tensor-core one-row kernel does not: engine/kernels/gemv_tc.py takes one row of 4-bit weights)."""
     n, k = w.shape
     if x.shape[-1] != k:
         raise ValueError(f"x has {x.shape[-1]} inputs, the weight {k}")
     if w.bits == 4 and k % 2:
         raise ValueError(f"the 4-bit kernel needs an even input size, not {k}")
-    if packed is None and not use_dot and GEMV_TC_LAUNCH["enabled"] and triton_gemv_tc.supports(x, w):
-        return triton_gemv_tc.gemv_tc(x, w, splits=splits)
-    if packed or (packed is None and not use_dot and triton_gemv.supports(x, w)):
-        return triton_gemv.gemv(x, w, block_n=block_n, splits=splits)
+    if packed is None and not use_dot and GEMV_TC_LAUNCH["enabled"] and gemv_tc.supports(x, w):
+        return gemv_tc.gemv_tc(x, w, splits=splits)
+    if packed or (packed is None and not use_dot and gemv.supports(x, w)):
+        return gemv.gemv(x, w, block_n=block_n, splits=splits)
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k)
     if x2.stride(-1) != 1:

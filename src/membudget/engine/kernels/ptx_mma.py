@@ -1,4 +1,4 @@
-"""Inline PTX of the one-row 4-bit tensor-core kernel (engine/triton_gemv_tc.py): `mma.m16n8k16` with
+"""Inline PTX of the one-row 4-bit tensor-core kernel (engine/kernels/gemv_tc.py): `mma.m16n8k16` with
 the weights as A and x as every column of B, fp32 accumulators. Each string is warp-collective: it is
 correct only where lane l holds index l of its operands' dimension 0 (tests/test_inspect_kernel.py
 checks that layout in the sm_90 IR).

@@ -3,16 +3,16 @@ with the weights as the MMA's A operand and x as every column of its B operand.
 
 The codes stay in engine/wquant.py's row layout (row n at byte n * K / 2, low nibble first). A
 program owns TILES tiles of 16 output rows and a range of groups (split-K; partial sums added by
-`triton_gemv.add_splits`). Per tile and group of 128 inputs each lane of the warp (g = lane // 4,
+`gemv.add_splits`). Per tile and group of 128 inputs each lane of the warp (g = lane // 4,
 t = lane % 4) loads 16 bytes of row g and 16 of row g + 8: the codes of inputs 32t .. 32t + 31 of the
 group, four 32-bit words of 8 codes. One word of each row feeds two `mma.m16n8k16`: the k order
 inside an MMA is free as long as A and B agree, so the A registers take the codes as a mask and an OR
 leave them, (nibble 0, nibble 4), (1, 5), (2, 6), (3, 7) -- each a 16-bit pair 128 + code in bf16
 (0x4300 | code; 1024 + code in fp16 for fp16 inputs) -- and B takes x's inputs in the same pairs
-(one PRMT per pair, once per group and lane, shared by all tiles; the PTX is engine/ptx_mma.py). The codes cost one instruction
+(one PRMT per pair, once per group and lane, shared by all tiles; the PTX is engine/kernels/ptx_mma.py). The codes cost one instruction
 per weight and lane (three shifts, four LOP3 and one MMA per word of 8 codes); with the loads, x's
 pairs and the per-group scale and zero the sm_90 loop takes 2.2 (bench/inspect_kernel.py gemv-tc),
-where the packed CUDA-core kernel (engine/triton_gemv.py) takes 4.4.
+where the packed CUDA-core kernel (engine/kernels/gemv.py) takes 4.4.
 
 Per group the MMAs sum D = sum_k (M + code_k) x_k exactly in fp32 (products of 16-bit numbers are
 exact; M = 128 or 1024), one more MMA with an all-ones A gives sum_k x_k, and each row adds
@@ -42,10 +42,10 @@ import torch
 import triton
 import triton.language as tl
 
+from ..wquant import GROUP, QuantWeight
+from .gemv import _half, add_splits, split_outputs, splits_for
 from .launch import await_inputs, use_pdl
 from .ptx_mma import MMA4_BF16, MMA4_F16, ONES_BF16, ONES_F16, PAIRS
-from .triton_gemv import _half, add_splits, split_outputs, splits_for
-from .wquant import GROUP, QuantWeight
 
 
 @triton.jit
@@ -302,7 +302,7 @@ def supports(x: torch.Tensor, w: QuantWeight) -> bool:
 # Launch, measured on an H200 with Qwen3-8B's matrices (bench/weights.py --tune-tc): tiles of 16 rows
 # per program (one warp), the programs split-K aims at, groups loaded at once, the most splits (each
 # adds a row of partial sums that the consuming kernel reads: at one row it is one program); "enabled": whether
-# triton_wquant.qlinear sends the products it takes here (bench/weights.py --ab-tc turns it off).
+# qlinear.qlinear sends the products it takes here (bench/weights.py --ab-tc turns it off).
 GEMV_TC_LAUNCH = {"enabled": True, "tiles": 2, "target_programs": 2048, "at_once": 2, "max_splits": 16}
 
 
@@ -318,7 +318,7 @@ def gemv_tc_partials(
     tiles: int,
     at_once: int,
 ) -> torch.Tensor:
-    """The kernel's launch as an opaque op (engine/launch.py): x [1, K], the weight's tensors ->
+    """The kernel's launch as an opaque op (engine/kernels/launch.py): x [1, K], the weight's tensors ->
     y [N] in x's dtype (one split) or fp32 partial sums [splits, N] over ranges of `per_split` groups."""
     n = scales.shape[0]
     if x.stride(-1) != 1 or x.storage_offset() % 2:

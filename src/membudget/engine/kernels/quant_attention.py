@@ -1,12 +1,13 @@
 """Split-KV decode attention over an 8- or 4-bit cache without dequantizing it: scales and zeros are
-applied to dot products, not to elements.
+applied to dot products, not to elements. `split_kv_decode_quant` (at the end) is the entry point for
+every quantized cache: this kernel where it applies, else the dequantizing one of attention.py.
 
 For one slot n and one group g of 64 elements, k = c * s + z (engine/kvquant.py), so
     q . k  = sum_g  s_ng * (q_g . c_ng)  +  z_ng * sum(q_g)
     sum_n p_n v_n (group g)  =  sum_n (p_n * s_ng) * c_ng  +  sum_n p_n * z_ng.
 The codes c go to the tensor cores as they are: an fp16 whose bits are 0x6400 | c is 1024 + c exactly,
 so one OR and one subtraction turn a byte into its code (no int-to-float conversion, no multiply-add
-per element; on the GPU inline PTX does it four bytes at a time, engine/ptx_codes.py). The code dot
+per element; on the GPU inline PTX does it four bytes at a time, engine/kernels/ptx_codes.py). The code dot
 products q_g . c_ng run per group; the value side needs p * s per group, so the query heads are
 stacked twice: row r = 8 * g + h of a 16-row tile holds head h for group g (the tensor cores pad to
 16 rows anyway). Group g's value product takes p * s with the other group's rows zeroed, so one
@@ -16,15 +17,15 @@ multiplied with the matching even or odd query (or output) columns.
 
 Supports 8 and 4 bits, head_dim 64 or 128 (one or two groups), up to 8 query heads per KV head and a
 16-bit query; `split_kv_decode_quant` falls back to the dequantizing kernel otherwise. The exact ring
-of the newest 128 slots and the split/merge scheme are as in engine/triton_attention.py; partial
+of the newest 128 slots and the split/merge scheme are as in engine/kernels/attention.py; partial
 outputs are fp16 (many splits: half the traffic) and are merged by its merge kernel or, given
 tickets, by the last split program (`merge_if_last`). With WRITE, the
 first split of each (row, KV head) also quantizes the step's new token into the codes
-(engine/triton_kvwrite.py): this call never reads the codes of a row's newest 128 slots.
+(engine/kernels/kvwrite.py): this call never reads the codes of a row's newest 128 slots.
 
 Speed on an H200 (bench/RESULTS.md in git history; Qwen3-8B shape, 16 rows): 8-bit 0.235-0.237 ms at 16k slots vs
 0.25 ms for the 16-bit kernel and 0.39 ms for the dequantizing one; 4-bit (grouped value codes)
-0.35 ms at 32k vs 0.48 and 0.72. Launch settings per bit width are in triton_attention.FAST_LAUNCH.
+0.35 ms at 32k vs 0.48 and 0.72. Launch settings per bit width are in FAST_LAUNCH (below).
 Tested on the CPU with TRITON_INTERPRET=1 (fp16 queries; tests/kernels/check_split_kv.py,
 check_kvwrite.py).
 
@@ -42,10 +43,11 @@ import torch
 import triton
 import triton.language as tl
 
+from ..kvquant import fast_kernel_applies
+from .attention import launch_settings, launch_split_kv, program_range
+from .kvwrite import quantize_write, same_row_strides, slot_offsets, write_codes
+from .merge import merge, merge_if_last
 from .ptx_codes import codes_to
-from .triton_attention import program_range
-from .triton_kvwrite import same_row_strides, slot_offsets, write_codes
-from .triton_merge import merge, merge_if_last
 
 V_SCALE = tl.constexpr(256.0)  # p * s is kept in fp16 times 2**8, away from fp16's subnormals
 
@@ -190,9 +192,9 @@ def _partial_quant_kernel(
     D: tl.constexpr,
     BITS: tl.constexpr,
     WRITE: tl.constexpr,  # also quantize and store the new token KN, VN [G, H_kv, D] at slot length - 1
-    ASM: tl.constexpr,  # codes to fp16 by inline PTX (engine/ptx_codes.py; off in the interpreter)
+    ASM: tl.constexpr,  # codes to fp16 by inline PTX (engine/kernels/ptx_codes.py; off in the interpreter)
     BLOCK_S: tl.constexpr,
-    MERGE: tl.constexpr,  # the last split program merges (triton_merge.merge_if_last)
+    MERGE: tl.constexpr,  # the last split program merges (merge.merge_if_last)
     GROUPED_V: tl.constexpr,  # value codes grouped by 4 slots (engine/kvquant.py)
 ):
     GROUPS: tl.constexpr = D // 64
@@ -319,7 +321,7 @@ def _partial_quant_kernel(
 def scale_after_dot(
     q, store, lengths, scale, splits, block_n, num_warps, new, tickets, num_stages=3, maxnreg=None
 ) -> torch.Tensor:
-    """Launch this kernel and the merge (arguments as `triton_attention.split_kv_decode_quant`, all
+    """Launch this kernel and the merge (arguments as ``split_kv_decode_quant``, all
     given): q [G, H, 1, D] -> [G, H, 1, D]; with `new` = (k, v) [G, H_kv, D] it also writes their codes.
     num_stages: the compiler's pipeline depth (shared memory per program); maxnreg: a register cap
     per thread (more programs per multiprocessor), None for the compiler's choice."""
@@ -352,3 +354,57 @@ def scale_after_dot(
         MERGE=tickets is not None, GROUPED_V=vc.dim() == 5, num_warps=num_warps, num_stages=num_stages, **caps,
     )  # fmt: skip
     return merge(partial, lse, out, tickets)
+
+
+# Per bit width, the launch measured fastest for the scale-after-dot kernel on an H200 (Qwen3-8B
+# shape, 16 rows, 16k-32k slots; bench/RESULTS.md in git history): (block_n, num_warps, target programs for splits,
+# write the new token's codes inside it -- at 4 bits the separate write kernel measured faster --,
+# pipeline stages, register cap per thread or None). 4 bits: 1,024 programs (8 splits at 16 rows) made
+# the quant:4 step 0.793x of bf16 at 32k, vs 0.82x at 4,096 programs. The cap reaches eager launches
+# only: torch.compile (2.11) compiles a user kernel without `maxnreg`, so the compiled decode step
+# runs this kernel uncapped (255 registers; alone at 32k 0.405 vs 0.346 ms capped, bench/RESULTS.md in git history).
+FAST_LAUNCH = {8: (32, 1, 4096, True, 3, None), 4: (32, 1, 1024, False, 3, 168)}
+
+
+def split_kv_decode_quant(
+    q: torch.Tensor,
+    store: tuple,
+    lengths: torch.Tensor,
+    scale: float,
+    splits: int | None = None,
+    block_n: int | None = None,
+    num_warps: int | None = None,
+    fast: bool | None = None,
+    new: tuple | None = None,
+    tickets: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Decode attention over a quantized cache (engine/kvquant.py) without a 16-bit copy of it.
+    store = (k_codes, k_scale, k_zero, v_codes, v_scale, v_zero, k_ring, v_ring, bits), codes
+    [G, H_kv, C, D*bits/8], scale/zero [G, H_kv, C, D/64], rings [G, H_kv, <=128, D].
+    `fast` (default: wherever it applies) picks engine/kernels/quant_attention.py, which applies scales
+    to dot products: 8 and 4 bits, head_dim 64 or 128, <= 8 query heads per KV head, 16-bit queries.
+    Otherwise each block is dequantized in registers by the kernel above.
+    new = (k, v) [G, H_kv, D]: the step's new token, whose codes are written at slot lengths - 1 (the
+    caller has written its exact ring entry). tickets: as `split_kv_decode`."""
+    kc, ks, kz, vc, vs, vz, kr, vr, bits = store
+    g, heads, _, d = q.shape
+    if fast is None:
+        fast = fast_kernel_applies(bits, d, heads, kc.shape[1], q.dtype)
+    if vc.dim() == 5 and not fast:
+        raise ValueError("value codes grouped by 4 slots are read by the scale-after-dot kernel only")
+    if new is not None and not (fast and FAST_LAUNCH[bits][3]):  # else the attention kernel writes
+        quantize_write(*new, lengths - 1, store[:6])
+        new = None
+    if fast:
+        launch = FAST_LAUNCH[bits]
+        splits, block_n, num_warps = launch_settings(launch, g, kc.shape[1], splits, block_n, num_warps)
+        return scale_after_dot(
+            q, store, lengths, scale, splits, block_n, num_warps, new, tickets, *launch[4:]
+        )
+    block_n = block_n or (
+        32 if bits == 8 else 64
+    )  # measured best on an H200 (bench/RESULTS.md in git history)
+    if d & (d - 1):
+        raise ValueError(f"the quantized decode kernel needs a power-of-two head_dim, not {d}")
+    tensors = (kc, vc, ks, kz, vs, vz, kr, vr)
+    return launch_split_kv(q, tensors, bits, lengths, scale, splits, block_n, num_warps or 4, tickets)

@@ -37,7 +37,10 @@ from .launch import await_inputs, use_pdl
 MAX_K = 32
 CHUNK = 2048  # tokens per program of the first kernel
 RANK_BLOCK = 16  # candidates ranked per program of the second
-WARPS = {"chunk": 4, "rank": 16}  # warps per program of the first two kernels (measured: bench/RESULTS.md in git history)
+WARPS = {
+    "chunk": 4,
+    "rank": 16,
+}  # warps per program of the first two kernels (measured: bench/RESULTS.md in git history)
 _M32 = 0xFFFFFFFF
 LOWEST: tl.constexpr = tl.constexpr(-(2**63))  # below every key
 
@@ -167,7 +170,7 @@ def sample_top_k(
     min_p: float,
 ) -> torch.Tensor:
     """Tokens [G] drawn from logits [G, V] (fp32) as `sampling.sample` draws them, for top_k > 0 (the
-    engine calls it for top_k <= MAX_K; launched as an opaque op: engine/launch.py)."""
+    engine calls it for top_k <= MAX_K; launched as an opaque op: engine/kernels/launch.py)."""
     rows, vocab = logits.shape
     k = min(top_k, vocab)
     chunks = triton.cdiv(vocab, CHUNK)

@@ -8,7 +8,7 @@ the columns, so this is all of the pairwise work it needs.
 
 Shapes: unit keys [B, n, D] (B = rows x KV heads, D a power of two, L2-normalized) -> (index int32
 [B, n], -1 where no other key is similar enough; similarity fp32 [B, n] at that index, 0 where -1).
-Tested on the CPU with TRITON_INTERPRET=1 against `last_twins_reference`.
+Tested on the CPU with TRITON_INTERPRET=1 against `last_twins_reference` (engine/policies/rkv.py).
 """
 
 from __future__ import annotations
@@ -79,22 +79,3 @@ def last_twins(
         num_warps=num_warps,
     )
     return index, sim
-
-
-def last_twins_reference(
-    unit: torch.Tensor, threshold: float, block_elements: int = 2**26
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same in torch, a block of key rows at a time (bounded memory): unit [B, n, D] ->
-    (index int32 [B, n], similarity fp32 [B, n])."""
-    b, n, _ = unit.shape
-    slots = torch.arange(n, device=unit.device)
-    block = max(1, block_elements // (b * n))
-    index, value = [], []
-    for start in range(0, n, block):
-        rows = slots[start : start + block]
-        sim = (unit[:, rows] @ unit.transpose(-1, -2)).float()  # [B, rows, n]
-        sim = sim.masked_fill(slots[None, :] == rows[:, None], 0.0)
-        last = torch.where(sim > threshold, slots, -1).amax(dim=-1)  # [B, rows]
-        index.append(last.int())
-        value.append(torch.where(last >= 0, sim.gather(-1, last.clamp_min(0)[..., None])[..., 0], 0.0))
-    return torch.cat(index, dim=-1), torch.cat(value, dim=-1)

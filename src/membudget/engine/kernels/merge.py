@@ -1,5 +1,5 @@
-"""Merging the partial outputs of split-KV decode attention (engine/triton_attention.py and
-engine/triton_quant_attention.py): each split left an output [D] per query head and its
+"""Merging the partial outputs of split-KV decode attention (engine/kernels/attention.py and
+engine/kernels/quant_attention.py): each split left an output [D] per query head and its
 log-sum-exp; the merge weighs them by exp(lse - max). Either a kernel of its own, one program per
 (row, query head), or -- given tickets -- the last split program of each (row, KV head) inside the
 attention kernel (`merge_if_last`).
@@ -87,7 +87,7 @@ def merge(
     partial: torch.Tensor, lse: torch.Tensor, out: torch.Tensor, tickets, pdl: bool = False
 ) -> torch.Tensor:
     """partial [G, H, S, D], lse [G, H, S] -> out [G, H, 1, D] by the merge kernel, unless the partial
-    kernel merged already (it was given tickets); pdl: launched with PDL (engine/launch.py)."""
+    kernel merged already (it was given tickets); pdl: launched with PDL (engine/kernels/launch.py)."""
     if tickets is None:
         g, heads, splits, d = partial.shape
         _merge_kernel[(g * heads,)](

@@ -1,0 +1,76 @@
+"""What the commands share: the Typer app they register on, the consoles, option types and table cells."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ..memory import GIB
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Where should the bytes go? Memory budgets for reasoning models.",
+)
+# piped output is not squeezed to 80 columns: tables stay one row per scenario
+out = Console(width=None if sys.stdout.isatty() else 160, emoji=False)
+err_console = Console(stderr=True)
+
+ModelOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--model",
+        "-m",
+        help="Hub id, registry alias, local dir, config.json or .gguf; repeat for several models",
+    ),
+]
+ConventionOpt = Annotated[str, typer.Option(help="'all' (prompt KV + workspace counted) or 'study'")]
+PromptOpt = Annotated[int, typer.Option("--prompt-tokens", help="Prompt length P")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"membudget {version('membudget')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit"),
+    ] = False,
+) -> None:
+    """Where should the bytes go? Memory budgets for reasoning models."""
+
+
+def gib(n: int) -> str:
+    return f"{n / GIB:,.3f}"
+
+
+def scenario_cells(r) -> list[str]:
+    """Table cells for a scenario's model, weights, KV policy, token budget and samples."""
+    return [r.model.split("/")[-1], f"{r.weights}-bit", r.kv, f"{r.tokens:,}", str(r.samples)]
+
+
+def csv(values) -> str:
+    return ",".join(map(str, values))
+
+
+def split_list(values: list[str]) -> list[str]:
+    """Repeated options and comma lists alike: ["full,quant:8", "rkv:4096"] -> three items."""
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def split_ints(values: list[str], what: str) -> list[int]:
+    try:
+        return [int(v) for item in values for v in item.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be whole numbers separated by commas, got {values}") from None
