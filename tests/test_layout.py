@@ -27,7 +27,9 @@ def module_graph() -> dict[str, set[str]]:
             if isinstance(node, ast.ImportFrom):
                 base = package[: len(package) - node.level + 1] if node.level else []
                 target = ".".join(base + ([node.module] if node.module else []))
-                found = [f"{target}.{a.name}" if f"{target}.{a.name}" in modules else target for a in node.names]
+                found = [
+                    f"{target}.{a.name}" if f"{target}.{a.name}" in modules else target for a in node.names
+                ]
             elif isinstance(node, ast.Import):
                 found = [a.name for a in node.names]
             else:
