@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from membudget.engine import ptx_codes
+from membudget.engine.kernels import ptx_codes
 
 from .ptx_emulator import halves, run_ptx
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from membudget.engine import ptx_gemv
+from membudget.engine.kernels import ptx_gemv
 
 from .ptx_emulator import f32, halves, run_ptx, word
 

@@ -230,6 +230,11 @@ def test_eval_and_parquet_export(tmp_path, tiny_dir, monkeypatch, capsys):
     assert stop.value.code in (0, None)
     out = capsys.readouterr().out
     assert "maj@2" in out and "arithmetic" in out
+    with pytest.raises(SystemExit) as stop:  # the same again: nothing to run, and it says so
+        main()
+    assert stop.value.code in (0, None)
+    again = capsys.readouterr()
+    assert "all 3 problems already in" in again.err and "0 new rows" in again.out
     store = Store(db)
     assert store.export_parquet(tmp_path / "e.parquet") == 3 * 2 * 2
     store.close()

@@ -143,14 +143,20 @@ def _run(
             )
             return
         record_plan(config, store)
-        with SweepProgress(config.name, total, total - todo, config.budgets[-1]) as progress:
-            on_problem = progress.problem
-            if ray:
-                from ..sweep.ray import run_ray
+        if not todo:
+            written = 0
+            err_console.print(
+                f"{config.name}: all {plural(total, 'problem')} already in {db}", highlight=False
+            )
+        else:
+            with SweepProgress(config.name, total, total - todo, config.budgets[-1]) as progress:
+                on_problem = progress.problem
+                if ray:
+                    from ..sweep.ray import run_ray
 
-                written = run_ray(config, groups, store, ray_address, on_problem)
-            else:
-                written = run_local(config, groups, store, on_problem, progress.step)
+                    written = run_ray(config, groups, store, ray_address, on_problem)
+                else:
+                    written = run_local(config, groups, store, on_problem, progress.step)
         scores = scenario_scores(config, store)
         table = Table(title=f"{config.name}: {written} new rows in {db}")
         for col in (
