@@ -365,3 +365,18 @@ def test_each_generation_is_recorded_with_its_accounting(tmp_path, tiny_dir):
     scenario = Scenario(str(tiny_dir), 16, "full", 16 + slots, 9, prompt, answer_slots=slots)
     assert accounted == breakdown(resolve_spec(str(tiny_dir)), scenario).total_bytes
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("amx", "avx512_bf16", "expected"),
+    [(False, False, "float32"), (True, False, "bfloat16"), (False, True, "bfloat16")],
+)
+def test_auto_dtype_is_bf16_only_where_the_cpu_multiplies_it(monkeypatch, amx, avx512_bf16, expected):
+    import torch
+
+    from membudget.engine.load import default_dtype
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    assert default_dtype("cpu") == expected
+    assert default_dtype("cuda") == default_dtype("cuda:1") == "bfloat16"

@@ -47,7 +47,7 @@ def generate(
     greedy: Annotated[bool, typer.Option(help="Greedy decoding (ignores the sampling options)")] = False,
     seed: int = 0,
     dtype: Annotated[
-        str | None, typer.Option(help="bfloat16 (GPU default), float32 (CPU default), float16")
+        str | None, typer.Option(help="bfloat16, float32 or float16 (default: bfloat16 on a GPU or a CPU with AMX/AVX512-BF16, else float32)")
     ] = None,
     device: Annotated[str | None, typer.Option(help="cuda or cpu (default: cuda when available)")] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own Python code")] = False,
@@ -67,7 +67,7 @@ def generate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from ..engine.generate import GenerationConfig, Generator
-    from ..engine.load import load_model
+    from ..engine.load import default_dtype, load_model
     from ..engine.sampling import SamplingParams
     from ..tasks import chat_prompt
 
@@ -99,7 +99,7 @@ def generate(
     t0 = time.perf_counter()
     loaded = load_model(
         model,
-        dtype or ("bfloat16" if device.startswith("cuda") else "float32"),
+        dtype or default_dtype(device),
         device,
         trust_remote_code,
         weights,

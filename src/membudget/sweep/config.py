@@ -9,7 +9,7 @@
     samples = [1, 4, 8]
     memory = "24GiB"            # optional: every scenario must fit
     device = "auto"             # auto, cpu, cuda
-    dtype = "auto"              # auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32
+    dtype = "auto"              # auto (bf16 on GPU and CPUs with AMX/AVX512-BF16, else fp32), bfloat16, float16, float32
     batch = "auto"              # problems generated together (one cache, one step): "auto" fills the
                                 # GPU's memory (sweep/batching.py; 1 problem on a CPU) or a number;
                                 # results do not depend on it, throughput does

@@ -195,7 +195,9 @@ def resolve_device(config: SweepConfig) -> tuple[str, str]:
             'the sweep file says device = "cuda", but torch sees no CUDA GPU; set device = "cpu" or "auto"'
         )
     device = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = config.dtype if config.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
+    from ..engine.load import default_dtype
+
+    dtype = config.dtype if config.dtype != "auto" else default_dtype(device)
     return device, dtype
 
 
