@@ -11,8 +11,8 @@ from membudget.engine.kvquant import dequantize, pack, quantize, unpack
 from membudget.engine.model import Decoder
 from membudget.engine.policies import POLICIES
 from membudget.engine.sampling import SamplingParams
-from membudget.memory import ACCUMULATING, EVICTION_BUFFER, EVICTION_WINDOW, KVPolicy, kv_bytes
-from membudget.spec import ModelSpec
+from membudget.memory import KVPolicy, kv_bytes
+from membudget.spec import ModelSpec, resolve_spec
 
 from .conftest import THINK_CLOSE, tiny_model, tiny_tokenizer
 
@@ -56,11 +56,18 @@ def step_through(decoder, cache, ids: list[int], prompt: int, rows: int = 1, aft
     return out
 
 
-def test_policy_defaults_match_the_memory_model():
+def test_the_memory_model_reads_each_policys_own_facts():
+    spec = resolve_spec("Qwen/Qwen3-0.6B")
     for name, cls in POLICIES.items():
-        policy = cls(budget=300)
-        assert policy.buffer == EVICTION_BUFFER and policy.window == EVICTION_WINDOW[name]
-        assert policy.accumulates == (name in ACCUMULATING)
+        policy, parsed = cls(budget=300), KVPolicy.parse(f"{name}:300")
+        assert parsed.slack == policy.buffer == 128
+        queries = (
+            spec.num_layers * spec.num_heads * (policy.window + 1) * spec.head_dim * 2 if policy.window else 0
+        )
+        scores = spec.num_layers * spec.num_kv_heads * 400 * 4 if policy.accumulates else 0
+        assert parsed.state_bytes(spec, 400) == queries + scores
+    assert [n for n, c in POLICIES.items() if c.accumulates] == ["h2o"]
+    assert {n: c.window for n, c in POLICIES.items()} == {"streaming": 0, "rkv": 8, "h2o": 128, "snapkv": 32}
     assert POLICIES["streaming"](budget=64).sinks == 4
     with pytest.raises(ValueError, match="budget above"):
         POLICIES["snapkv"](budget=20)

@@ -44,12 +44,28 @@ CONVENTIONS = ("all", "study")
 # family); bench/BASELINE.md, "Memory". Set near that median.
 ENGINE_OVERHEAD = 92 * 2**20
 
-# Eviction methods (engine/policies): all compact to B every EVICTION_BUFFER tokens, so a sequence
-# holds up to B + EVICTION_BUFFER (the slack); each records its newest `window` queries for scoring,
-# and the accumulating ones (H2O) a running score per held slot.
-EVICTION_BUFFER = 128
-EVICTION_WINDOW = {"streaming": 0, "h2o": 128, "rkv": 8, "snapkv": 32}
-ACCUMULATING = ("h2o",)
+
+def eviction_method(name: str):
+    """The eviction policy class `name` (engine/policies), or None: each declares its own facts, which
+    the accounting reads: `buffer` (tokens written between compactions, the slack above B), `window`
+    (queries recorded for scoring) and `accumulates` (a running score per held slot). Imported when
+    first needed: the policies compute with torch, the rest of this module does not."""
+    from .engine.policies import POLICIES
+
+    return POLICIES.get(name)
+
+
+def eviction_names() -> list[str]:
+    from .engine.policies import POLICIES
+
+    return list(POLICIES)
+
+
+def _policy_help() -> str:
+    return (
+        "expected 'full', 'quant:Q' (Q in 2, 4, 8), 'NAME:B' with NAME in "
+        f"{', '.join(eviction_names())} and B a positive token budget, or 'NAME:B+quant:Q'"
+    )
 
 
 class PolicyError(ValueError):
@@ -67,11 +83,6 @@ class KVPolicy:
     @classmethod
     def parse(cls, text: str) -> KVPolicy:
         """Parse `full`, `quant:8`, `rkv:4096`, `rkv:4096+quant:8` (parts in any order)."""
-        policy_help = (
-            "expected 'full', 'quant:Q' (Q in 2, 4, 8), 'NAME:B' with NAME in "
-            f"{', '.join(EVICTION_WINDOW)} and B a positive token budget, "
-            "or 'NAME:B+quant:Q'"
-        )
         text = text.strip().lower()
         if text == "full":
             return cls()
@@ -79,18 +90,18 @@ class KVPolicy:
         for part in text.split("+"):
             match = re.fullmatch(r"([a-z0-9_]+):(\d+)", part.strip())
             if not match:
-                raise PolicyError(f"malformed KV policy {text!r} (part {part!r}): {policy_help}")
+                raise PolicyError(f"malformed KV policy {text!r} (part {part!r}): {_policy_help()}")
             name, value = match.group(1), int(match.group(2))
             if name == "quant":
                 if bits is not None or value not in KV_QUANT_BITS:
-                    raise PolicyError(f"bad quantization in KV policy {text!r}: {policy_help}")
+                    raise PolicyError(f"bad quantization in KV policy {text!r}: {_policy_help()}")
                 bits = value
-            elif name in EVICTION_WINDOW:
+            elif eviction_method(name) is not None:
                 if eviction is not None or value <= 0:
-                    raise PolicyError(f"bad eviction in KV policy {text!r}: {policy_help}")
+                    raise PolicyError(f"bad eviction in KV policy {text!r}: {_policy_help()}")
                 eviction, budget = name, value
             else:
-                raise PolicyError(f"unknown KV method {name!r} in {text!r}: {policy_help}")
+                raise PolicyError(f"unknown KV method {name!r} in {text!r}: {_policy_help()}")
         return cls(eviction, budget, bits)
 
     def __str__(self) -> str:
@@ -103,7 +114,7 @@ class KVPolicy:
 
     @property
     def slack(self) -> int:
-        return EVICTION_BUFFER if self.eviction else 0
+        return eviction_method(self.eviction).buffer if self.eviction else 0
 
     def held_tokens(self, tokens: int, answer_slots: int = 0) -> int:
         """Slots one sequence holds when `tokens` would be held without eviction, `answer_slots` of
@@ -116,11 +127,12 @@ class KVPolicy:
         """Bytes of one sequence's eviction state: recorded queries and running scores."""
         if self.eviction is None:
             return 0
-        window = EVICTION_WINDOW[self.eviction]
+        method = eviction_method(self.eviction)
+        window = method.window
         queries = (
             spec.num_layers * spec.num_heads * (window + 1) * spec.head_dim * element_bytes if window else 0
         )
-        scores = spec.num_layers * spec.num_kv_heads * held * 4 if self.eviction in ACCUMULATING else 0
+        scores = spec.num_layers * spec.num_kv_heads * held * 4 if method.accumulates else 0
         return queries + scores
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..memory import EVICTION_WINDOW, GIB
+from ..memory import GIB, KVPolicy
 
 AXES = ("weights", "tokens", "kv", "samples")
 
@@ -82,8 +82,8 @@ def memory_bins(df: pd.DataFrame, per_doubling: int = 1) -> np.ndarray:
 
 
 def _kv_kind(kv: str) -> str:
-    evicts = any(part.split(":")[0] in EVICTION_WINDOW for part in kv.split("+"))
-    quantizes = "quant:" in kv
+    policy = KVPolicy.parse(kv)
+    evicts, quantizes = policy.eviction is not None, policy.bits is not None
     return {(True, True): "both", (True, False): "eviction", (False, True): "quantization"}.get(
         (evicts, quantizes), "full"
     )

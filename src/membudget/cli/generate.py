@@ -47,7 +47,10 @@ def generate(
     greedy: Annotated[bool, typer.Option(help="Greedy decoding (ignores the sampling options)")] = False,
     seed: int = 0,
     dtype: Annotated[
-        str | None, typer.Option(help="bfloat16, float32 or float16 (default: bfloat16 on a GPU or a CPU with AMX/AVX512-BF16, else float32)")
+        str | None,
+        typer.Option(
+            help="bfloat16, float32 or float16 (default: bfloat16 on a GPU or a CPU with AMX/AVX512-BF16, else float32)"
+        ),
     ] = None,
     device: Annotated[str | None, typer.Option(help="cuda or cpu (default: cuda when available)")] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own Python code")] = False,

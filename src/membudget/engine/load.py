@@ -95,7 +95,9 @@ def default_dtype(device: str) -> str:
     decode step takes about 5x as long as in fp32 (AVX2)."""
     if str(device).startswith("cuda"):
         return "bfloat16"
-    native = any(getattr(torch.cpu, f"_is_{x}_supported", lambda: False)() for x in ("amx_tile", "avx512_bf16"))
+    native = any(
+        getattr(torch.cpu, f"_is_{x}_supported", lambda: False)() for x in ("amx_tile", "avx512_bf16")
+    )
     return "bfloat16" if native else "float32"
 
 

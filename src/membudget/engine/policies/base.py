@@ -4,6 +4,9 @@ A policy scores the slots of one layer; the cache (engine/cache.py) calls it whe
 `budget + buffer` tokens and moves the `budget` best slots (in their old order) to the front. So a row
 never holds more than budget + buffer (+ the answer slots of a budget checkpoint) tokens. A subclass
 overrides `score` only; `accumulate` is for policies that sum attention over time (H2O).
+
+The class defaults of `buffer`, `window` and `accumulates` are the policy's facts for the memory
+accounting too (memory.eviction_method reads them): declare them once, here or in the subclass.
 """
 
 from __future__ import annotations
@@ -12,13 +15,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ...memory import EVICTION_BUFFER
-
 
 @dataclass(frozen=True)
 class EvictionPolicy:
     budget: int  # B: tokens per row and KV head after a compaction
-    buffer: int = EVICTION_BUFFER  # tokens written between compactions (the slack above B)
+    buffer: int = 128  # tokens written between compactions (the slack above B)
     sinks: int = 0  # the first tokens, always kept
     recent: int = 0  # the newest tokens, always kept
     window: int = 0  # queries the cache records per row for `score` (the newest ones)

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ...memory import EVICTION_WINDOW
 from .base import EvictionPolicy, attention_logits
 
 
@@ -19,7 +18,7 @@ from .base import EvictionPolicy, attention_logits
 class H2O(EvictionPolicy):
     recent_share: float = 0.5  # share of the budget given to the newest tokens
     recent: int = field(default=-1)
-    window: int = EVICTION_WINDOW["h2o"]  # = buffer: every query between updates is recorded
+    window: int = 128  # = buffer: every query between updates is recorded
     accumulates = True
     name = "h2o"
 

@@ -22,14 +22,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ...memory import EVICTION_WINDOW
 from .base import EvictionPolicy, attention_logits
 
 
 @dataclass(frozen=True)
 class RKV(EvictionPolicy):
-    window: int = EVICTION_WINDOW["rkv"]  # alpha: the observation window, always kept
-    recent: int = EVICTION_WINDOW["rkv"]
+    window: int = 8  # alpha: the observation window, always kept
+    recent: int = 8
     lam: float = 0.1
     pool: int = 7
     threshold: float = 0.5

@@ -11,13 +11,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ...memory import EVICTION_WINDOW
 from .base import EvictionPolicy, attention_logits
 
 
 @dataclass(frozen=True)
 class SnapKV(EvictionPolicy):
-    window: int = EVICTION_WINDOW["snapkv"]
+    window: int = 32
     recent: int = 32
     pool: int = 7
     name = "snapkv"
