@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 import torch
 
+from membudget.engine.cache import Where
 from membudget.engine.generate import GenerationConfig, Generator
 from membudget.engine.kvquant import dequantize, pack, quantize, unpack
 from membudget.engine.model import Decoder
@@ -48,7 +49,7 @@ def step_through(decoder, cache, ids: list[int], prompt: int, rows: int = 1, aft
     for p in range(prompt, len(ids)):
         every = list(range(rows))
         slots, qslots = cache.where([True] * rows)
-        where = (torch.tensor(slots), torch.tensor(qslots), torch.full((rows,), p))
+        where = Where(torch.tensor(slots), torch.tensor(qslots), torch.full((rows,), p))
         out.append(decoder.decode(torch.full((rows,), ids[p]), torch.full((rows,), p), cache, where))
         if after_write is not None:
             after_write(p)
@@ -117,7 +118,7 @@ class MaskedFullCache:
     @staticmethod
     def decode_op(buffers, q, k, v, where, scale):
         k_buf, v_buf, visible = buffers
-        pos = where[2]
+        pos = where.positions
         rows = torch.arange(q.shape[0])
         k_buf[rows, :, pos], v_buf[rows, :, pos] = k[:, :, 0], v[:, :, 0]
         rep = q.shape[1] // k_buf.shape[1]
@@ -143,14 +144,14 @@ def test_eviction_equals_full_attention_with_the_evicted_positions_masked(qwen, 
     compactions, worst = 0, 0.0
     for p in range(prompt, len(ids)):
         slots, qslots = cache.where([True] * rows)
-        where = (torch.tensor(slots), torch.tensor(qslots), torch.full((rows,), p))
+        where = Where(torch.tensor(slots), torch.tensor(qslots), torch.full((rows,), p))
         ids_t, pos_t = torch.full((rows,), ids[p]), torch.full((rows,), p)
         ours = decoder.decode(ids_t, pos_t, cache, where)
         for layer in range(len(decoder.layers)):
             kept = cache.positions[layer][:, :, : slots[0] + 1].long()  # [G, H_kv, n] positions
             ref.visible[layer].zero_()
             ref.visible[layer].scatter_(2, kept, True)
-        reference = decoder.decode(ids_t, pos_t, ref, (pos_t, pos_t, pos_t))
+        reference = decoder.decode(ids_t, pos_t, ref, Where(pos_t, pos_t, pos_t))
         torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-4)
         worst = max(worst, (ours - reference).abs().max().item())
         before = cache.fill[0]

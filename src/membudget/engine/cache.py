@@ -4,21 +4,43 @@ A row's tokens occupy slots 0..fill-1. Without eviction a slot is the token's po
 a compaction (outside the captured decode step) moves the kept slots to the front in their old order,
 so slots and positions part ways (keys carry RoPE already, so attention does not care).
 
-Per decode step the host hands the step three [G] tensors, `where = (slots, qslots, positions)`: the
-slot each row writes (its fill), where its query goes in the policy's query ring (or the spare entry
-for tokens the policy must not see, such as a budget checkpoint's answer), and its position (only for
-`track_positions`, a test aid); the model adds the rows' lengths after the write, slots + 1 (or None:
-`decode_op` computes them). After the step `advance` moves the books and compacts rows that reached
+Per decode step the host hands the step three [G] tensors (`Where`): the slot each row writes (its
+fill), where its query goes in the policy's query ring (or the spare entry for tokens the policy
+must not see, such as a budget checkpoint's answer), and its position (only for `track_positions`, a
+test aid); the model adds the rows' lengths after the write, slots + 1 (or None: `decode_op`
+computes them). After the step `advance` moves the books and compacts rows that reached
 budget + buffer. A budget checkpoint's answer is written past the fill and undone by `end_answer`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from .kvstore import dynamic_slots
 from .policies import EvictionPolicy
+
+
+class Where(NamedTuple):
+    """Where each row's token of one decode step goes, each [G]."""
+
+    slots: torch.Tensor  # the slot it writes: the row's fill
+    qslots: torch.Tensor  # its entry in the policy's query ring (the spare one: not recorded)
+    positions: torch.Tensor  # its position (stored only with `track_positions`)
+    lengths: torch.Tensor | None = None  # slots + 1, when computed once per step; None: decode_op does
+
+
+class CacheLayer(NamedTuple):
+    """What `KVCache.decode_op` needs of one layer."""
+
+    store_op: Callable  # the store's decode_op
+    store: tuple  # the store's buffers of the layer (kvstore.DenseLayer or QuantLayer)
+    queries: torch.Tensor | None  # [G, H, window + 1, D], the policy's query ring
+    positions: torch.Tensor | None  # [G, H_kv, C] (track_positions)
+    rows: torch.Tensor  # [G]: 0..G-1
 
 
 class KVCache:
@@ -122,25 +144,24 @@ class KVCache:
             s % window if on else window for s, on in zip(self.seen, record, strict=True)
         ]
 
-    def layer_buffers(self, layer: int) -> tuple:
+    def layer_buffers(self, layer: int) -> CacheLayer:
         """What `decode_op` needs of one layer."""
         queries = None if self.queries is None else self.queries[layer]
         positions = None if self.positions is None else self.positions[layer]
-        return self.store.decode_op, self.store.layer_buffers(layer), queries, positions, self.rows
+        return CacheLayer(
+            self.store.decode_op, self.store.layer_buffers(layer), queries, positions, self.rows
+        )
 
     @staticmethod
-    def decode_op(buffers: tuple, q, k, v, where: tuple, scale: float) -> torch.Tensor:
+    def decode_op(layer: CacheLayer, q, k, v, where: Where, scale: float) -> torch.Tensor:
         """Record the query, write k, v [G, H_kv, 1, D] at the rows' slots and attend q [G, H, 1, D]
-        over each row's slots -> [G, H, 1, D]; where = (slots, qslots, positions, slots + 1 or None).
-        Pure tensors in and out: it compiles into the layer."""
-        store_op, store_buffers, queries, positions, rows = buffers
-        slots, qslots, pos, lengths = where
-        lengths = slots + 1 if lengths is None else lengths
-        if queries is not None:
-            queries[rows, :, qslots] = q[:, :, 0]
-        if positions is not None:
-            positions[rows, :, slots] = pos[:, None].int()
-        return store_op(store_buffers, q, k, v, slots, lengths, scale)
+        over each row's slots -> [G, H, 1, D]. Pure tensors in and out: it compiles into the layer."""
+        lengths = where.slots + 1 if where.lengths is None else where.lengths
+        if layer.queries is not None:
+            layer.queries[layer.rows, :, where.qslots] = q[:, :, 0]
+        if layer.positions is not None:
+            layer.positions[layer.rows, :, where.slots] = where.positions[:, None].int()
+        return layer.store_op(layer.store, q, k, v, where.slots, lengths, scale)
 
     def advance(self, live: list[int], record: list[int], count: int = 1) -> None:
         """After a step (count 1) or a prompt chunk: `live` rows wrote `count` tokens, `record` rows

@@ -16,6 +16,8 @@ H200 that made the 8-bit kernel faster (0.235 vs 0.246 ms at 16k slots, 16 rows)
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from .attention import decode_attention
@@ -29,6 +31,31 @@ from .kvquant import (
     quantize,
     slot_major,
 )
+
+
+class DenseLayer(NamedTuple):
+    """A dense store's buffers of one layer, as its decode_op takes them."""
+
+    k: torch.Tensor  # [G, H_kv, C, D]
+    v: torch.Tensor  # [G, H_kv, C, D]
+    rows: torch.Tensor  # [G]: 0..G-1
+    tickets: torch.Tensor | None  # see the module docstring
+
+
+class QuantLayer(NamedTuple):
+    """A quantized store's buffers of one layer (shapes: engine/kvquant.py), as its decode_op takes them."""
+
+    kc: torch.Tensor  # key codes
+    ks: torch.Tensor  # key scales
+    kz: torch.Tensor  # key zeros
+    vc: torch.Tensor  # value codes
+    vs: torch.Tensor
+    vz: torch.Tensor
+    kr: torch.Tensor  # [G, H_kv, RESIDUAL, D]: the newest keys, exact
+    vr: torch.Tensor
+    rows: torch.Tensor  # [G]: 0..G-1
+    tickets: torch.Tensor | None
+    bits: int
 
 
 def dynamic_slots(tensors: list[torch.Tensor]) -> None:
@@ -93,17 +120,16 @@ class DenseStore:
     def read_keys(self, layer: int, rows: torch.Tensor, end: int) -> torch.Tensor:
         return self.k[layer][rows, :, :end]
 
-    def layer_buffers(self, layer: int) -> tuple:
-        return self.k[layer], self.v[layer], self.rows, self.tickets
+    def layer_buffers(self, layer: int) -> DenseLayer:
+        return DenseLayer(self.k[layer], self.v[layer], self.rows, self.tickets)
 
     @staticmethod
-    def decode_op(buffers: tuple, q, k, v, slots, lengths, scale: float) -> torch.Tensor:
+    def decode_op(layer: DenseLayer, q, k, v, slots, lengths, scale: float) -> torch.Tensor:
         """Write k, v [G, H_kv, 1, D] at `slots` [G]; attend q [G, H, 1, D] over the first `lengths`
         [G] (= slots + 1) slots of each row -> [G, H, 1, D]."""
-        k_buf, v_buf, rows, tickets = buffers
-        k_buf[rows, :, slots] = k[:, :, 0]
-        v_buf[rows, :, slots] = v[:, :, 0]
-        return decode_attention(q, k_buf, v_buf, lengths, scale, tickets)
+        layer.k[layer.rows, :, slots] = k[:, :, 0]
+        layer.v[layer.rows, :, slots] = v[:, :, 0]
+        return decode_attention(q, layer.k, layer.v, lengths, scale, layer.tickets)
 
     def keep(self, layer: int, rows: torch.Tensor, index: torch.Tensor, end: int) -> None:
         """Move slots `index` [R, H_kv, B] (sorted) of `rows` to slots 0..B-1."""
@@ -218,18 +244,18 @@ class QuantStore:
     def read_keys(self, layer: int, rows: torch.Tensor, end: int) -> torch.Tensor:
         return self.read(layer, rows, end, values=False)[0]
 
-    def layer_buffers(self, layer: int) -> tuple:
-        return (
+    def layer_buffers(self, layer: int) -> QuantLayer:
+        return QuantLayer(
             self.kc[layer], self.ks[layer], self.kz[layer],
             self.vc[layer], self.vs[layer], self.vz[layer],
             self.kr[layer], self.vr[layer], self.rows, self.tickets, self.bits,
         )  # fmt: skip
 
     @staticmethod
-    def decode_op(buffers: tuple, q, k, v, slots, lengths, scale: float) -> torch.Tensor:
+    def decode_op(layer: QuantLayer, q, k, v, slots, lengths, scale: float) -> torch.Tensor:
         """As DenseStore.decode_op: quantize the new k, v into the codes and the ring, then attend over
         the codes without a 16-bit copy of them (Triton on CUDA, chunked reference elsewhere)."""
-        kc, ks, kz, vc, vs, vz, kr, vr, rows, tickets, bits = buffers
+        kc, ks, kz, vc, vs, vz, kr, vr, rows, tickets, bits = layer
         store = (kc, ks, kz, vc, vs, vz, kr, vr, bits)
         if q.is_cuda:  # the exact ring entry here, the codes inside the Triton kernels
             from .kernels.quant_attention import split_kv_decode_quant

@@ -95,7 +95,7 @@ def decode_layer(x, act, down, cos, sin, where, cache_op, buffers: tuple, w: Lay
     layer 0, where act is None), then runs this layer up to its own down projection's input.
     x [G, 1, hidden] -> (x [G, 1, hidden] before this layer's down projection, act [G, 1, inter]).
 
-    A pure function of tensors (weights and cache buffers passed as tuples), so that on CUDA one
+    A pure function of tensors (weights and cache buffers passed as NamedTuples), so that on CUDA one
     torch.compile'd copy serves every layer but the first and fuses its element-wise work (norms,
     RoPE, SwiGLU). The shift puts each residual add in the same compiled unit as the input RMSNorm
     that reads it: one kernel for both instead of two per layer (bench/RESULTS.md in git history).

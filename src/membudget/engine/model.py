@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ..memory import KVPolicy
 from ..spec import ModelSpec
 from . import compiling
-from .cache import KVCache
+from .cache import KVCache, Where
 from .kvstore import DenseStore, QuantStore
 from .layer import (
     LINEARS,
@@ -283,18 +283,20 @@ class Decoder:
         return x
 
     def decode(
-        self, ids: torch.Tensor, positions: torch.Tensor, cache: KVCache, where: tuple | None = None
+        self, ids: torch.Tensor, positions: torch.Tensor, cache: KVCache, where: Where | None = None
     ) -> torch.Tensor:
-        """ids [G] at positions [G] -> fp32 logits [G, V]. No host sync. `where` = (slots, query-ring
-        entries, positions), each [G], as `KVCache.where` gives them; by default slots = positions
+        """ids [G] at positions [G] -> fp32 logits [G, V]. No host sync. `where`: the rows' slots and
+        query-ring entries (as `KVCache.where` gives them) and positions; by default slots = positions
         (a cache without eviction, written token by token)."""
         if where is None:
-            where = (positions, positions, positions)
-        x, cos, sin, lengths = self._decode_inputs(ids, positions, where[0], self.embed, self.cos, self.sin)
+            where = Where(positions, positions, positions)
+        x, cos, sin, lengths = self._decode_inputs(
+            ids, positions, where.slots, self.embed, self.cos, self.sin
+        )
         # the rows' lengths after the write: for one row computed once per step (Qwen3-0.6B step 1 %
         # faster); for several in every layer, next to the attention (its kernel measured 8 % faster
         # so at 16 rows, for a reason not found; bench/RESULTS.md in git history)
-        where = (*where, lengths if ids.shape[0] == 1 else None)
+        where = where._replace(lengths=lengths if ids.shape[0] == 1 else None)
         layer_fn = (
             self._decode_layer_autotuned
             if ids.shape[0] in compiling.AUTOTUNE_ROWS

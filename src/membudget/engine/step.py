@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .cache import KVCache
+from .cache import KVCache, Where
 from .compiling import compiled
 from .model import Decoder
 from .sampling import SamplingParams, sample
@@ -45,7 +45,7 @@ class DecodeStep:
             self._capture()
 
     def _body(self) -> None:
-        where = (self.slots, self.qslots, self.positions)
+        where = Where(self.slots, self.qslots, self.positions)
         logits = self.model.decode(self.ids, self.positions, self.cache, where)  # [G, V]
         self.next_ids.copy_(self.sample(logits, self.params, self.seeds, self.positions + 1))
 
