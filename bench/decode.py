@@ -17,7 +17,6 @@ import torch
 
 from membudget.bench import bench_engine, bench_transformers, copy_bandwidth, save_result
 from membudget.engine.attention import decode_attention_reference
-from membudget.engine.kernels import attention
 from membudget.engine.kernels.attention import split_kv_decode
 from membudget.engine.model import Decoder
 from membudget.engine.sampling import SamplingParams, row_seeds, sample
@@ -113,11 +112,6 @@ def main() -> None:
     parser.add_argument("--name", default="decode", help="JSON file name (without .json)")
     parser.add_argument("--weights", default="16", help="weight bits to time, e.g. 16,8,4")
     parser.add_argument(
-        "--dense-launch",
-        default="",
-        help="also time each case with these 16-bit attention launches: 'block_n:warps:programs;...'",
-    )
-    parser.add_argument(
         "--merge-variants",
         action="store_true",
         help="time each case with the attention's splits merged in its kernel and by the merge kernel",
@@ -155,15 +149,6 @@ def main() -> None:
         result["rows"] = rows
         save_result(args.out, args.name, result)  # after every case: a run cut short keeps its figures
         print(json.dumps(rows[-1]), flush=True)
-        for launch in args.dense_launch.split(";") if args.dense_launch else ():
-            default = attention.DENSE_LAUNCH, attention.DENSE_LAUNCH_ONE_ROW
-            given = tuple(map(int, launch.split(":")))
-            attention.DENSE_LAUNCH = attention.DENSE_LAUNCH_ONE_ROW = given
-            row = bench_engine(spec, batch, 8192, bandwidth, weights=bits)
-            attention.DENSE_LAUNCH, attention.DENSE_LAUNCH_ONE_ROW = default
-            rows.append(row.to_dict() | {"merge": launch})
-            save_result(args.out, args.name, result)
-            print(json.dumps(rows[-1]), flush=True)
     print(f"\ncopy bandwidth {bandwidth / 1e9:.0f} GB/s (read + write)")
     print(
         f"{'model':<16}{'merge':>10}{'G':>4}{'ms/step':>10}{'bound ms':>10}{'% bound':>9}{'loop ms':>9}{'HF ms':>8}"

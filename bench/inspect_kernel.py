@@ -30,7 +30,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from membudget.engine.kernels import attention, gemv, gemv16, gemv_tc, qlinear, quant_attention
-from membudget.engine.kernels.gemv_tc import GEMV_TC_LAUNCH
+from membudget.engine.kernels.gemv_tc import TC_LAUNCH
 
 STRIDES = {
     "fast": "s_kng s_knh s_vng s_vnh s_qg s_qh s_cg s_ch s_cc s_og s_oh s_os s_lg s_lh s_sg s_sh s_rg s_rh s_rc "
@@ -165,12 +165,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1, help="qlinear: rows of the input")
     parser.add_argument("--block-k", type=int, default=256, help="gemv16: inputs per block")
     parser.add_argument(
-        "--tiles", type=int, default=GEMV_TC_LAUNCH["tiles"], help="gemv-tc: tiles of 16 rows per program"
+        "--tiles", type=int, default=TC_LAUNCH.tiles, help="gemv-tc: tiles of 16 rows per program"
     )
     parser.add_argument(
         "--at-once",
         type=int,
-        default=GEMV_TC_LAUNCH["at_once"],
+        default=TC_LAUNCH.at_once,
         help="gemv-tc: groups loaded together (1, 2, 4)",
     )
     parser.add_argument("--ttgir", action="store_true", help="print Triton's GPU IR (layouts)")

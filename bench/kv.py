@@ -21,7 +21,7 @@ import time
 import torch
 
 from membudget.bench import fill_random, save_result, time_replays
-from membudget.engine.kernels.quant_attention import FAST_LAUNCH, split_kv_decode_quant
+from membudget.engine.kernels.quant_attention import QuantLaunch, split_kv_decode_quant
 from membudget.engine.kvquant import RESIDUAL, group_slots, quant_decode_attention_reference, quantize
 from membudget.engine.model import Decoder
 from membudget.engine.sampling import SamplingParams, row_seeds
@@ -98,10 +98,11 @@ def check_graph(kv: str) -> bool:
     return tokens[True] == tokens[False]
 
 
-def parse_launch(text: str) -> tuple:
-    """'block_n:warps:programs:write[:stages[:maxnreg]]' -> a FAST_LAUNCH entry (maxnreg 0: no cap)."""
+def parse_launch(text: str) -> QuantLaunch:
+    """'block_n:warps:programs:write[:stages[:maxnreg]]' -> a launch of the scale-after-dot kernel
+    (maxnreg 0: no cap)."""
     n, w, programs, write, stages, maxnreg = (list(map(int, text.split(":"))) + [3, 0])[:6]
-    return n, w, programs, bool(write), stages, maxnreg or None
+    return QuantLaunch(n, w, programs, bool(write), stages, maxnreg or None)
 
 
 def kernel_configs(g: int, heads: int, kv_heads: int, d: int, launches4: list) -> dict:
@@ -146,12 +147,13 @@ def kernel_configs(g: int, heads: int, kv_heads: int, d: int, launches4: list) -
                 out[f"quant4_{length}_fast_slot_major"] = time_replays(
                     lambda q=q, s=store, n=lengths: split_kv_decode_quant(q, s, n, d**-0.5, fast=True)
                 )
-            for launch in launches4 if bits == 4 else ():  # the default launch's kwargs, other settings
-                default, FAST_LAUNCH[4] = FAST_LAUNCH[4], parse_launch(launch)
+            for launch in launches4 if bits == 4 else ():  # other launches of the fast kernel
+                given = parse_launch(launch)
                 out[f"quant4_{length}_launch_{launch}"] = time_replays(
-                    lambda q=q, s=fast_store, n=lengths: split_kv_decode_quant(q, s, n, d**-0.5, fast=True)
+                    lambda q=q, s=fast_store, n=lengths, given=given: split_kv_decode_quant(
+                        q, s, n, d**-0.5, fast=True, launch=given
+                    )
                 )
-                FAST_LAUNCH[4] = default
             del store, fast_store
         del k, v
         print({key: round(val, 3) for key, val in out.items() if str(length) in key})
@@ -238,8 +240,8 @@ def main() -> None:
     parser.add_argument(
         "--launch4",
         default="",
-        help="also time the quant:4 step with these launches of its kernel: "
-        "'block_n:warps:programs:write[:stages[:maxnreg]];...' (maxnreg 0: no cap; it reaches eager launches only, not the compiled step)",
+        help="also time the quant:4 kernel alone with these launches: "
+        "'block_n:warps:programs:write[:stages[:maxnreg]];...' (maxnreg 0: no cap)",
     )
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -304,15 +306,6 @@ def main() -> None:
         result[f"quant{bits}_vs_full_{length}"] = ratio
         bound = 1.0 if bits == 8 else 0.8
         print(f"quant:{bits} / full at {length}: {ratio:.3f}x (target <= {bound}x)")
-        for launch in args.launch4.split(";") if bits == 4 and args.launch4 else ():
-            default, FAST_LAUNCH[4] = FAST_LAUNCH[4], parse_launch(launch)
-            cache, measured = fresh_cache(model, g, length, "quant:4")
-            record(f"quant4_{length}_{launch}", "quant:4", length, measured, fixed(model, cache, g, length))
-            del cache
-            FAST_LAUNCH[4] = default
-            print(
-                f"  launch {launch}: {result[f'quant4_{length}_{launch}']['ms'] / result[f'full{length}']['ms']:.3f}x"
-            )
     save_result(args.out, "kv", result)
 
 

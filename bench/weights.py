@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from membudget.bench import bench_engine, copy_bandwidth, save_result
-from membudget.engine.kernels.gemv import GEMV_LAUNCH, gemv
-from membudget.engine.kernels.gemv_tc import GEMV_TC_LAUNCH, gemv_tc
+from membudget.engine.kernels.gemv import gemv
+from membudget.engine.kernels.gemv_tc import gemv_tc
 from membudget.engine.kernels.qlinear import qlinear
 from membudget.engine.wquant import dequantize, quantize
 from membudget.spec import resolve_spec
@@ -94,12 +94,6 @@ def check_model() -> dict:
     return found
 
 
-def parse_gemv_launch(text: str) -> dict:
-    """'block_n:warps:stages:programs' -> GEMV_LAUNCH entries."""
-    keys = ("block_n", "num_warps", "num_stages", "target_programs")
-    return dict(zip(keys, (int(v) for v in text.split(":")), strict=True))
-
-
 def graph_ms(fn, *args, calls: int = 20, replays: int = 20, **kwargs) -> float:
     """Milliseconds per call of fn(*args, **kwargs), from CUDA-graph replays of `calls` calls (no launch
     overhead)."""
@@ -148,7 +142,7 @@ def cycled_copies(w, w16: torch.Tensor):
 
 
 def matrices(
-    spec, bandwidth: float, tune: bool, tune4: bool = False, tune_gemv: bool = False, tune_tc: bool = False
+    spec, bandwidth: float, tune: bool, tune_gemv: bool = False, tune_tc: bool = False
 ) -> list[dict]:
     h, inter = spec.hidden_size, spec.intermediate_size
     qkv = (spec.num_heads + 2 * spec.num_kv_heads) * spec.head_dim
@@ -204,17 +198,10 @@ def matrices(
                     configs[key] = kernel_ms(cycled, num_warps=wa, num_stages=st, target_programs=programs)
                 configs["gemv-default"] = kernel_ms(cycled)
                 del ring
-            if tune4 and bits == 4:  # 16 rows: codes straight to bf16 (the default) vs through fp32
-                x16 = torch.randn(16, k, device="cuda", dtype=torch.bfloat16)
-                configs["rows16-default"] = graph_ms(qlinear, x16, w)
-                configs["rows16-fp32-codes"] = graph_ms(qlinear, x16, w, codes16=False)
             if tune:
-                grid = [
-                    (bn, sp, wa, 3, False) for bn in (64, 128, 256) for sp in (4, 8, 16, 32) for wa in (4, 8)
-                ]
-                grid += [(128, sp, 4, 3, True) for sp in (8, 16)]
-                for bn, splits, warps, stages, dot in grid:
-                    key = f"bn{bn}-s{splits}-w{warps}-st{stages}" + ("-dot" if dot else "")
+                grid = [(bn, sp, wa, 3) for bn in (64, 128, 256) for sp in (4, 8, 16, 32) for wa in (4, 8)]
+                for bn, splits, warps, stages in grid:
+                    key = f"bn{bn}-s{splits}-w{warps}-st{stages}"
                     configs[key] = graph_ms(
                         qlinear,
                         x,
@@ -223,7 +210,6 @@ def matrices(
                         splits=splits,
                         num_warps=warps,
                         num_stages=stages,
-                        use_dot=dot,
                     )
                 x16 = torch.randn(16, k, device="cuda", dtype=torch.bfloat16)
                 configs["rows16-default"] = graph_ms(qlinear, x16, w)
@@ -247,7 +233,7 @@ def matrices(
                 f"{configs[row['best_gemv']] * 1e3:.1f} us",
                 flush=True,
             )
-        if tune or tune4 or tune_gemv or tune_tc:
+        if tune or tune_gemv or tune_tc:
             row["configs"] = configs
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "configs"}), flush=True)
@@ -259,30 +245,14 @@ def main() -> None:
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     parser.add_argument("--name", default="weights")
     parser.add_argument("--tune", action="store_true")
-    parser.add_argument(
-        "--tune4", action="store_true", help="4-bit, 16 rows: codes to bf16 directly vs via fp32"
-    )
     parser.add_argument("--tune-gemv", action="store_true", help="launches of the packed one-row kernel")
     parser.add_argument(
         "--tune-tc", action="store_true", help="launches of the 4-bit tensor-core one-row kernel"
-    )
-    parser.add_argument(
-        "--ab-tc", type=int, default=0, help="batch-1 4-bit steps this many times without, then with, it"
-    )
-    parser.add_argument(
-        "--tc-launch",
-        default="",
-        help="batch-1 4-bit steps also with these tensor-core one-row launches: 'tiles:at_once:programs[:max_splits];...'",
     )
     parser.add_argument("--checks-only", action="store_true", help="correctness checks, no timing")
     parser.add_argument("--no-model-check", action="store_true", help="skip the Qwen3-0.6B step checks")
     parser.add_argument("--batches", default="1")
     parser.add_argument("--bits", default="16,8,4", help="weight widths of the steps (16 first: the base)")
-    parser.add_argument(
-        "--gemv-launch",
-        default="",
-        help="batch-1 steps (8 and 4 bits) also with these one-row launches: 'block_n:warps:stages:programs;...'",
-    )
     args = parser.parse_args()
     torch.manual_seed(0)
     spec = resolve_spec("Qwen/Qwen3-8B")
@@ -299,7 +269,7 @@ def main() -> None:
         return
     bandwidth = copy_bandwidth(torch.device("cuda"))
     result["copy_bandwidth_gbps"] = bandwidth / 1e9
-    result["matrices"] = matrices(spec, bandwidth, args.tune, args.tune4, args.tune_gemv, args.tune_tc)
+    result["matrices"] = matrices(spec, bandwidth, args.tune, args.tune_gemv, args.tune_tc)
     save_result(args.out, args.name, result)
     steps = []
     for batch in map(int, filter(None, args.batches.split(","))):  # "" : no steps
@@ -312,36 +282,6 @@ def main() -> None:
             result["steps"] = steps
             save_result(args.out, args.name, result)
             print(json.dumps(row), flush=True)
-    base = next((r["ms_per_step"] for r in steps if r["batch"] == 1 and r["weights"] == 16), None)
-
-    def variant(bits: int, tag: dict) -> None:
-        """One more batch-1 step under the launch settings in force, recorded with `tag`."""
-        torch._dynamo.reset()  # the compiled step read the settings
-        row = bench_engine(spec, 1, 8192, bandwidth, weights=bits).to_dict() | tag
-        row["vs_bf16"] = row["ms_per_step"] / base if base else None
-        steps.append(row)
-        result["steps"] = steps
-        save_result(args.out, args.name, result)
-        print(f"{tag}: {bits}-bit {row['ms_per_step']:.3f} ms, {row['vs_bf16'] or 0:.3f}x bf16", flush=True)
-
-    for _ in range(args.ab_tc):  # the 4-bit step without the tensor-core one-row kernel, then with it
-        for enabled in (False, True):
-            GEMV_TC_LAUNCH["enabled"] = enabled
-            variant(4, {"tensor_core_row": enabled})
-    GEMV_TC_LAUNCH["enabled"] = True
-    for launch in filter(None, args.tc_launch.split(";")):
-        default = dict(GEMV_TC_LAUNCH)
-        keys = ("tiles", "at_once", "target_programs", "max_splits")
-        GEMV_TC_LAUNCH.update(zip(keys, map(int, launch.split(":")), strict=False))
-        variant(4, {"tc_launch": launch})
-        GEMV_TC_LAUNCH.update(default)
-    for launch in filter(None, args.gemv_launch.split(";")):
-        default = {bits: dict(v) for bits, v in GEMV_LAUNCH.items()}
-        for bits in (8, 4):
-            GEMV_LAUNCH[bits].update(parse_gemv_launch(launch))
-        for bits in (8, 4):
-            variant(bits, {"gemv_launch": launch})
-        GEMV_LAUNCH.update(default)
     torch._dynamo.reset()
     result["steps"] = steps
     save_result(args.out, args.name, result)
@@ -350,8 +290,6 @@ def main() -> None:
         f"{'G':>3}{'bits':>5}{'ms/step':>9}{'bound ms':>9}{'% bound':>8}{'x bf16':>8}{'target':>8}{'peak GiB':>9}{'acct GiB':>9}"
     )
     for r in steps:
-        if "gemv_launch" in r or "tensor_core_row" in r or "tc_launch" in r:
-            continue
         target = f"<={TARGETS[r['weights']]}" if r["weights"] in TARGETS and r["batch"] == 1 else "-"
         print(
             f"{r['batch']:>3}{r['weights']:>5}{r['ms_per_step']:>9.3f}{r['hbm_bound_ms']:>9.3f}{r['pct_of_bound']:>7.1f}%"

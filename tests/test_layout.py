@@ -107,3 +107,61 @@ def test_the_cpu_path_imports_no_kernel():
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"  # no kernel module (each imports Triton)
+
+
+def package_names(tree: ast.AST) -> set[str]:
+    """Names a script binds to membudget's modules or their objects (import ... as / from ... import)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("membudget"):
+            names |= {a.asname or a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {a.asname for a in node.names if a.name.startswith("membudget") and a.asname}
+    return names
+
+
+def root(node: ast.AST) -> str | None:
+    while isinstance(node, ast.Attribute | ast.Subscript):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def reassignments(source: str) -> list[str]:
+    """Where a script changes the package's state: an assignment to an attribute or item of something
+    it imported from membudget, or an update()/clear()/pop() of it."""
+    tree = ast.parse(source)
+    names, found = package_names(tree), []
+    for node in ast.walk(tree):
+        targets = []
+        if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            targets = [t for tgt in targets for t in (tgt.elts if isinstance(tgt, ast.Tuple) else [tgt])]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in ("update", "clear", "pop", "setdefault"):
+                targets = [node.func.value]
+        for t in targets:
+            if (
+                isinstance(t, ast.Attribute | ast.Subscript)
+                and root(t) in names
+                or (isinstance(node, ast.Call) and root(t) in names)
+            ):
+                found.append(f"line {node.lineno}: {ast.unparse(t)}")
+    return found
+
+
+def test_the_reassignment_checker_finds_one():
+    script = "from membudget.engine.kernels import launch\nfrom membudget.x import TABLE\n"
+    assert reassignments(
+        script + "launch.PDL = False\nTABLE[4] = 1\nTABLE.update(a=1)\nx = launch.PDL\n"
+    ) == [
+        "line 3: launch.PDL",
+        "line 4: TABLE[4]",
+        "line 5: TABLE",
+    ]
+
+
+def test_no_script_reassigns_the_packages_variables():
+    """Launch choices are values passed in, not module variables that a benchmark or test turns."""
+    scripts = [*PACKAGE.parent.parent.joinpath("bench").glob("*.py"), *Path(__file__).parent.rglob("*.py")]
+    found = {p.name: r for p in scripts if p.name != "test_layout.py" and (r := reassignments(p.read_text()))}
+    assert found == {}

@@ -64,13 +64,11 @@ for bits in (8, 4, 2):
             if grouped:
                 buffers[3] = torch.zeros(rows, kv_heads, capacity // 4, d * bits // 8, 4, dtype=torch.uint8)
             store = (*buffers, *rings, bits)
-            default = FAST_LAUNCH.get(bits)
-            if write is not None:
-                FAST_LAUNCH[bits] = (*default[:3], write, *default[4:])
-            before = split_kv_decode_quant(q, store, slots + 1, d**-0.5, fast=fast, block_n=16)
-            after = split_kv_decode_quant(q, store, slots + 1, d**-0.5, fast=fast, block_n=16, new=(k, v))
-            if write is not None:
-                FAST_LAUNCH[bits] = default
+            launch = FAST_LAUNCH[bits]._replace(write=write) if write is not None else None
+            before = split_kv_decode_quant(q, store, slots + 1, d**-0.5, fast=fast, block_n=16, launch=launch)
+            after = split_kv_decode_quant(
+                q, store, slots + 1, d**-0.5, fast=fast, block_n=16, new=(k, v), launch=launch
+            )
             label = f"attention(fast={fast}, new=, grouped={grouped}, kernel writes={write})"
             check(buffers, k, v, slots, bits, d, label)
             if not torch.equal(before, after):

@@ -12,7 +12,7 @@ import os
 
 import torch
 
-# batch sizes whose decode layer is compiled with autotuning (A/Bs: bench/ab_launch.py, bench/RESULTS.md in git history)
+# batch sizes whose decode layer is compiled with autotuning (A/Bs: bench/ab_launch.py and bench/RESULTS.md in git history)
 AUTOTUNE_ROWS = range(2, 5)
 
 

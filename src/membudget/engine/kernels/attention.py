@@ -23,6 +23,8 @@ Tested on the CPU with TRITON_INTERPRET=1 against `decode_attention_reference` a
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import triton
 import triton.language as tl
@@ -214,22 +216,27 @@ def num_splits(rows: int, kv_heads: int, target_programs: int = 264) -> int:
     return max(1, min(triton.cdiv(target_programs, rows * kv_heads), 64))
 
 
-def launch_settings(
-    launch: tuple, rows: int, kv_heads: int, splits, block_n, num_warps
-) -> tuple[int, int, int]:
-    """(splits, block_n, num_warps): those given, else from `launch` = (block_n, num_warps, target
-    programs, ...)."""
-    default_n, default_warps, programs = launch[:3]
-    return splits or num_splits(rows, kv_heads, programs), block_n or default_n, num_warps or default_warps
+class AttentionLaunch(NamedTuple):
+    """How a split-KV kernel launches: slots per block, warps, and the programs its splits aim at."""
+
+    block_n: int
+    num_warps: int
+    programs: int
 
 
-# The 16-bit kernel's launch: (block_n, num_warps, target programs for splits) for several rows and
-# for one; bench/decode.py --dense-launch times others. One program per multiprocessor beat two at
+def launch_settings(launch, rows: int, kv_heads: int, splits, block_n, num_warps) -> tuple[int, int, int]:
+    """(splits, block_n, num_warps): those given, else from `launch` (an AttentionLaunch, or a
+    quant_attention.QuantLaunch)."""
+    splits = splits or num_splits(rows, kv_heads, launch.programs)
+    return splits, block_n or launch.block_n, num_warps or launch.num_warps
+
+
+# The 16-bit kernel's launch for several rows and for one. One program per multiprocessor beat two at
 # every batch size on an H200, and 128-slot blocks beat 64 at one row only (Qwen3-0.6B batch 1: 1.024
 # ms at 128:4:132, 1.034 at 64:4:132, 1.090 at 64:4:264; batch 16: 4.555 ms at 64:4:132, 4.612 at
 # 128:4:132, 4.660 at 64:4:264; Qwen3-8B alike; bench/RESULTS.md in git history)
-DENSE_LAUNCH = (64, 4, 132)
-DENSE_LAUNCH_ONE_ROW = (128, 4, 132)
+DENSE_LAUNCH = AttentionLaunch(block_n=64, num_warps=4, programs=132)
+DENSE_LAUNCH_ONE_ROW = AttentionLaunch(block_n=128, num_warps=4, programs=132)
 
 
 def split_kv_decode(
@@ -250,9 +257,13 @@ def split_kv_decode(
     splits, block_n, num_warps = launch_settings(launch, q.shape[0], k.shape[1], splits, block_n, num_warps)
     if tickets is None:
         return dense_attention(q, k, v, lengths, scale, splits, block_n, num_warps)
-    return launch_split_kv(
-        q, (k, v, k, k, k, k, k, k), 0, lengths, scale, splits, block_n, num_warps, tickets
-    )
+    return launch_split_kv(q, dense_operands(k, v), 0, lengths, scale, splits, block_n, num_warps, tickets)
+
+
+def dense_operands(k: torch.Tensor, v: torch.Tensor) -> tuple:
+    """The shared kernel's operands (codes, scales, zeros, rings of a quantized cache) for a 16-bit
+    cache: the keys and values, and k where a quantized operand goes (BITS = 0 never reads them)."""
+    return (k, v, k, k, k, k, k, k)
 
 
 @torch.library.custom_op("membudget::dense_attention", mutates_args=())
@@ -268,7 +279,7 @@ def dense_attention(
 ) -> torch.Tensor:
     """The split-KV kernel and the merge kernel over a 16-bit cache as one opaque op (shapes as
     `split_kv_decode`)."""
-    tensors = (k, v, k, k, k, k, k, k)
+    tensors = dense_operands(k, v)
     return launch_split_kv(q, tensors, 0, lengths, scale, splits, block_n, num_warps, pdl=use_pdl(q.device))
 
 

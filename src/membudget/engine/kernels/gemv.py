@@ -30,6 +30,9 @@ per element in fp32 (tests/kernels/check_gemv.py).
 
 from __future__ import annotations
 
+from types import MappingProxyType
+from typing import NamedTuple
+
 import torch
 import triton
 import triton.language as tl
@@ -280,14 +283,21 @@ def supports(x: torch.Tensor, w: QuantWeight) -> bool:
     )
 
 
-# The launch per bit width, measured on an H200 with Qwen3-8B's matrices (bench/weights.py
-# --tune-gemv, --gemv-launch, bench/ab_launch.py): output rows per program, warps, pipeline stages,
-# the programs split-K aims at, and a cap on registers per thread (0: none; the launcher is a custom
-# op, so a cap reaches the kernel inside a compiled step; 96 and 80 measured slower at 8 bits).
-GEMV_LAUNCH = {
-    8: {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048, "maxnreg": 0},
-    4: {"block_n": 64, "num_warps": 2, "num_stages": 1, "target_programs": 2048, "maxnreg": 0},
-}
+class GemvLaunch(NamedTuple):
+    """How gemv launches: output rows per program, warps, pipeline stages, the programs split-K aims
+    at, and a cap on registers per thread (0: none; the launcher is a custom op, so a cap reaches the
+    kernel inside a compiled step)."""
+
+    block_n: int
+    num_warps: int
+    num_stages: int
+    target_programs: int
+    maxnreg: int
+
+
+# Per bit width, the launch measured fastest on an H200 with Qwen3-8B's matrices (bench/weights.py
+# --tune-gemv; caps of 96 and 80 registers measured slower at 8 bits).
+GEMV_LAUNCH = MappingProxyType({bits: GemvLaunch(64, 2, 1, 2048, 0) for bits in (8, 4)})
 
 
 @torch.library.custom_op("membudget::gemv_partials", mutates_args=())
@@ -347,14 +357,13 @@ def gemv(
     x2 = x.reshape(1, k)
     launch = GEMV_LAUNCH[w.bits]
     groups = triton.cdiv(k, GROUP)
-    block_n = block_n or launch["block_n"]
-    splits = splits or splits_for(n, groups, block_n, target_programs or launch["target_programs"])
+    block_n = block_n or launch.block_n
+    splits = splits or splits_for(n, groups, block_n, target_programs or launch.target_programs)
     per_split = triton.cdiv(groups, splits)
     splits = triton.cdiv(groups, per_split)
     out = gemv_partials(
         x2, w.qweight, w.scales, w.zeros, w.bits, k, splits, per_split, block_n,
-        num_warps or launch["num_warps"], num_stages or launch["num_stages"],
-        launch["maxnreg"],
+        num_warps or launch.num_warps, num_stages or launch.num_stages, launch.maxnreg,
     )  # fmt: skip
     y = out if splits == 1 else add_splits(out).to(x.dtype)
     return y.view(*x.shape[:-1], n)

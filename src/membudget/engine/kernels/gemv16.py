@@ -17,6 +17,8 @@ fp32 products and sums. Tested on the CPU with TRITON_INTERPRET=1 (tests/kernels
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import torch
 import triton
 import triton.language as tl
@@ -84,22 +86,18 @@ def _(x, w, splits, block_n, block_k, num_warps, num_stages):
 
 
 # The launch: output rows and inputs per block, warps, pipeline stages, and the programs split-K aims
-# at. Measured best of seven on an H200 in whole Qwen3-0.6B and -8B batch-1 steps (bench/ab_launch.py,
+# at. Measured best of seven on an H200 in whole Qwen3-0.6B and -8B batch-1 steps (bench/ab_launch.py in git history,
 # bench/RESULTS.md in git history).
-GEMV16_LAUNCH = {"block_n": 8, "block_k": 256, "num_warps": 2, "num_stages": 1, "target_programs": 1024}
-
-
-# Larger weights go to Inductor's / cuBLAS's kernels (None: no limit). A 64 MiB limit (Qwen3-8B's
-# qkv and o here, gate_up and down autotuned) measured no different (bench/RESULTS.md in git history).
-MAX_WEIGHT_BYTES: int | None = None
+# (Every weight size comes here: sending those over 64 MiB to Inductor's kernels measured no different.)
+GEMV16_LAUNCH = MappingProxyType(
+    {"block_n": 8, "block_k": 256, "num_warps": 2, "num_stages": 1, "target_programs": 1024}
+)
 
 
 def supports(x: torch.Tensor, w: torch.Tensor) -> bool:
-    """Whether gemv16 takes this product: one row on CUDA of w's 16-bit dtype, rows of w contiguous,
-    at most MAX_WEIGHT_BYTES of weights."""
+    """Whether gemv16 takes this product: one row on CUDA of w's 16-bit dtype, rows of w contiguous."""
     return (
-        (MAX_WEIGHT_BYTES is None or w.numel() * w.element_size() <= MAX_WEIGHT_BYTES)
-        and x.is_cuda
+        x.is_cuda
         and x.numel() == x.shape[-1]
         and x.dtype in (torch.bfloat16, torch.float16)
         and w.dtype == x.dtype

@@ -38,6 +38,8 @@ N % 16 == 0 -> [..., N] in x's dtype.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import triton
 import triton.language as tl
@@ -299,11 +301,19 @@ def supports(x: torch.Tensor, w: QuantWeight) -> bool:
     )
 
 
-# Launch, measured on an H200 with Qwen3-8B's matrices (bench/weights.py --tune-tc): tiles of 16 rows
-# per program (one warp), the programs split-K aims at, groups loaded at once, the most splits (each
-# adds a row of partial sums that the consuming kernel reads: at one row it is one program); "enabled": whether
-# qlinear.qlinear sends the products it takes here (bench/weights.py --ab-tc turns it off).
-GEMV_TC_LAUNCH = {"enabled": True, "tiles": 2, "target_programs": 2048, "at_once": 2, "max_splits": 16}
+class TcLaunch(NamedTuple):
+    """How gemv_tc launches: tiles of 16 rows per program (one warp), the programs split-K aims at,
+    groups loaded at once, the most splits (each adds a row of partial sums that the consuming kernel
+    reads: at one row it is one program)."""
+
+    tiles: int
+    target_programs: int
+    at_once: int
+    max_splits: int
+
+
+# the launch measured fastest on an H200 with Qwen3-8B's matrices (bench/weights.py --tune-tc)
+TC_LAUNCH = TcLaunch(tiles=2, target_programs=2048, at_once=2, max_splits=16)
 
 
 @torch.library.custom_op("membudget::gemv_tc_partials", mutates_args=())
@@ -346,20 +356,20 @@ def gemv_tc(
     at_once: int | None = None,
 ) -> torch.Tensor:
     """x [..., K] with one row @ dequantize(w).T -> [..., N] in x's dtype (see `supports`); launch
-    settings not given come from GEMV_TC_LAUNCH."""
+    settings not given come from TC_LAUNCH."""
     n, k = w.shape
     if not supports(x, w):
         raise ValueError(
             f"gemv_tc takes one bf16/fp16 row and a 4-bit weight with N % 16 == 0 and K % 128 == 0, not "
             f"{tuple(x.shape)} {x.dtype}, {w.bits}-bit ({n}, {k})"
         )
-    tiles = tiles or GEMV_TC_LAUNCH["tiles"]
+    tiles = tiles or TC_LAUNCH.tiles
     groups = k // GROUP
-    target = target_programs or GEMV_TC_LAUNCH["target_programs"]
-    splits = splits or splits_for(n, groups, 16 * tiles, target, max_splits=GEMV_TC_LAUNCH["max_splits"])
+    target = target_programs or TC_LAUNCH.target_programs
+    splits = splits or splits_for(n, groups, 16 * tiles, target, max_splits=TC_LAUNCH.max_splits)
     per_split = triton.cdiv(groups, splits)
     splits = triton.cdiv(groups, per_split)
-    at_once = at_once or GEMV_TC_LAUNCH["at_once"]
+    at_once = at_once or TC_LAUNCH.at_once
     if at_once not in (1, 2, 4):
         raise ValueError(f"at_once is 1, 2 or 4 groups, not {at_once}")
     out = gemv_tc_partials(

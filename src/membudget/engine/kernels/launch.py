@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-# Our kernels use PDL where the GPU has it (bench/ab_launch.py turns it off for an A/B).
+# Our kernels use PDL where the GPU has it (A/Bs with it off: bench/RESULTS.md in git history).
 PDL = True
 
 

@@ -32,7 +32,6 @@ import triton.language as tl
 from ..wquant import GROUP, QuantWeight
 from . import gemv, gemv_tc
 from .gemv import add_splits, splits_for
-from .gemv_tc import GEMV_TC_LAUNCH
 from .ptx_codes import codes_to
 
 MAGIC = tl.constexpr(0x4B000000)  # the float 2**23: its low 23 bits are mantissa, one unit each
@@ -164,24 +163,22 @@ def qlinear(
     num_warps: int = 4,
     num_stages: int = 3,
     target_programs: int = 2048,
-    use_dot: bool | None = None,
-    codes16: bool | None = None,
     packed: bool | None = None,
 ) -> torch.Tensor:
     """x [..., K] @ dequantize(w).T -> [..., N] in x's dtype (fp32, bf16 or fp16), one fused kernel.
-    use_dot: tensor cores (default: for two or more rows; at one row they measured slower, 56.8 vs
-    36.6 us for Qwen3-8B's gate_up at 4 bits). codes16: on the tensor cores, 4-bit codes go straight
-    to x's 16-bit type by engine/kernels/ptx_codes.py (default where x is bf16/fp16), else through fp32.
-    packed: one row in packed fp16 arithmetic (engine/kernels/gemv.py; default where it applies and
-    the tensor-core one-row kernel does not: engine/kernels/gemv_tc.py takes one row of 4-bit weights)."""
+    Two or more rows use the tensor cores (at one row they measured slower, 56.8 vs 36.6 us for
+        Qwen3-8B's gate_up at 4 bits); there 4-bit codes go straight to x's 16-bit type by
+        engine/kernels/ptx_codes.py where x is bf16/fp16, else through fp32.
+        packed: one row in packed fp16 arithmetic (engine/kernels/gemv.py; default where it applies and
+        the tensor-core one-row kernel does not: engine/kernels/gemv_tc.py takes one row of 4-bit weights)."""
     n, k = w.shape
     if x.shape[-1] != k:
         raise ValueError(f"x has {x.shape[-1]} inputs, the weight {k}")
     if w.bits == 4 and k % 2:
         raise ValueError(f"the 4-bit kernel needs an even input size, not {k}")
-    if packed is None and not use_dot and GEMV_TC_LAUNCH["enabled"] and gemv_tc.supports(x, w):
+    if packed is None and gemv_tc.supports(x, w):
         return gemv_tc.gemv_tc(x, w, splits=splits)
-    if packed or (packed is None and not use_dot and gemv.supports(x, w)):
+    if packed or (packed is None and gemv.supports(x, w)):
         return gemv.gemv(x, w, block_n=block_n, splits=splits)
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k)
@@ -189,9 +186,8 @@ def qlinear(
         x2 = x2.contiguous()
     m = x2.shape[0]
     groups = triton.cdiv(k, GROUP)
-    use_dot = m > 1 if use_dot is None else use_dot
-    if codes16 is None:
-        codes16 = w.bits == 4 and x.dtype in (torch.bfloat16, torch.float16)
+    use_dot = m > 1
+    codes16 = w.bits == 4 and x.dtype in (torch.bfloat16, torch.float16)
     block_m = 1 if not use_dot else (16 if m <= 16 else 64)
     block_n = block_n or 128
     splits = splits or splits_for(n, groups, block_n, target_programs // triton.cdiv(m, block_m))

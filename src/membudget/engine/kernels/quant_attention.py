@@ -39,6 +39,9 @@ D*bits/8, 4]), scale/zero [G, H_kv, C, D/64], rings [G, H_kv, <=128, D]; lengths
 
 from __future__ import annotations
 
+from types import MappingProxyType
+from typing import NamedTuple
+
 import torch
 import triton
 import triton.language as tl
@@ -356,14 +359,28 @@ def scale_after_dot(
     return merge(partial, lse, out, tickets)
 
 
+class QuantLaunch(NamedTuple):
+    """How the scale-after-dot kernel launches: slots per block, warps, the programs its splits aim at,
+    whether it writes the new token's codes itself (else the separate write kernel does), pipeline
+    stages, and a register cap per thread (None: the compiler's choice)."""
+
+    block_n: int
+    num_warps: int
+    programs: int
+    write: bool
+    stages: int
+    maxnreg: int | None
+
+
 # Per bit width, the launch measured fastest for the scale-after-dot kernel on an H200 (Qwen3-8B
-# shape, 16 rows, 16k-32k slots; bench/RESULTS.md in git history): (block_n, num_warps, target programs for splits,
-# write the new token's codes inside it -- at 4 bits the separate write kernel measured faster --,
-# pipeline stages, register cap per thread or None). 4 bits: 1,024 programs (8 splits at 16 rows) made
+# shape, 16 rows, 16k-32k slots; bench/RESULTS.md in git history); at 4 bits the separate write
+# kernel measured faster than writing inside it. 4 bits: 1,024 programs (8 splits at 16 rows) made
 # the quant:4 step 0.793x of bf16 at 32k, vs 0.82x at 4,096 programs. The cap reaches eager launches
 # only: torch.compile (2.11) compiles a user kernel without `maxnreg`, so the compiled decode step
 # runs this kernel uncapped (255 registers; alone at 32k 0.405 vs 0.346 ms capped, bench/RESULTS.md in git history).
-FAST_LAUNCH = {8: (32, 1, 4096, True, 3, None), 4: (32, 1, 1024, False, 3, 168)}
+FAST_LAUNCH = MappingProxyType(
+    {8: QuantLaunch(32, 1, 4096, True, 3, None), 4: QuantLaunch(32, 1, 1024, False, 3, 168)}
+)
 
 
 def split_kv_decode_quant(
@@ -377,6 +394,7 @@ def split_kv_decode_quant(
     fast: bool | None = None,
     new: tuple | None = None,
     tickets: torch.Tensor | None = None,
+    launch: QuantLaunch | None = None,
 ) -> torch.Tensor:
     """Decode attention over a quantized cache (engine/kvquant.py) without a 16-bit copy of it.
     store = (k_codes, k_scale, k_zero, v_codes, v_scale, v_zero, k_ring, v_ring, bits), codes
@@ -385,21 +403,22 @@ def split_kv_decode_quant(
     to dot products: 8 and 4 bits, head_dim 64 or 128, <= 8 query heads per KV head, 16-bit queries.
     Otherwise each block is dequantized in registers by the kernel above.
     new = (k, v) [G, H_kv, D]: the step's new token, whose codes are written at slot lengths - 1 (the
-    caller has written its exact ring entry). tickets: as `split_kv_decode`."""
+    caller has written its exact ring entry). tickets: as `split_kv_decode`. launch: the fast
+    kernel's (default FAST_LAUNCH[bits])."""
     kc, ks, kz, vc, vs, vz, kr, vr, bits = store
     g, heads, _, d = q.shape
     if fast is None:
         fast = fast_kernel_applies(bits, d, heads, kc.shape[1], q.dtype)
     if vc.dim() == 5 and not fast:
         raise ValueError("value codes grouped by 4 slots are read by the scale-after-dot kernel only")
-    if new is not None and not (fast and FAST_LAUNCH[bits][3]):  # else the attention kernel writes
+    launch = launch or FAST_LAUNCH.get(bits)
+    if new is not None and not (fast and launch.write):  # else the attention kernel writes
         quantize_write(*new, lengths - 1, store[:6])
         new = None
     if fast:
-        launch = FAST_LAUNCH[bits]
         splits, block_n, num_warps = launch_settings(launch, g, kc.shape[1], splits, block_n, num_warps)
         return scale_after_dot(
-            q, store, lengths, scale, splits, block_n, num_warps, new, tickets, *launch[4:]
+            q, store, lengths, scale, splits, block_n, num_warps, new, tickets, launch.stages, launch.maxnreg
         )
     block_n = block_n or (
         32 if bits == 8 else 64
