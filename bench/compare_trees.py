@@ -6,7 +6,7 @@ Run on the device, from the tree to check (the "after"), with the other one unpa
     PYTHONPATH=src python3 bench/compare_trees.py --before ../before [--out DIR] [--rounds 2]
 
 Each case is MODEL:ROWS:WEIGHTS:KV (KV `full` or `quant:Q`), timed by each tree's own
-`membudget.bench.bench_engine` at 8,192 tokens of context: the median of 5 windows of 50 CUDA-graph
+`bench_engine` (membudget/timing.py) at 8,192 tokens of context: the median of 5 windows of 50 CUDA-graph
 replays of the whole decode step on random weights. The trees take turns, one fresh process per tree
 and round (before, after, before, after, ...), each timing every case, so that clock drift and
 compile caches fall on both alike. Per case it reports each tree's fastest round and after / before;
@@ -31,7 +31,10 @@ CASES = (
 # and prints one JSON line per case.
 CHILD = """
 import json, sys, torch
-from membudget.bench import bench_engine
+try:
+    from membudget.timing import bench_engine
+except ImportError:  # trees from before the module's rename
+    from membudget.bench import bench_engine
 from membudget.spec import resolve_spec
 for model, rows, bits, kv in json.loads(sys.argv[1]):
     torch.manual_seed(0)

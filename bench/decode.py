@@ -15,13 +15,13 @@ import sys
 
 import torch
 
-from membudget.bench import bench_engine, bench_transformers, copy_bandwidth, save_result
 from membudget.engine.attention import decode_attention_reference
 from membudget.engine.kernels.attention import split_kv_decode
 from membudget.engine.model import Decoder
 from membudget.engine.sampling import SamplingParams, row_seeds, sample
 from membudget.engine.step import DecodeStep
 from membudget.spec import resolve_spec
+from membudget.timing import bench_engine, bench_transformers, copy_bandwidth, save_result
 
 
 def check_kernel() -> float:

@@ -20,7 +20,6 @@ import time
 
 import torch
 
-from membudget.bench import fill_random, save_result, time_replays
 from membudget.engine.kernels.quant_attention import QuantLaunch, split_kv_decode_quant
 from membudget.engine.kvquant import RESIDUAL, group_slots, quant_decode_attention_reference, quantize
 from membudget.engine.model import Decoder
@@ -28,6 +27,7 @@ from membudget.engine.sampling import SamplingParams, row_seeds
 from membudget.engine.step import DecodeStep
 from membudget.memory import KVPolicy, kv_bytes
 from membudget.spec import resolve_spec
+from membudget.timing import fill_random, save_result, time_replays
 
 
 def check_quant_kernel() -> float:

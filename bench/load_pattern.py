@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from membudget.bench import copy_bandwidth, save_result
+from membudget.timing import copy_bandwidth, save_result
 
 
 @triton.jit

@@ -17,11 +17,11 @@ from collections import defaultdict
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from membudget.bench import fill_random, save_result
 from membudget.engine.model import Decoder
 from membudget.engine.sampling import SamplingParams, row_seeds
 from membudget.engine.step import DecodeStep
 from membudget.spec import resolve_spec
+from membudget.timing import fill_random, save_result
 
 
 def kernels(step: DecodeStep, ids, positions, steps: int) -> list[tuple[str, float, float]]:

@@ -14,12 +14,12 @@ import os
 import torch
 import torch.nn.functional as F
 
-from membudget.bench import bench_engine, copy_bandwidth, save_result
 from membudget.engine.kernels.gemv import gemv
 from membudget.engine.kernels.gemv_tc import gemv_tc
 from membudget.engine.kernels.qlinear import qlinear
 from membudget.engine.wquant import dequantize, quantize
 from membudget.spec import resolve_spec
+from membudget.timing import bench_engine, copy_bandwidth, save_result
 
 TARGETS = {8: 0.65, 4: 0.45}  # step time vs bf16, Qwen3-8B batch 1
 

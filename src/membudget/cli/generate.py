@@ -187,7 +187,7 @@ def bench(
     """
     import torch
 
-    from ..bench import bench_engine, bench_transformers, check_bench_kv, copy_bandwidth
+    from ..timing import bench_engine, bench_transformers, check_bench_kv, copy_bandwidth
 
     specs = [resolve_spec(name) for name in model or ["Qwen/Qwen3-8B"]]
     batches = split_ints([batch], "--batch")

@@ -108,11 +108,12 @@ def _run(
     ray_address: str | None,
     dry_run: bool,
     gpu_memory: str | None = None,
+    rehearse: bool = False,
 ) -> None:
     from ..sweep.runner import plan, record_plan, resolve_device, run_local, scenario_scores, size_generations
     from ..sweep.store import Store
 
-    if not dry_run:
+    if not dry_run or rehearse:
         resolve_device(config)  # refuses device = "cuda" without a GPU before anything is written
     memory = gpu_memory_bytes(config, gpu_memory)
     sizes = size_generations(config, problems, memory)  # refuses what cannot fit before the store opens
@@ -124,15 +125,7 @@ def _run(
             sum(len(p) for p in problems.values()) * len(config.models) * len(config.weights) * len(config.kv)
         )
         if dry_run:
-            from ..sweep.config import on_gpu
-            from ..sweep.runner import estimate_seconds
-
-            if memory is None and not on_gpu(config.device):
-                out.print("runs on the CPU: no time estimate (the estimate models a GPU's memory bandwidth)")
-            else:
-                for model in config.models:
-                    hours = estimate_seconds(config, problems, model) / 3600
-                    out.print(f"{model}: about {hours:,.1f} h on one H200 (bf16 roofline estimate)")
+            _print_estimates(config, problems, groups, memory, rehearse)
             if memory is not None:
                 _print_batches(groups, memory)
             count = len(config.scenarios()) * len(config.tasks)
@@ -193,6 +186,56 @@ def _run(
             store.close()
 
 
+def _print_estimates(config, problems, groups, memory: int | None, rehearse: bool) -> None:
+    """Per (model, weights, KV, task) group: its generations, and its time by the step model (a GPU
+    sweep) and, with `rehearse`, by a rehearsal on random weights on the sweep's device."""
+    from ..spec import resolve_spec
+    from ..sweep import estimate
+    from ..sweep.config import on_gpu
+    from ..sweep.runner import group_plans, resolve_device
+
+    modelled = memory is not None or on_gpu(config.device)
+    if not modelled and not rehearse:
+        out.print("runs on the CPU: no time estimate (the step model is a GPU's; --rehearse times this CPU)")
+        return
+    device, dtype = resolve_device(config) if rehearse else (config.device, config.dtype)
+    title = "Time of the decode steps" + (f" (rehearsed on {_device_name(device)})" if rehearse else "")
+    table = Table(title=title)
+    cols = ["model", "weights", "KV", "task", "generations", "rows", "steps each"]
+    cols += [f"h on {estimate.DEVICE} (model)"] if modelled else []
+    cols += ["ms/step rehearsed", "h rehearsed", "peak / accounted GiB"] if rehearse else []
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("model", "KV", "task") else "right")
+    totals = [0.0, 0.0]
+    for plan in group_plans(config, problems, groups):
+        spec = resolve_spec(plan.model)
+        cells = [plan.model.split("/")[-1], str(plan.weights), plan.kv, plan.task, f"{plan.generations:,}",
+                 f"{plan.rows:,}", f"{plan.steps:,}"]  # fmt: skip
+        if modelled:
+            seconds = estimate.estimate_seconds(spec, plan)
+            totals[0] += seconds
+            cells.append(f"{seconds / 3600:,.2f}")
+        if rehearse:
+            err_console.print(f"rehearsing {plan.model} {plan.weights}-bit {plan.kv}, {plan.rows} rows ...")
+            r = estimate.rehearse(spec, plan, device, dtype)
+            totals[1] += r.estimate_seconds
+            peak = f"{gib(r.peak_bytes)} / {gib(r.accounted_bytes)}" if r.peak_bytes else "- (CPU)"
+            cells += [f"{r.seconds_per_step * 1e3:,.2f}", f"{r.estimate_seconds / 3600:,.2f}", peak]
+        table.add_row(*cells)
+    out.print(table)
+    if modelled:
+        out.print(f"about {totals[0] / 3600:,.1f} h of decode steps on {estimate.DEVICE} (the engine's step "
+                  "model, calibrated there; prefill not counted)")  # fmt: skip
+    if rehearse:
+        out.print(f"about {totals[1] / 3600:,.1f} h on this {_device_name(device)} (rehearsed)")
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
+
+
 def _print_batches(groups, memory: int) -> None:
     table = Table(title=f"Generations sized for {memory / 2**30:,.2f} GiB of GPU memory (less a 5 % margin)")
     for col in ("model", "weights", "KV", "task", "problems/generation", "rows", "sample passes", "GiB each"):
@@ -222,6 +265,13 @@ def sweep(
             help="Size generations for this much GPU memory (e.g. 80GiB; default: the GPU's free memory)"
         ),
     ] = None,
+    rehearse: Annotated[
+        bool,
+        typer.Option(
+            help="A dry run that also times a few hundred decode steps of each group's shapes on random "
+            "weights on the sweep's device, and its peak memory (nothing is downloaded or written)"
+        ),
+    ] = False,
 ) -> None:
     """Run a sweep file: every scenario, sharing generations across budgets and sample counts.
 
@@ -230,7 +280,8 @@ def sweep(
     from ..sweep.config import load_sweep
 
     config, problems = load_sweep(file)
-    _run(config, problems, db, ray or ray_address is not None, ray_address, dry_run, gpu_memory)
+    dry_run = dry_run or rehearse
+    _run(config, problems, db, ray or ray_address is not None, ray_address, dry_run, gpu_memory, rehearse)
     if parquet is not None and not dry_run:
         from ..sweep.store import Store
 

@@ -133,6 +133,14 @@ class KVCache:
         members = list(range(len(self.fill)))[rows]
         self.advance(members, members, tokens)
 
+    def start_at(self, tokens: int) -> None:
+        """Books of rows that hold `tokens` slots of whatever the buffers hold: a rehearsal on random
+        weights (sweep/estimate.py) starts there instead of prefilling."""
+        if tokens > self.limit:
+            raise ValueError(f"{tokens} tokens exceed the {self.limit} a row holds")
+        g = len(self.fill)
+        self.fill, self.seen, self.pending = [tokens] * g, [tokens] * g, [0] * g
+
     # --- decode: one token per row -----------------------------------------------------------------
     def where(self, record: list[bool]) -> tuple[list[int], list[int]]:
         """Host-side inputs of a step besides the positions: (slots, query-ring entries), each a list

@@ -12,12 +12,13 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ..memory import Scenario, breakdown, kv_bytes_per_token, weight_bytes
+from ..memory import Scenario, breakdown
 from ..scoring import Score
 from ..spec import resolve_spec
 from ..tasks import Problem, chat_prompt, get_task
-from .batching import Batch, fit_batch, prompt_tokens
+from .batching import FORCED_TOKENS, Batch, fit_batch, prompt_tokens
 from .config import SweepConfig
+from .estimate import GroupPlan, group_plan
 from .store import GenerationRecord, SampleRow, Store, scenario_score
 
 
@@ -128,22 +129,25 @@ def plan(
     return groups
 
 
-def estimate_seconds(
-    config: SweepConfig,
-    problems: dict[str, list[Problem]],
-    model: str,
-    prompt_tokens: int = 300,
-    bandwidth: float = 4.2e12,
-) -> float:
-    """Roofline estimate of a model's share of the sweep on one H200 (bf16): every decode step reads
-    the weights and each row's KV (average context: prompt + half the largest budget), at the share
-    of the copy bandwidth the engine reached in bench/RESULTS.md in git history (~80 % at 8+ rows, ~35-78 % at 1)."""
-    spec = resolve_spec(model)
-    rows, budget = config.max_samples, config.budgets[-1]
-    efficiency = 0.8 if rows >= 8 else 0.5
-    step_bytes = weight_bytes(spec, 16) + rows * (prompt_tokens + budget / 2) * kv_bytes_per_token(spec)
-    generations = sum(len(p) for p in problems.values()) * len(config.weights) * len(config.kv)
-    return generations * budget * step_bytes / (bandwidth * efficiency)
+def group_plans(
+    config: SweepConfig, problems: dict[str, list[Problem]], groups: list[Group]
+) -> list[GroupPlan]:
+    """Each group's generations per (KV policy, task), as `plan` sized them, for the time estimates."""
+    prompts = {
+        task.name: max(prompt_tokens(get_task(task.name).prompt(p)) for p in problems[task.name])
+        for task in config.tasks
+    }
+    answer = config.generation.answer_tokens + FORCED_TOKENS + 1
+    plans = []
+    for group in groups:
+        for kv in config.kv:
+            for task in config.tasks:
+                count = sum(1 for u in group.units if (u.kv, u.task) == (kv, task.name))
+                if count:
+                    batch = group.batch(kv, task.name, config.batch)
+                    plans.append(group_plan(group.model, group.weights, kv, task.name, count, batch,
+                                            config.max_samples, prompts[task.name], config.budgets, answer))  # fmt: skip
+    return plans
 
 
 def record_plan(config: SweepConfig, store: Store) -> str:

@@ -2,11 +2,11 @@
 
 import torch
 
-from membudget.bench import fill_random, step_bytes
 from membudget.engine.kvquant import RESIDUAL
 from membudget.engine.model import Decoder
 from membudget.memory import kv_bytes_per_token
 from membudget.spec import ModelSpec
+from membudget.timing import fill_random, step_bytes
 
 
 def tiny_model() -> Decoder:
