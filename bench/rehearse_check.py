@@ -1,0 +1,95 @@
+"""How well the time estimates predict the generation loop, on random weights of real shapes (no download).
+
+    PYTHONPATH=src python3 bench/rehearse_check.py --out $OUT [--model Qwen/Qwen3-8B] [--kv rkv:4096,full]
+                                                  [--rows 16] [--tokens 8192]
+
+Per KV policy, one real generation (engine/generate.py: budget checkpoints at T/2 and T, answer
+phases, compactions; random weights of the model's shape and a word tokenizer) timed over its decode
+steps, beside what `membudget sweep --rehearse` extrapolates for the same generation (sweep/estimate.py:
+a few hundred steps from the middle of its context) and what the step model says for one H200. Each
+with its peak memory against the accounting. Writes rehearse_check.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import torch
+from gpu_kv_smoke import Words
+
+from membudget.engine.generate import GenerationConfig, Generator
+from membudget.engine.load import DTYPES
+from membudget.engine.model import Decoder
+from membudget.spec import resolve_spec
+from membudget.sweep import estimate
+from membudget.sweep.batching import Batch, generation_bytes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=os.environ.get("OUT", "."))
+    parser.add_argument("--model", default="Qwen/Qwen3-8B")
+    parser.add_argument("--kv", default="rkv:4096,full")
+    parser.add_argument("--weights", type=int, default=16)
+    parser.add_argument("--rows", type=int, default=16)
+    parser.add_argument("--tokens", type=int, default=8192)
+    parser.add_argument("--prompt", type=int, default=64)
+    parser.add_argument("--device", default="cuda", help="cuda; cpu only checks that the script runs")
+    args = parser.parse_args()
+    spec = resolve_spec(args.model)
+    dtype = "bfloat16" if args.device == "cuda" else "float32"
+    budgets = (args.tokens // 2, args.tokens)
+    prompt = list(range(1, args.prompt + 1))
+    results = []
+    for kv in args.kv.split(","):
+        config = GenerationConfig(budgets=budgets, samples=args.rows, answer_tokens=8, kv=kv)
+        model = Decoder.random(spec, DTYPES[dtype], args.device)
+        model.quantize_(args.weights)
+        gen = Generator(model, Words())
+        gen.generate(prompt, config)
+        measured, steps, peak = gen.timings.decode_s, gen.timings.steps, gen.peak_memory_bytes
+        answer = gen.answer_slots(config)
+        del gen, model
+        group = estimate.group_plan(args.model, args.weights, kv, "check", 1, Batch(1, args.rows, 1, 0), args.rows,
+                                    len(prompt), budgets, answer)  # fmt: skip
+        rehearsal = estimate.rehearse(spec, group, args.device, dtype)
+        row = {
+            "kv": kv,
+            "rows": args.rows,
+            "tokens": args.tokens,
+            "measured_s": measured,
+            "measured_steps": steps,
+            "planned_steps": group.steps,
+            "rehearsed_s": rehearsal.estimate_seconds,
+            "rehearsed_ms_per_step": rehearsal.seconds_per_step * 1e3,
+            "rehearsed_vs_measured": rehearsal.estimate_seconds / measured,
+            "step_model_s_h200": estimate.estimate_seconds(spec, group),
+            "peak": peak,
+            "rehearsal_peak": rehearsal.peak_bytes,
+            "accounted": generation_bytes(
+                spec, args.weights, kv, budgets[-1], args.rows, len(prompt), answer
+            ),
+        }
+        row["peak_vs_accounted"] = peak / row["accounted"] if peak else None
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"device": device, "model": args.model, "weights": args.weights, "results": results}
+    (out / "rehearse_check.json").write_text(json.dumps(summary, indent=1))
+    print(f"\n{device}, {args.model}, {args.weights}-bit, {args.rows} rows, T = {args.tokens:,}")
+    print(
+        f"{'KV':<12}{'measured s':>11}{'rehearsed s':>12}{'ratio':>7}{'model s (H200)':>15}{'peak/acct':>10}"
+    )
+    for r in results:
+        ratio = f"{r['peak_vs_accounted']:.3f}" if r["peak_vs_accounted"] else "-"
+        print(f"{r['kv']:<12}{r['measured_s']:>11.1f}{r['rehearsed_s']:>12.1f}{r['rehearsed_vs_measured']:>7.2f}"
+              f"{r['step_model_s_h200']:>15.1f}{ratio:>10}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
