@@ -12,19 +12,19 @@ import os
 
 import torch
 
-# batch sizes whose decode layer is compiled with autotuning (A/Bs: bench/ab_launch.py and bench/RESULTS.md in git history)
+# batch sizes whose decode layer is compiled with autotuning
 AUTOTUNE_ROWS = range(2, 5)
 
 
 def compiled(fn, default: str = "1"):
     """torch.compile(fn) as MEMBUDGET_COMPILE says (else `default`): "autotune" (Inductor also times its
     own matrix kernels against cuBLAS for every shape: measured faster at 2-4 rows, slower at 16;
-    at one row, where our kernels do the products, only slower to compile and less repeatable --
-    bench/RESULTS.md in git history), "1" (plain compile), or "0" (eager: same results, many more kernel launches).
+    at one row, where our kernels do the products, only slower to compile and less repeatable),
+    "1" (plain compile), or "0" (eager: same results, many more kernel launches).
 
     Inductor's kernels use programmatic dependent launch (Hopper and later; Inductor ignores it
     elsewhere): a kernel starts while its predecessor finishes and waits for its data on the device,
-    which hides part of each launch's latency (a few per cent at batch 1, bench/RESULTS.md in git history)."""
+    which hides part of each launch's latency (a few per cent at batch 1)."""
     mode = os.environ.get("MEMBUDGET_COMPILE", default)
     if mode == "0":
         return fn

@@ -9,9 +9,8 @@ Both stores hold, per layer, G rows x H_kv heads x C slots and offer the same op
 Keys are stored with RoPE applied, so a slot need not equal a position. A store's `tickets` (int32
 zeros [G * H_kv] shared by its layers, or None) let the CUDA attention kernel merge its splits itself:
 its programs count finished splits there and the last one merges (engine/kernels/attention.py). On an
-H200 that made the 8-bit kernel faster (0.235 vs 0.246 ms at 16k slots, 16 rows) and the 16-bit and
-4-bit steps slower (Qwen3-8B batch 1: 5.07 vs 4.85 ms; quant:4 at 32k: 19.90 vs 19.49 ms), so only an
-8-bit QuantStore has tickets (bench/RESULTS.md in git history).
+H200 that made the 8-bit kernel about 4 % faster and the 16-bit and 4-bit steps 2-5 % slower, so
+only an 8-bit QuantStore has tickets.
 """
 
 from __future__ import annotations
@@ -145,8 +144,8 @@ class DenseStore:
 
 def grouped_values(device, bits: int, capacity: int, head_dim: int, dtype, heads: int, kv_heads: int) -> bool:
     """Whether a quantized store keeps its value codes grouped by 4 slots (engine/kvquant.py): 4-bit
-    CUDA caches that the scale-after-dot kernel takes, which reads them that way 12-20 % faster
-    (bench/RESULTS.md in git history)."""
+     CUDA caches that the scale-after-dot kernel takes, which reads them that way 12-20 % faster
+    ."""
     return (
         torch.device(device).type == "cuda"
         and bits == 4

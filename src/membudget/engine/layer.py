@@ -98,7 +98,7 @@ def decode_layer(x, act, down, cos, sin, where, cache_op, buffers: tuple, w: Lay
     A pure function of tensors (weights and cache buffers passed as NamedTuples), so that on CUDA one
     torch.compile'd copy serves every layer but the first and fuses its element-wise work (norms,
     RoPE, SwiGLU). The shift puts each residual add in the same compiled unit as the input RMSNorm
-    that reads it: one kernel for both instead of two per layer (bench/RESULTS.md in git history).
+    that reads it: one kernel for both instead of two per layer.
     `cache_op(buffers, q, k, v, where, scale)` writes the new k, v and returns the attention output.
     """
     if act is not None:

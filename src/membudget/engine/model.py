@@ -244,7 +244,7 @@ class Decoder:
         stream that ran a product until the process ends; a new stream per step (one per
         `generate_batch` call) added one to the allocated memory each time, up to torch's pool of 32
         streams (1 GiB), and one per model did the same across a sweep's model groups -- and so to
-        every later peak-memory figure (bench/RESULTS.md in git history)."""
+        every later peak-memory figure."""
         index = self.device.index if self.device.index is not None else torch.cuda.current_device()
         if index not in CAPTURE_STREAMS:
             CAPTURE_STREAMS[index] = torch.cuda.Stream(index)
@@ -295,7 +295,7 @@ class Decoder:
         )
         # the rows' lengths after the write: for one row computed once per step (Qwen3-0.6B step 1 %
         # faster); for several in every layer, next to the attention (its kernel measured 8 % faster
-        # so at 16 rows, for a reason not found; bench/RESULTS.md in git history)
+        # so at 16 rows, for a reason not found)
         where = where._replace(lengths=lengths if ids.shape[0] == 1 else None)
         layer_fn = (
             self._decode_layer_autotuned

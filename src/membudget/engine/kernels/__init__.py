@@ -20,4 +20,7 @@ the torch reference named beside it (tests/kernels/) and on a GPU by tests/test_
 launch.py says how our kernels launch (programmatic dependent launch); ptx_*.py hold the inline PTX
 that gemv.py, gemv_tc.py, qlinear.py and quant_attention.py use. Kernels import from the engine only
 its storage formats (engine/wquant.py, engine/kvquant.py), never the model.
+
+Where a comment says a launch setting or a design "measured" faster, it was chosen by A/B runs on an
+H200, logged in bench/RESULTS.md (in git history); the current figures are in bench/BASELINE.md.
 """

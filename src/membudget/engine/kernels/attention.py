@@ -7,8 +7,7 @@ for any length); every program reads its chunk once for all query heads of the g
 softmax, and writes a partial output with its log-sum-exp; a second kernel merges the splits. The
 split count depends on (rows, KV heads) only, so results do not depend on the cache capacity.
 (Fixed 256-slot chunks, which would also make them independent of the batch size, cost 4-5 % at
-batch 16 on an H200 and buy nothing while the matrix products differ by batch size anyway:
-bench/RESULTS.md in git history.)
+batch 16 on an H200 and buy nothing while the matrix products differ by batch size anyway.)
 
 Shapes: q [G, H, 1, D]; k, v [G, H_kv, C, D] (last dim contiguous); lengths [G] -> out [G, H, 1, D].
 The same kernel reads a quantized cache (BITS > 0: packed codes, per-group scale and zero, and the
@@ -232,9 +231,8 @@ def launch_settings(launch, rows: int, kv_heads: int, splits, block_n, num_warps
 
 
 # The 16-bit kernel's launch for several rows and for one. One program per multiprocessor beat two at
-# every batch size on an H200, and 128-slot blocks beat 64 at one row only (Qwen3-0.6B batch 1: 1.024
-# ms at 128:4:132, 1.034 at 64:4:132, 1.090 at 64:4:264; batch 16: 4.555 ms at 64:4:132, 4.612 at
-# 128:4:132, 4.660 at 64:4:264; Qwen3-8B alike; bench/RESULTS.md in git history)
+# every batch size on an H200 (2-3 %), and 128-slot blocks beat 64 at one row only (about 1 %, and
+# lost as much at 16 rows), for Qwen3-0.6B and -8B alike
 DENSE_LAUNCH = AttentionLaunch(block_n=64, num_warps=4, programs=132)
 DENSE_LAUNCH_ONE_ROW = AttentionLaunch(block_n=128, num_warps=4, programs=132)
 

@@ -10,14 +10,14 @@ codes into code - zero in fp16 and multiply-adds them with the inputs, two per i
 partials are scaled by the group's scale and summed. About 3.5 instructions per weight and lane
 where the fp32 kernel (engine/kernels/qlinear.py) takes ~6.6 (sm_90 loops, bench/inspect_kernel.py).
 A program fetches its first group's codes, scales and zeros before it waits for its input
-(engine/kernels/launch.py): Qwen3-8B int8 step 8 % faster, int4 within its noise (bench/RESULTS.md in git history).
+(engine/kernels/launch.py): Qwen3-8B int8 step 8 % faster, int4 within its noise.
 
 Precision: code - zero is exact in fp16 and so is a scaled bf16 input, except inputs below 2**-14 of
 their chunk's largest (fp16 subnormals: absolute error <= 2**-25 of that largest); each product is
 rounded to fp16 (11 bits) and four are summed per half before fp32 takes over: below the 16-bit
 rounding of the output (tests/test_gemv_ptx.py bounds it per chunk).
 
-Speed on an H200 (bench/RESULTS.md in git history, Qwen3-8B matrices, one row): 4-bit 15-27 % faster per matrix than
+Speed on an H200 (Qwen3-8B matrices, one row): 4-bit 15-27 % faster per matrix than
 the fp32 kernel (gate_up 29.1 vs 36.6 us), 8-bit about the same (loads, not instructions, bound it).
 
 One row of 4-bit weights goes to engine/kernels/gemv_tc.py where it applies (tensor cores, 20-27 %
@@ -221,8 +221,7 @@ def _gemv_kernel(
     g_start = pid_s * GROUPS_PER_SPLIT
     g_end = tl.minimum(GROUPS, g_start + GROUPS_PER_SPLIT)
     # No earlier kernel writes the weights: the first group's codes are fetched before the wait. (Loading
-    # every next group before multiplying the current one, a register double buffer, was slower:
-    # bench/RESULTS.md in git history.)
+    # every next group before multiplying the current one, a register double buffer, was slower.)
     wa, wb, scale, zero = _load_codes(rows, scales, zeros, offs_n, n_mask, g_start, g_end, GROUPS,
                                       ROW_WORDS, BITS, BLOCK_N)  # fmt: skip
     await_inputs(PDL)
@@ -234,7 +233,7 @@ def _gemv_kernel(
     total = tl.sum(acc, axis=1)
     if SPLITS == 1:
         tl.store(y + offs_n, total.to(y.dtype.element_ty), mask=n_mask)
-    else:  # partial sums, added by the caller (inside the kernel, with tickets: slower, bench/RESULTS.md in git history)
+    else:  # partial sums, added by the caller (inside the kernel, with tickets: slower)
         tl.store(partial + pid_s * s_ps + offs_n, total, mask=n_mask)
 
 
@@ -244,7 +243,7 @@ def add_splits(partial: torch.Tensor) -> torch.Tensor:
     Under torch.compile the adds are element-wise work that Inductor folds into the kernel consuming
     the sum (the residual add and RMSNorm, SwiGLU, q/k-norm and RoPE), where `partial.sum(0)` is a
     reduction kernel of its own: three per layer, 3.7-5.0 us each at batch 1 on an H200 (folded:
-    the Qwen3-8B batch-1 step 1-2 % faster, bench/RESULTS.md in git history). The order is fixed, so results are
+    the Qwen3-8B batch-1 step 1-2 % faster). The order is fixed, so results are
     deterministic."""
     parts = partial.unbind(0)
     total = parts[0]
@@ -265,7 +264,7 @@ def splits_for(
 ) -> int:
     """Split-K factor for N outputs in blocks of block_n over `chunks` chunks of inputs (groups, blocks):
     about `target_programs` programs (many short loops keep more loads in flight than a few long
-    ones: bench/RESULTS.md in git history), at most `max_splits` splits, each with at least `min_chunks` chunks."""
+    ones), at most `max_splits` splits, each with at least `min_chunks` chunks."""
     programs = triton.cdiv(n, block_n)
     return max(1, min(max_splits, chunks // min_chunks, target_programs // programs))
 

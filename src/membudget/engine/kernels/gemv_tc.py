@@ -19,10 +19,9 @@ exact; M = 128 or 1024), one more MMA with an all-ones A gives sum_k x_k, and ea
 scale * (D - (M + zero) * sum_k x_k). Every column of B is x, so every column of D is the same: the
 lanes of a quad hold the same sums and the lane with t = 0 stores them.
 
-Speed on an H200 (bench/RESULTS.md in git history, Qwen3-8B matrices, the kernel alone): 20-27 % faster per matrix
-than the packed kernel (gate_up 20.2 vs 27.5 us), 2.2-2.6 TB/s: latency-bound (Nsight Compute: a
-warp waits on loads for half of the cycles between its instructions; 0.48 issued per scheduler and
-cycle), not instruction-bound; the 4-bit batch-1 step 2.84 vs 3.36 ms.
+Why: on an H200 (Qwen3-8B matrices) it is 20-27 % faster per matrix than the packed kernel, which
+makes the 4-bit batch-1 step about 15 % faster. It is latency-bound, not instruction-bound (Nsight
+Compute: a warp waits on loads for half of the cycles between its instructions).
 
 An MMA is one instruction of the whole warp: the inline PTX relies on Triton giving its [32, TILES]
 operands the layout in which lane l holds index l of dimension 0 (one warp per program; the lane

@@ -4,7 +4,7 @@ With PDL (Hopper and later) a kernel starts while its predecessor in the stream 
 device it waits (`griddepcontrol.wait`) until the predecessor has finished and its writes are visible.
 What no earlier kernel writes -- the weights -- can be loaded before that wait, so a matrix product
 fetches its first weights while the kernel before it finishes, and the launch latency between the two
-is hidden (bench/RESULTS.md in git history). Inductor's own kernels do the same (engine/compiling.py).
+is hidden. Inductor's own kernels do the same (engine/compiling.py).
 
 torch.compile launches a user's Triton kernel itself and drops `launch_pdl` (and `maxnreg`), so the
 launchers that use PDL are torch custom ops: compiled code calls them as opaque functions, and what a
@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-# Our kernels use PDL where the GPU has it (A/Bs with it off: bench/RESULTS.md in git history).
+# Our kernels use PDL where the GPU has it.
 PDL = True
 
 

@@ -17,7 +17,7 @@ rows (fp32, K % 8 != 0): broadcast multiply and sum on the CUDA cores here. Two 
 dequantized tile goes to tensor cores (`tl.dot`; codes and their differences are exact in bf16).
 
 Shapes: x [..., K], w of shape (N, K) -> [..., N] in x's dtype (the kernel sees x as [M, K]).
-Speed on an H200 (bench/RESULTS.md in git history): a Qwen3-8B batch-1 step at 8 bits takes 0.77-0.88x the bf16
+Speed on an H200: a Qwen3-8B batch-1 step at 8 bits takes 0.77-0.88x the bf16
 step, at 4 bits 0.62x (with gemv_tc; 0.67-0.78x with gemv over machines and runs);
 16 rows 1.10-1.14x.
 Tested on the CPU with TRITON_INTERPRET=1 against `wquant.dequantize` + matmul (tests/kernels).
@@ -125,7 +125,7 @@ def _qlinear_kernel(
     g_start = pid_s * GROUPS_PER_SPLIT
     g_end = tl.minimum(GROUPS, g_start + GROUPS_PER_SPLIT)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-    # (loading the next group's codes ahead, a register double buffer, measured slower: bench/RESULTS.md in git history)
+    # (loading the next group's codes ahead, a register double buffer, measured slower)
     for g in range(g_start, g_end):
         b = _load_codes(codes, offs_n, n_mask, g, K, BITS)
         w_lo, w_hi = _unpack(b, BITS)

@@ -23,15 +23,15 @@ tickets, by the last split program (`merge_if_last`). With WRITE, the
 first split of each (row, KV head) also quantizes the step's new token into the codes
 (engine/kernels/kvwrite.py): this call never reads the codes of a row's newest 128 slots.
 
-Speed on an H200 (bench/RESULTS.md in git history; Qwen3-8B shape, 16 rows): 8-bit 0.235-0.237 ms at 16k slots vs
-0.25 ms for the 16-bit kernel and 0.39 ms for the dequantizing one; 4-bit (grouped value codes)
-0.35 ms at 32k vs 0.48 and 0.72. Launch settings per bit width are in FAST_LAUNCH (below).
+On an H200 (Qwen3-8B shape, 16 rows) it reads an 8-bit cache faster than the 16-bit kernel reads a
+16-bit one of the same length, and a 4-bit cache in about 0.7x of that time; the dequantizing
+kernel takes 1.5-2x as long. Launch settings per bit width are in FAST_LAUNCH (below).
 Tested on the CPU with TRITON_INTERPRET=1 (fp16 queries; tests/kernels/check_split_kv.py,
 check_kvwrite.py).
 
 Value codes grouped by 4 slots (engine/kvquant.py, the 4-bit CUDA store's layout) reach the value
 product's operand as 32-bit words, where slot-major codes need a byte gather (one-byte shared-memory
-loads and PRMTs): 0.346 vs 0.394 ms at 32k slots, 4 bits (bench/RESULTS.md in git history).
+loads and PRMTs): 12 % less time at 4 bits.
 
 Shapes: q [G, H, 1, D]; codes [G, H_kv, C, D*bits/8] (value codes also grouped: [G, H_kv, C/4,
 D*bits/8, 4]), scale/zero [G, H_kv, C, D/64], rings [G, H_kv, <=128, D]; lengths [G] -> out [G, H, 1, D].
@@ -373,11 +373,11 @@ class QuantLaunch(NamedTuple):
 
 
 # Per bit width, the launch measured fastest for the scale-after-dot kernel on an H200 (Qwen3-8B
-# shape, 16 rows, 16k-32k slots; bench/RESULTS.md in git history); at 4 bits the separate write
-# kernel measured faster than writing inside it. 4 bits: 1,024 programs (8 splits at 16 rows) made
-# the quant:4 step 0.793x of bf16 at 32k, vs 0.82x at 4,096 programs. The cap reaches eager launches
-# only: torch.compile (2.11) compiles a user kernel without `maxnreg`, so the compiled decode step
-# runs this kernel uncapped (255 registers; alone at 32k 0.405 vs 0.346 ms capped, bench/RESULTS.md in git history).
+# shape, 16 rows, 16k-32k slots); at 4 bits the separate write
+# kernel measured faster than writing inside it; at 4 bits 1,024 programs (8 splits at 16 rows) beat
+# 4,096 by 3 % of the step. The register cap reaches eager launches only: torch.compile (2.11)
+# compiles a user kernel without `maxnreg`, so the compiled decode step runs this kernel uncapped
+# (255 registers, 17 % slower alone).
 FAST_LAUNCH = MappingProxyType(
     {8: QuantLaunch(32, 1, 4096, True, 3, None), 4: QuantLaunch(32, 1, 1024, False, 3, 168)}
 )
@@ -420,9 +420,7 @@ def split_kv_decode_quant(
         return scale_after_dot(
             q, store, lengths, scale, splits, block_n, num_warps, new, tickets, launch.stages, launch.maxnreg
         )
-    block_n = block_n or (
-        32 if bits == 8 else 64
-    )  # measured best on an H200 (bench/RESULTS.md in git history)
+    block_n = block_n or (32 if bits == 8 else 64)  # measured best on an H200
     if d & (d - 1):
         raise ValueError(f"the quantized decode kernel needs a power-of-two head_dim, not {d}")
     tensors = (kc, vc, ks, kz, vs, vz, kr, vr)

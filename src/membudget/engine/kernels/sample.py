@@ -3,7 +3,7 @@
 `torch.topk` over a 151,936-token vocabulary runs a multi-pass radix select: with the softmax, the
 cumulative sum and the gathers after it, sampling cost ~70 µs of a Qwen3-0.6B batch-1 step on an H200,
 a chain of ~20 small kernels; these three charge ~13 µs of the step (trace-v10-warps-*.json:
-`_chunk_top_k` 7.9, `_rank` 2.9-4.1, `_pick` 1.1; bench/RESULTS.md in git history). Each candidate is an int64
+`_chunk_top_k` 7.9, `_rank` 2.9-4.1, `_pick` 1.1). Each candidate is an int64
 key (`_keys`) that orders (logit descending, token id ascending) as an integer, so one reduction
 finds the largest and ties go to the lower token id. Here:
 
@@ -40,7 +40,7 @@ RANK_BLOCK = 16  # candidates ranked per program of the second
 WARPS = {
     "chunk": 4,
     "rank": 16,
-}  # warps per program of the first two kernels (measured: bench/RESULTS.md in git history)
+}  # warps per program of the first two kernels (measured fastest)
 _M32 = 0xFFFFFFFF
 LOWEST: tl.constexpr = tl.constexpr(-(2**63))  # below every key
 
