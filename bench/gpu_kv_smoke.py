@@ -15,6 +15,7 @@ import time
 import torch
 
 from membudget.engine.generate import GenerationConfig, Generator
+from membudget.engine.load import WordTokenizer
 from membudget.engine.model import Decoder
 from membudget.memory import Scenario, breakdown
 from membudget.spec import ModelSpec
@@ -30,25 +31,6 @@ POLICIES = [
     "snapkv:64",
     "rkv:64+quant:4",
 ]
-
-
-class Words:
-    """A tokenizer stand-in: ids are words, nothing is special but the end of text."""
-
-    chat_template = None
-    eos_token_id = 0
-
-    def get_vocab(self) -> dict[str, int]:
-        return {"<|endoftext|>": 0}
-
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        return [1 + sum(map(ord, w)) % 500 for w in text.split()]
-
-    def decode(self, ids, **options) -> str:
-        return " ".join(f"w{i}" for i in ids)
-
-    def convert_tokens_to_ids(self, token):
-        return 0
 
 
 def spec(head_dim: int) -> ModelSpec:
@@ -70,7 +52,7 @@ def main() -> None:
     for head_dim in map(int, args.head_dims.split(",")):
         s = spec(head_dim)
         model = Decoder.random(s, torch.bfloat16, args.device)
-        gen = Generator(model, Words())
+        gen = Generator(model, WordTokenizer(s.vocab_size))
         prompt = list(range(1, 41))
         for kv in POLICIES:
             config = GenerationConfig((96, 256), 8, 8, " w1 w2", True, "w3", kv=kv)

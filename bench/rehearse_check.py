@@ -18,10 +18,9 @@ import os
 from pathlib import Path
 
 import torch
-from gpu_kv_smoke import Words
 
 from membudget.engine.generate import GenerationConfig, Generator
-from membudget.engine.load import DTYPES
+from membudget.engine.load import DTYPES, WordTokenizer
 from membudget.engine.model import Decoder
 from membudget.spec import resolve_spec
 from membudget.sweep import estimate
@@ -48,7 +47,7 @@ def main() -> None:
         config = GenerationConfig(budgets=budgets, samples=args.rows, answer_tokens=8, kv=kv)
         model = Decoder.random(spec, DTYPES[dtype], args.device)
         model.quantize_(args.weights)
-        gen = Generator(model, Words())
+        gen = Generator(model, WordTokenizer(spec.vocab_size))
         gen.generate(prompt, config)
         measured, steps, peak = gen.timings.decode_s, gen.timings.steps, gen.peak_memory_bytes
         answer = gen.answer_slots(config)

@@ -1,5 +1,6 @@
 """Sweeps: validation with key and line, shared generations, crash-safe resume, Ray, eval."""
 
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from membudget.spec import resolve_spec
 from membudget.sweep.config import SweepError, load_sweep
 from membudget.sweep.runner import plan, record_plan, run_local
 from membudget.sweep.store import RESULT_COLUMNS, Store
@@ -380,3 +382,18 @@ def test_auto_dtype_is_bf16_only_where_the_cpu_multiplies_it(monkeypatch, amx, a
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
     assert default_dtype("cpu") == expected
     assert default_dtype("cuda") == default_dtype("cuda:1") == "bfloat16"
+
+
+def test_a_random_model_runs_a_sweep_at_its_shapes_without_weights(tmp_path, tiny_dir):
+    """`random:NAME`: NAME's shapes and accounting, random weights and a word tokenizer, nothing read
+    but NAME's config; every row is written as for a real model."""
+    from membudget.engine.load import WordTokenizer, load_model
+
+    name = f"random:{tiny_dir}"
+    assert resolve_spec(name) == dataclasses.replace(resolve_spec(str(tiny_dir)), name=name)
+    loaded = load_model(name, "float32", "cpu", weights=8)
+    assert isinstance(loaded.tokenizer, WordTokenizer) and loaded.spec.name == name
+    assert loaded.tokenizer.encode("two words") == loaded.tokenizer.encode("two  words") != []
+    file = write_sweep(tmp_path / "s.toml", name)
+    rows = run_sweep(file, tmp_path / "r.db")
+    assert len(rows) == 5 * 3 * 2 and {r[1] for r in rows} == {name}

