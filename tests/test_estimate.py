@@ -88,5 +88,5 @@ def test_a_rehearsal_times_the_groups_shapes_on_the_sweeps_device(tmp_path, tiny
     with pytest.raises(SystemExit) as stop:
         main()
     printed = capsys.readouterr().out
-    assert stop.value.code == 0 and "rehearsed on CPU" in printed and "h on this CPU (rehearsed)" in printed
+    assert stop.value.code == 0 and "rehearsed on CPU" in printed and "on this CPU (rehearsed)" in printed
     assert not (tmp_path / "r.db").exists()

@@ -51,13 +51,26 @@ def _root(
     """Where should the bytes go? Memory budgets for reasoning models."""
 
 
+def short_name(model: str) -> str:
+    """A model's name for a table: the hub id without its organization (`random:` kept)."""
+    prefix = "random:" if model.startswith("random:") else ""
+    return prefix + model.removeprefix(prefix).split("/")[-1]
+
+
+def duration(seconds: float) -> str:
+    """`seconds` in the unit that reads best: s, min or h."""
+    if seconds < 120:
+        return f"{seconds:,.0f} s"
+    return f"{seconds / 60:,.1f} min" if seconds < 7200 else f"{seconds / 3600:,.1f} h"
+
+
 def gib(n: int) -> str:
     return f"{n / GIB:,.3f}"
 
 
 def scenario_cells(r) -> list[str]:
     """Table cells for a scenario's model, weights, KV policy, token budget and samples."""
-    return [r.model.split("/")[-1], f"{r.weights}-bit", r.kv, f"{r.tokens:,}", str(r.samples)]
+    return [short_name(r.model), f"{r.weights}-bit", r.kv, f"{r.tokens:,}", str(r.samples)]
 
 
 def csv(values) -> str:

@@ -11,7 +11,7 @@ from rich.table import Table
 from ..memory import WEIGHT_BITS, Scenario, breakdown
 from ..spec import resolve_spec
 from ..tasks.prompts import MATH_ANSWER_PREFIX
-from .common import JsonOpt, app, csv, err_console, gib, out, split_ints
+from .common import JsonOpt, app, csv, err_console, gib, out, short_name, split_ints
 
 TokensOpt = Annotated[
     str,
@@ -234,7 +234,7 @@ def bench(
         table.add_column(col, justify="left" if col == "model" else "right")
     for r in rows:
         table.add_row(
-            r.model.split("/")[-1],
+            short_name(r.model),
             str(r.weights),
             r.kv,
             str(r.batch),

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .common import app, err_console, gib, out, split_ints
+from .common import app, duration, err_console, gib, out, short_name, split_ints
 
 
 class SweepProgress:
@@ -168,7 +168,7 @@ def _run(
             table.add_column(col, justify="left" if col in ("model", "KV", "task", "metric") else "right")
         for s in scores:
             table.add_row(
-                s.model.split("/")[-1],
+                short_name(s.model),
                 str(s.weights),
                 s.kv,
                 s.task,
@@ -202,32 +202,32 @@ def _print_estimates(config, problems, groups, memory: int | None, rehearse: boo
     title = "Time of the decode steps" + (f" (rehearsed on {_device_name(device)})" if rehearse else "")
     table = Table(title=title)
     cols = ["model", "weights", "KV", "task", "generations", "rows", "steps each"]
-    cols += [f"h on {estimate.DEVICE} (model)"] if modelled else []
-    cols += ["ms/step rehearsed", "h rehearsed", "peak / accounted GiB"] if rehearse else []
+    cols += [f"on {estimate.DEVICE} (model)"] if modelled else []
+    cols += ["ms/step rehearsed", "rehearsed", "peak / accounted GiB"] if rehearse else []
     for col in cols:
         table.add_column(col, justify="left" if col in ("model", "KV", "task") else "right")
     totals = [0.0, 0.0]
     for plan in group_plans(config, problems, groups):
         spec = resolve_spec(plan.model)
-        cells = [plan.model.split("/")[-1], str(plan.weights), plan.kv, plan.task, f"{plan.generations:,}",
+        cells = [short_name(plan.model), str(plan.weights), plan.kv, plan.task, f"{plan.generations:,}",
                  f"{plan.rows:,}", f"{plan.steps:,}"]  # fmt: skip
         if modelled:
             seconds = estimate.estimate_seconds(spec, plan)
             totals[0] += seconds
-            cells.append(f"{seconds / 3600:,.2f}")
+            cells.append(duration(seconds))
         if rehearse:
             err_console.print(f"rehearsing {plan.model} {plan.weights}-bit {plan.kv}, {plan.rows} rows ...")
             r = estimate.rehearse(spec, plan, device, dtype)
             totals[1] += r.estimate_seconds
             peak = f"{gib(r.peak_bytes)} / {gib(r.accounted_bytes)}" if r.peak_bytes else "- (CPU)"
-            cells += [f"{r.seconds_per_step * 1e3:,.2f}", f"{r.estimate_seconds / 3600:,.2f}", peak]
+            cells += [f"{r.seconds_per_step * 1e3:,.2f}", duration(r.estimate_seconds), peak]
         table.add_row(*cells)
     out.print(table)
     if modelled:
-        out.print(f"about {totals[0] / 3600:,.1f} h of decode steps on {estimate.DEVICE} (the engine's step "
+        out.print(f"about {duration(totals[0])} of decode steps on {estimate.DEVICE} (the engine's step "
                   "model, calibrated there; prefill not counted)")  # fmt: skip
     if rehearse:
-        out.print(f"about {totals[1] / 3600:,.1f} h on this {_device_name(device)} (rehearsed)")
+        out.print(f"about {duration(totals[1])} on this {_device_name(device)} (rehearsed)")
 
 
 def _device_name(device: str) -> str:
@@ -242,7 +242,7 @@ def _print_batches(groups, memory: int) -> None:
         table.add_column(col, justify="left" if col in ("model", "KV", "task") else "right")
     for group in groups:
         for kv, task, b in group.batches:
-            table.add_row(group.model.split("/")[-1], str(group.weights), kv, task, str(b.problems), str(b.rows),
+            table.add_row(short_name(group.model), str(group.weights), kv, task, str(b.problems), str(b.rows),
                           str(b.passes), gib(b.bytes))  # fmt: skip
     out.print(table)
 
