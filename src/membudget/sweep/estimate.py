@@ -107,8 +107,9 @@ def rehearse(
     spec: ModelSpec, group: GroupPlan, device: str, dtype: str, steps: int = 256, warmup: int = 16
 ) -> Rehearsal:
     """Time `steps` decode steps of the group's shapes (its rows, weights, KV policy; random weights and
-    cache contents in `dtype`) on `device`, from the middle of its thinking (an evicting cache: from
-    its budget, so the steps cross compactions), advancing the cache's books as the loop does."""
+    cache contents in `dtype`) on `device`, after `warmup` untimed ones, from the middle of its
+    thinking (an evicting cache: from its limit, so the steps cross compactions), advancing the
+    cache's books as the loop does."""
     import torch
 
     from ..engine.load import DTYPES
@@ -130,9 +131,10 @@ def rehearse(
     cache = model.new_cache(group.rows, capacity, group.kv)
     fill_random(cache)
     middle = group.prompt + group.budget // 2
-    # an evicting cache from its budget on (it fills to B + buffer and compacts, as in the loop); a full
-    # one centred on the middle of the thinking; both within the positions the cache was built for
-    start = min(middle, policy.budget) if policy.eviction else max(1, middle - steps // 2)
+    # an evicting cache just below its limit, so that its first compaction (and the compile of its
+    # kernels) falls in the warm-up and the timed steps cycle from B to B + buffer as in the loop; a
+    # full one centred on the middle of the thinking; both within the positions the cache was built for
+    start = min(middle, cache.limit - warmup // 2) if policy.eviction else max(1, middle - steps // 2)
     steps = max(1, min(steps, capacity - start - warmup - 1))
     cache.start_at(start)
     step = DecodeStep(model, cache, SamplingParams(), row_seeds(0, group.rows))
