@@ -7,7 +7,12 @@ Per KV policy, one real generation (engine/generate.py: budget checkpoints at T/
 phases, compactions; random weights of the model's shape and a word tokenizer) timed over its decode
 steps, beside what `membudget sweep --rehearse` extrapolates for the same generation (sweep/estimate.py:
 a few hundred steps from the middle of its context) and what the step model says for one H200. Each
-with its peak memory against the accounting. Writes rehearse_check.json.
+with its peak memory against the accounting, and (on a GPU) the loop's time per step against the
+graph-replayed step at the same rows and mean held context (timing.bench_engine; an evicting cache's
+step is that of a cache of its held length, without compactions). Writes rehearse_check.json.
+
+At study scale (Qwen3-8B, 16 rows, T = 30,000) one policy's generation takes minutes: run one `--kv`
+per device call.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import torch
 from membudget.engine.generate import GenerationConfig, Generator
 from membudget.engine.load import DTYPES, WordTokenizer
 from membudget.engine.model import Decoder
+from membudget.memory import KVPolicy
 from membudget.spec import resolve_spec
 from membudget.sweep import estimate
 from membudget.sweep.batching import Batch, generation_bytes
@@ -73,6 +79,17 @@ def main() -> None:
             ),
         }
         row["peak_vs_accounted"] = peak / row["accounted"] if peak else None
+        row["loop_ms_per_step"] = 1e3 * measured / steps
+        if args.device == "cuda":  # the graph-replayed step at the mean held context
+            from membudget.timing import bench_engine, copy_bandwidth
+
+            policy = KVPolicy.parse(kv)
+            held = round(estimate.mean_held(policy, len(prompt), budgets[-1]))
+            same = f"quant:{policy.bits}" if policy.bits else "full"
+            bandwidth = copy_bandwidth(torch.device("cuda"))
+            graph = bench_engine(spec, args.rows, held, bandwidth, weights=args.weights, kv=same)
+            row |= {"graph_ms_per_step": graph.ms_per_step, "graph_bound_ms": graph.hbm_bound_ms,
+                    "loop_vs_graph": row["loop_ms_per_step"] / graph.ms_per_step}  # fmt: skip
         results.append(row)
         print(json.dumps(row), flush=True)
     device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
@@ -81,13 +98,15 @@ def main() -> None:
     summary = {"device": device, "model": args.model, "weights": args.weights, "results": results}
     (out / "rehearse_check.json").write_text(json.dumps(summary, indent=1))
     print(f"\n{device}, {args.model}, {args.weights}-bit, {args.rows} rows, T = {args.tokens:,}")
-    print(
-        f"{'KV':<12}{'measured s':>11}{'rehearsed s':>12}{'ratio':>7}{'model s (H200)':>15}{'peak/acct':>10}"
-    )
+    print(f"{'KV':<12}{'measured s':>11}{'rehearsed s':>12}{'ratio':>7}{'model s (H200)':>15}{'peak/acct':>10}"
+          f"{'loop ms':>9}{'graph ms':>9}{'loop/graph':>11}")  # fmt: skip
     for r in results:
         ratio = f"{r['peak_vs_accounted']:.3f}" if r["peak_vs_accounted"] else "-"
+        graph = (
+            f"{r['graph_ms_per_step']:>9.2f}{r['loop_vs_graph']:>11.3f}" if "graph_ms_per_step" in r else ""
+        )
         print(f"{r['kv']:<12}{r['measured_s']:>11.1f}{r['rehearsed_s']:>12.1f}{r['rehearsed_vs_measured']:>7.2f}"
-              f"{r['step_model_s_h200']:>15.1f}{ratio:>10}")  # fmt: skip
+              f"{r['step_model_s_h200']:>15.1f}{ratio:>10}{r['loop_ms_per_step']:>9.2f}{graph}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -74,13 +74,19 @@ def mean_held(policy: KVPolicy, prompt: int, budget: int) -> float:
     return (below + (budget - rising) * cap) / budget
 
 
+def moved_bytes(spec: ModelSpec, weights: int, kv: str, rows: int, held: float) -> tuple[float, float]:
+    """(weight bytes, KV bytes) one decode step of `rows` rows holding `held` tokens each must read: every
+    weight once (an untied embedding only for the rows' tokens: not counted), every row's K and V."""
+    moved_weights = weight_bytes(spec, weights)
+    if not spec.tie_word_embeddings:
+        moved_weights -= 2 * spec.vocab_size * spec.hidden_size
+    return moved_weights, rows * held * kv_bytes_per_token(spec, KVPolicy.parse(kv).bits)
+
+
 def step_seconds(spec: ModelSpec, weights: int, kv: str, rows: int, held: float) -> float:
     """Seconds of one decode step of the generation loop (the step model above)."""
     policy = KVPolicy.parse(kv)
-    moved_weights = weight_bytes(spec, weights)
-    if not spec.tie_word_embeddings:  # the untied embedding is read for the rows' tokens only
-        moved_weights -= 2 * spec.vocab_size * spec.hidden_size
-    kv_moved = rows * held * kv_bytes_per_token(spec, policy.bits)
+    moved_weights, kv_moved = moved_bytes(spec, weights, kv, rows, held)
     t = (
         FIXED
         + moved_weights / (BANDWIDTH * WEIGHT_SHARE[weights])
