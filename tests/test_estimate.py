@@ -1,6 +1,7 @@
 """Time estimates before a sweep runs: the step model against the measurements it was fitted to, the
 held context an evicting cache averages, the groups a dry run estimates, and a rehearsal on the CPU."""
 
+import dataclasses
 import sys
 
 import pytest
@@ -78,9 +79,15 @@ def test_a_rehearsal_times_the_groups_shapes_on_the_sweeps_device(tmp_path, tiny
     config, problems = load_sweep(file)
     spec = resolve_spec(str(tiny_dir))
     evicting = estimate.group_plan(str(tiny_dir), 16, "streaming:8", "arithmetic", 5, Batch(5, 15, 1, 0), 3, 20,
-                                   (40,), 6)  # fmt: skip
-    r = estimate.rehearse(spec, evicting, "cpu", "float32", steps=160)  # crosses a compaction every 128
-    assert r.seconds_per_step > 0 and r.peak_bytes == 0 and r.accounted_bytes > 0
+                                   (400,), 6)  # fmt: skip
+    r = estimate.rehearse(
+        spec, evicting, "cpu", "float32", steps=160
+    )  # compacts in the warm-up, then every 128
+    assert r.steps == 160 and r.seconds_per_step > 0 and r.peak_bytes == 0 and r.accounted_bytes > 0
+    # out of time at once: an evicting cache still times one whole compaction cycle, a full one a step
+    assert estimate.rehearse(spec, evicting, "cpu", "float32", steps=300, seconds=0).steps == 128
+    full = dataclasses.replace(evicting, kv="full")
+    assert estimate.rehearse(spec, full, "cpu", "float32", steps=300, seconds=0).steps == 1
     assert r.estimate_seconds == pytest.approx(r.seconds_per_step * evicting.steps, rel=0.5)
     monkeypatch.setattr(
         sys, "argv", ["membudget", "sweep", str(file), "--rehearse", "--db", str(tmp_path / "r.db")]

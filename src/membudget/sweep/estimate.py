@@ -103,6 +103,7 @@ def estimate_seconds(spec: ModelSpec, group: GroupPlan) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Rehearsal:
+    steps: int  # timed steps
     seconds_per_step: float  # measured, through the loop's host work
     estimate_seconds: float  # the group's decode steps at that rate
     peak_bytes: int  # torch's peak over the rehearsal (weights, cache, step)
@@ -110,12 +111,19 @@ class Rehearsal:
 
 
 def rehearse(
-    spec: ModelSpec, group: GroupPlan, device: str, dtype: str, steps: int = 256, warmup: int = 16
+    spec: ModelSpec,
+    group: GroupPlan,
+    device: str,
+    dtype: str,
+    steps: int = 256,
+    warmup: int = 16,
+    seconds: float = 30.0,
 ) -> Rehearsal:
     """Time `steps` decode steps of the group's shapes (its rows, weights, KV policy; random weights and
     cache contents in `dtype`) on `device`, after `warmup` untimed ones, from the middle of its
     thinking (an evicting cache: from its limit, so the steps cross compactions), advancing the
-    cache's books as the loop does."""
+    cache's books as the loop does. Stops early once the timed steps took `seconds` (a slow device,
+    such as a CPU), but an evicting cache only after a whole compaction cycle."""
     import torch
 
     from ..engine.load import DTYPES
@@ -146,7 +154,8 @@ def rehearse(
     step = DecodeStep(model, cache, SamplingParams(), row_seeds(0, group.rows))
     every = list(range(group.rows))
     ids = torch.randint(0, spec.vocab_size, (group.rows,))
-    elapsed, held = 0.0, 0.0
+    elapsed, held, timed = 0.0, 0.0, 0
+    cycle = policy.slack if policy.eviction else 1
     for i in range(warmup + steps):
         t0 = time.perf_counter()
         slots, qslots = cache.where([True] * group.rows)
@@ -156,7 +165,10 @@ def rehearse(
         if i >= warmup:
             elapsed += time.perf_counter() - t0
             held += slots[0] + 1
-    per_step, held = elapsed / steps, held / steps
+            timed += 1
+            if elapsed >= seconds and timed % cycle == 0:
+                break
+    per_step, held = elapsed / timed, held / timed
     peak = torch.cuda.max_memory_allocated(dev) if cuda else 0
     accounted = generation_bytes(
         spec, group.weights, group.kv, group.budget, group.rows, group.prompt, group.answer
@@ -165,4 +177,4 @@ def rehearse(
     model_step = partial(step_seconds, spec, group.weights, group.kv, group.rows)
     scale = model_step(mean_held(policy, group.prompt, group.budget)) / model_step(held)
     del step, cache, model
-    return Rehearsal(per_step, group.generations * group.steps * per_step * scale, peak, accounted)
+    return Rehearsal(timed, per_step, group.generations * group.steps * per_step * scale, peak, accounted)
