@@ -117,7 +117,7 @@ def rehearse(
     dtype: str,
     steps: int = 256,
     warmup: int = 16,
-    seconds: float = 30.0,
+    seconds: float = 10.0,
 ) -> Rehearsal:
     """Time `steps` decode steps of the group's shapes (its rows, weights, KV policy; random weights and
     cache contents in `dtype`) on `device`, after `warmup` untimed ones, from the middle of its
