@@ -255,7 +255,9 @@ def sweep(
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster to join (default: start a local one)")
     ] = None,
-    dry_run: Annotated[bool, typer.Option(help="Validate and print the plan; run nothing")] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Validate, print the plan and its time estimate; run nothing")
+    ] = False,
     parquet: Annotated[
         Path | None, typer.Option(help="Also export all sample rows to this Parquet file")
     ] = None,
