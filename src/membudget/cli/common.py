@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from ..memory import GIB
+from ..spec import RANDOM
 
 app = typer.Typer(
     add_completion=False,
@@ -53,7 +54,7 @@ def _root(
 
 def short_name(model: str) -> str:
     """A model's name for a table: the hub id without its organization (`random:` kept)."""
-    prefix = "random:" if model.startswith("random:") else ""
+    prefix = RANDOM if model.startswith(RANDOM) else ""
     return prefix + model.removeprefix(prefix).split("/")[-1]
 
 

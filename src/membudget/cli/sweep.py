@@ -113,8 +113,8 @@ def _run(
     from ..sweep.runner import plan, record_plan, resolve_device, run_local, scenario_scores, size_generations
     from ..sweep.store import Store
 
-    if not dry_run or rehearse:
-        resolve_device(config)  # refuses device = "cuda" without a GPU before anything is written
+    # refuses device = "cuda" without a GPU before anything is written
+    device = resolve_device(config) if not dry_run or rehearse else None
     memory = gpu_memory_bytes(config, gpu_memory)
     sizes = size_generations(config, problems, memory)  # refuses what cannot fit before the store opens
     store = Store.readonly(db) if dry_run else Store(db)  # a dry run creates and changes nothing
@@ -125,7 +125,7 @@ def _run(
             sum(len(p) for p in problems.values()) * len(config.models) * len(config.weights) * len(config.kv)
         )
         if dry_run:
-            _print_estimates(config, problems, groups, memory, rehearse)
+            _print_estimates(config, problems, groups, memory, device if rehearse else None)
             if memory is not None:
                 _print_batches(groups, memory)
             count = len(config.scenarios()) * len(config.tasks)
@@ -186,19 +186,19 @@ def _run(
             store.close()
 
 
-def _print_estimates(config, problems, groups, memory: int | None, rehearse: bool) -> None:
+def _print_estimates(config, problems, groups, memory: int | None, rehearse: tuple[str, str] | None) -> None:
     """Per (model, weights, KV, task) group: its generations, and its time by the step model (a GPU
-    sweep) and, with `rehearse`, by a rehearsal on random weights on the sweep's device."""
+    sweep) and, given `rehearse` = (device, dtype), by a rehearsal on random weights there."""
     from ..spec import resolve_spec
     from ..sweep import estimate
     from ..sweep.config import on_gpu
-    from ..sweep.runner import group_plans, resolve_device
+    from ..sweep.runner import group_plans
 
     modelled = memory is not None or on_gpu(config.device)
     if not modelled and not rehearse:
         out.print("runs on the CPU: no time estimate (the step model is a GPU's; --rehearse times this CPU)")
         return
-    device, dtype = resolve_device(config) if rehearse else (config.device, config.dtype)
+    device, dtype = rehearse or (config.device, config.dtype)
     title = "Time of the decode steps" + (f" (rehearsed on {_device_name(device)})" if rehearse else "")
     table = Table(title=title)
     cols = ["model", "weights", "KV", "task", "generations", "rows", "steps each"]

@@ -61,6 +61,14 @@ def sweep_id(config: SweepConfig) -> str:
     return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def longest_prompts(config: SweepConfig, problems: dict[str, list[Problem]]) -> dict[str, int]:
+    """Task -> the estimated tokens of its longest prompt (batching.prompt_tokens: before any tokenizer)."""
+    return {
+        task.name: max(prompt_tokens(get_task(task.name).prompt(p)) for p in problems[task.name])
+        for task in config.tasks
+    }
+
+
 def size_generations(
     config: SweepConfig, problems: dict[str, list[Problem]], memory_bytes: int | None
 ) -> dict[tuple[str, int], tuple[tuple[str, str, Batch], ...]]:
@@ -70,10 +78,7 @@ def size_generations(
     if memory_bytes is None:
         return {}
     sizes = {}
-    prompts = {
-        task.name: max(prompt_tokens(get_task(task.name).prompt(p)) for p in problems[task.name])
-        for task in config.tasks
-    }
+    prompts = longest_prompts(config, problems)
     for model in config.models:
         spec = resolve_spec(model)
         for weights in config.weights:
@@ -133,10 +138,7 @@ def group_plans(
     config: SweepConfig, problems: dict[str, list[Problem]], groups: list[Group]
 ) -> list[GroupPlan]:
     """Each group's generations per (KV policy, task), as `plan` sized them, for the time estimates."""
-    prompts = {
-        task.name: max(prompt_tokens(get_task(task.name).prompt(p)) for p in problems[task.name])
-        for task in config.tasks
-    }
+    prompts = longest_prompts(config, problems)
     answer = config.generation.answer_tokens + FORCED_TOKENS + 1
     plans = []
     for group in groups:
