@@ -142,7 +142,7 @@ def rehearse(
     model = Decoder.random(spec, DTYPES[dtype], dev)
     model.quantize_(group.weights)
     capacity = group.prompt + group.budget + group.answer
-    cache = model.new_cache(group.rows, capacity, group.kv)
+    cache = model.new_cache(group.rows, capacity, group.kv, group.answer)  # as the generation allocates it
     fill_random(cache)
     middle = group.prompt + group.budget // 2
     # an evicting cache just below its limit, so that its first compaction (and the compile of its
@@ -176,5 +176,4 @@ def rehearse(
     # the step grows with the held context: scale from the rehearsed one to the group's mean
     model_step = partial(step_seconds, spec, group.weights, group.kv, group.rows)
     scale = model_step(mean_held(policy, group.prompt, group.budget)) / model_step(held)
-    del step, cache, model
     return Rehearsal(timed, per_step, group.generations * group.steps * per_step * scale, peak, accounted)
