@@ -3,14 +3,16 @@ rehearsal's estimate against both. For GPU sweeps; `random:NAME` models need no 
 
     PYTHONPATH=src python3 bench/sweep_roofline.py examples/random-scale.toml --out $OUT [--one 3]
 
-1. `membudget sweep --rehearse`'s estimate of each group (sweep/estimate.py), on this device.
-2. The sweep as its file says (normally batch = "auto") into OUT/auto.db, then with batch = 1 on the
-   first --one problems into OUT/one.db (the real CLI, each in its own process).
+1. The sweep as its file says (normally batch = "auto") into OUT/auto.db, then with batch = 1 on the
+   first --one problems into OUT/one.db (the real CLI, each in its own process, before this process
+   touches the GPU: a sweep sizes its generations from the memory left free). Both resume.
+2. `membudget sweep --rehearse`'s estimate of each group (sweep/estimate.py), on this device.
 3. Per generation (the store's `generations` table): decode seconds, rows, and the bytes its steps
    must move (every weight once and each row's held KV per step, at the mean held context;
    steps: the largest budget plus one answer phase per budget), so the bandwidth it reached and its
    share of the copy bandwidth measured here (timing.copy_bandwidth). Then auto's tokens per second
-   over batch = 1's, beside the factor that the bytes per row predict.
+   over batch = 1's, beside the factor that the bytes per token predict (each run's bytes over its
+   tokens).
 Writes sweep_roofline.json.
 """
 
@@ -70,6 +72,10 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    log = out / "sweeps.log"
+    sweep(args.file, out / "auto.db", log)
+    one = variant(args.file, out / "one.toml", batch="1", limit=str(args.one))
+    sweep(one, out / "one.db", log)
     config, problems = load_sweep(args.file)
     device, dtype = resolve_device(config)
     groups = plan(config, problems, sizes=size_generations(config, problems, gpu_memory_bytes(config, None)))
@@ -85,10 +91,6 @@ def main() -> None:
         )
     torch.cuda.empty_cache()
     bandwidth = copy_bandwidth(torch.device(device))
-    log = out / "sweeps.log"
-    sweep(args.file, out / "auto.db", log)
-    one = variant(args.file, out / "one.toml", batch="1", limit=str(args.one))
-    sweep(one, out / "one.db", log)
     auto, single = (
         generations(out / "auto.db", plans, bandwidth),
         generations(out / "one.db", plans, bandwidth),
@@ -99,9 +101,9 @@ def main() -> None:
     estimate_s = sum(r["estimate_s"] for r in rehearsed.values())
     per_s = {name: sum(g["rows"] * g["steps"] for g in gens) / sum(g["decode_s"] for g in gens)
              for name, gens in (("auto", auto), ("one", single))}  # fmt: skip
-    predicted = (sum(g["bytes_per_row"] for g in single) / len(single)) / (
-        sum(g["bytes_per_row"] for g in auto) / len(auto)
-    )
+    per_token = {name: sum(g["bytes"] for g in gens) / sum(g["rows"] * g["steps"] for g in gens)
+                 for name, gens in (("auto", auto), ("one", single))}  # fmt: skip
+    predicted = per_token["one"] / per_token["auto"]
     summary |= {"decode_s": decode, "rehearsed_s": estimate_s, "speedup": per_s["auto"] / per_s["one"],
                 "speedup_predicted_by_bytes": predicted}  # fmt: skip
     (out / "sweep_roofline.json").write_text(json.dumps(summary, indent=1))
@@ -114,7 +116,7 @@ def main() -> None:
     print(f"auto: {decode:.1f} s of decode steps; --rehearse estimated {estimate_s:.1f} s "
           f"({estimate_s / decode:.2f}x)")  # fmt: skip
     print(
-        f"auto over batch 1: {summary['speedup']:.2f}x tokens/s; the bytes per row predict {predicted:.2f}x"
+        f"auto over batch 1: {summary['speedup']:.2f}x tokens/s; the bytes per token predict {predicted:.2f}x"
     )
 
 

@@ -144,8 +144,7 @@ class DenseStore:
 
 def grouped_values(device, bits: int, capacity: int, head_dim: int, dtype, heads: int, kv_heads: int) -> bool:
     """Whether a quantized store keeps its value codes grouped by 4 slots (engine/kvquant.py): 4-bit
-     CUDA caches that the scale-after-dot kernel takes, which reads them that way 12-20 % faster
-    ."""
+    CUDA caches that the scale-after-dot kernel takes, which reads them that way 12-20 % faster."""
     return (
         torch.device(device).type == "cuda"
         and bits == 4
