@@ -178,7 +178,7 @@ def test_the_cap_holds_at_every_step(qwen, kv):
     config = GenerationConfig(budgets=(60, 200), samples=2, answer_tokens=5, answer_prefix="w7", kv=kv)
     policy = KVPolicy.parse(kv)
     fills = []
-    qwen.on_step = lambda: fills.append(max(qwen.cache.fill))
+    qwen.on_step = lambda rows: fills.append(max(qwen.cache.fill))
     try:
         qwen.generate(list(range(4, 160)), config)  # the prompt alone is past the budget
     finally:

@@ -273,6 +273,36 @@ def test_progress_lines_reach_a_log_file_while_the_sweep_runs(tmp_path, tiny_dir
     assert "8/8 problems" in text and "left" in text
 
 
+def test_progress_bounds_the_time_left_before_the_first_problem_finishes(monkeypatch):
+    """Inside a long first generation the rate counts the tokens decoded so far and the time left is
+    the planned tokens' bound; once problems finish, it comes from them."""
+    from types import SimpleNamespace
+
+    from membudget.cli import sweep as cli
+
+    now = [100.0]
+    monkeypatch.setattr(cli.time, "monotonic", lambda: now[0])
+    progress = cli.SweepProgress("s", total=10, done=0, planned=1000, every=1e9)
+    assert progress.left() == "time left: after the first problems"
+    for _ in range(10):
+        progress.step(16)
+    now[0] = 110.0
+    assert progress.rate() == 16.0 and progress.steps_now == 10
+    assert progress.left() == "at most 0:00:52 left"  # (1000 - 160) tokens at 16 per second
+    row = SimpleNamespace(
+        model="m", weights=16, kv="full", task="t", budget=8, thinking_tokens=8, answer_tokens=2
+    )
+    progress.problem([row, SimpleNamespace(**{**vars(row), "budget": 4})])
+    assert progress.left() == "about 0:00:52 left" and progress.steps_now == 0  # the bound: less than 90 s
+    progress.planned = 10**6
+    assert progress.left() == "about 0:01:30 left"  # 10 s per problem, 9 to go
+    assert cli._clock(59.7) == "0:01:00" and cli._clock(3725.2) == "1:02:05"
+    ray = cli.SweepProgress("s", total=10, done=0)  # no steps reported: the finished problems' tokens
+    now[0] = 120.0
+    ray.problem([row])
+    assert ray.rate() == 1.0  # 10 tokens of the largest budget in 10 s
+
+
 def test_generations_are_sized_for_the_gpu_memory():
     """batch = "auto": the most problems whose rows fit; G split into passes where one problem's rows do
     not; a single sample that does not fit is refused with the budget that would."""

@@ -121,7 +121,7 @@ def generate(
         disable=as_json,
     ) as bar:
         task = bar.add_task("steps", total=None)
-        gen = Generator(loaded.decoder, tok, on_step=lambda: bar.advance(task))
+        gen = Generator(loaded.decoder, tok, on_step=lambda rows: bar.advance(task))
         bar.update(task, total=gen.max_steps(config))
         results = gen.generate(ids, config)
     capacity = gen.capacity(len(ids), config)

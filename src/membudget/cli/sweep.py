@@ -15,12 +15,15 @@ from .common import app, duration, err_console, gib, out, short_name, split_ints
 
 class SweepProgress:
     """Progress of a sweep on stderr: a bar on a terminal; otherwise (a log file, nohup) a plain line
-    at most every `every` seconds and at the end. Time left comes from the problems finished in this
-    run (a batch finishes many at once, so a rate over the last few seconds would mislead)."""
+    at most every `every` seconds and at the end. The rate counts every token decoded so far, inside
+    the generation under way too. Time left: the time per problem finished in this run times the
+    problems to go (a batch finishes many at once, so a rate over the last few seconds would
+    mislead), or if less, the `planned` tokens not yet decoded at the decode rate (every row of every
+    generation to its last step: an upper bound, as rows that stop early decode fewer)."""
 
-    def __init__(self, name: str, total: int, done: int, budget: int, every: float = 15.0) -> None:
-        self.name, self.total, self.done, self.budget, self.every = name, total, done, budget, every
-        self.start_done, self.tokens, self.last_line = done, 0, 0.0
+    def __init__(self, name: str, total: int, done: int, planned: int = 0, every: float = 15.0) -> None:
+        self.name, self.total, self.done, self.planned, self.every = name, total, done, planned, every
+        self.start_done, self.decoded, self.finished, self.steps_now, self.last_line = done, 0, 0, 0, 0.0
         self.tty = err_console.is_terminal
         self.bar = Progress(
             TextColumn("{task.description}"),
@@ -44,27 +47,34 @@ class SweepProgress:
         self.bar.__exit__(*exc)
         self._line(force=True)
 
+    def rate(self) -> float:
+        """Tokens decoded per second since the sweep started (by Ray workers, which report no steps:
+        the tokens of the problems finished)."""
+        return (self.decoded or self.finished) / max(time.monotonic() - self.t0, 1e-9)
+
     def left(self) -> str:
         finished = self.done - self.start_done
-        if finished == 0:
-            return "time left: after the first problems"
-        seconds = (time.monotonic() - self.t0) / finished * (self.total - self.done)
-        return f"about {seconds // 3600:.0f}:{seconds % 3600 // 60:02.0f}:{seconds % 60:02.0f} left"
+        bound = max(self.planned - self.decoded, 0) / self.rate() if self.planned and self.decoded else None
+        if not finished:
+            return "time left: after the first problems" if bound is None else f"at most {_clock(bound)} left"
+        by_problems = (time.monotonic() - self.t0) / finished * (self.total - self.done)
+        return f"about {_clock(by_problems if bound is None else min(by_problems, bound))} left"
 
     def problem(self, rows) -> None:
         """After a problem's rows are stored."""
         self.done += 1
-        self.tokens += sum(r.thinking_tokens + r.answer_tokens for r in rows if r.budget == self.budget)
-        rate = self.tokens / max(time.monotonic() - self.t0, 1e-9)
+        self.steps_now = 0
+        last = max(r.budget for r in rows)
+        self.finished += sum(r.thinking_tokens + r.answer_tokens for r in rows if r.budget == last)
         where = f"{rows[0].model.split('/')[-1]} {rows[0].weights}-bit {rows[0].kv} {rows[0].task}"
-        self.bar.update(
-            self.task, advance=1, left=self.left(), description=f"{self.name}: {where} ({rate:,.0f} tok/s)"
-        )
+        self.bar.update(self.task, advance=1, left=self.left(), description=f"{self.name}: {where}")
         self._line()
 
-    def step(self) -> None:
-        """After every decode step."""
-        self.bar.advance(self.steps)
+    def step(self, rows: int) -> None:
+        """After every decode step, with the rows it advanced."""
+        self.decoded += rows
+        self.steps_now += 1
+        self.bar.update(self.steps, advance=1, description=f"decode steps ({self.rate():,.0f} tok/s)")
         self._line()
 
     def _line(self, force: bool = False) -> None:
@@ -72,12 +82,18 @@ class SweepProgress:
         if self.tty or not (force or now - self.last_line >= self.every):
             return
         self.last_line = now
-        rate = self.tokens / max(now - self.t0, 1e-9)
+        inside = f", {self.steps_now:,} steps into a generation" if self.steps_now else ""
         err_console.print(
-            f"{self.name}: {self.done}/{self.total} problems, {rate:,.0f} tok/s, {self.left()}",
+            f"{self.name}: {self.done}/{self.total} problems{inside}, {self.rate():,.0f} tok/s, {self.left()}",
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _clock(seconds: float) -> str:
+    """H:MM:SS of whole seconds (59.7 s is 0:01:00, not 0:00:60)."""
+    s = round(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def plural(n: int, word: str) -> str:
@@ -110,7 +126,15 @@ def _run(
     gpu_memory: str | None = None,
     rehearse: bool = False,
 ) -> None:
-    from ..sweep.runner import plan, record_plan, resolve_device, run_local, scenario_scores, size_generations
+    from ..sweep.runner import (
+        plan,
+        planned_tokens,
+        record_plan,
+        resolve_device,
+        run_local,
+        scenario_scores,
+        size_generations,
+    )
     from ..sweep.store import Store
 
     # refuses device = "cuda" without a GPU before anything is written
@@ -142,7 +166,9 @@ def _run(
                 f"{config.name}: all {plural(total, 'problem')} already in {db}", highlight=False
             )
         else:
-            with SweepProgress(config.name, total, total - todo, config.budgets[-1]) as progress:
+            with SweepProgress(
+                config.name, total, total - todo, planned_tokens(config, problems, groups)
+            ) as progress:
                 on_problem = progress.problem
                 if ray:
                     from ..sweep.ray import run_ray

@@ -94,7 +94,8 @@ class Generator:
     """Runs GenerationConfig on one prompt with a Decoder and its tokenizer."""
 
     def __init__(self, model: Decoder, tokenizer, use_graph: bool | None = None, on_step=None) -> None:
-        """`on_step()` is called after every decode step (for progress bars)."""
+        """`on_step(rows)` is called after every decode step with the number of rows it advanced
+        (for progress bars)."""
         self.model, self.tokenizer, self.use_graph, self.on_step = model, tokenizer, use_graph, on_step
         self.eos = _eos_ids(tokenizer)
         close = tokenizer.convert_tokens_to_ids(THINK_CLOSE) if THINK_CLOSE in tokenizer.get_vocab() else None
@@ -196,7 +197,7 @@ class Generator:
         advanced = [i for i, on in enumerate(live) if on]
         self.cache.advance(advanced, advanced if record else [])
         if self.on_step is not None:
-            self.on_step()
+            self.on_step(len(advanced))
         return out
 
     def _advance(

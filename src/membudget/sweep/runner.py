@@ -152,6 +152,11 @@ def group_plans(
     return plans
 
 
+def planned_tokens(config: SweepConfig, problems: dict[str, list[Problem]], groups: list[Group]) -> int:
+    """Tokens the groups' generations decode if every row runs to its last step (progress's bound)."""
+    return sum(p.generations * p.rows * p.steps for p in group_plans(config, problems, groups))
+
+
 def record_plan(config: SweepConfig, store: Store) -> str:
     """Write the sweep, its run settings and its scenario grid (with memory) to the store."""
     sid = sweep_id(config)
@@ -211,7 +216,8 @@ def run_group(
     config: SweepConfig, group: Group, on_step=None
 ) -> Iterator[GenerationRecord | list[SampleRow]]:
     """Load the group's model once; yield each generation's record (GenerationRecord) as it ends and
-    then each of its problems' rows. `on_step()` is called after every decode step (progress)."""
+    then each of its problems' rows. `on_step(rows)` is called after every decode step with the rows
+    it advanced (progress)."""
     from ..engine.generate import GenerationConfig, Generator
     from ..engine.load import load_model
 
@@ -320,10 +326,10 @@ def run_local(
     groups: list[Group],
     store: Store,
     on_problem: Callable[[list[SampleRow]], None] = lambda rows: None,
-    on_step: Callable[[], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> int:
-    """Run every group in this process; returns the number of new rows. `on_step()` follows every
-    decode step (a progress bar between problems)."""
+    """Run every group in this process; returns the number of new rows. `on_step(rows)` follows every
+    decode step with the rows it advanced (progress between problems)."""
     written = 0
     for group in groups:
         for item in run_group(config, group, on_step):
