@@ -1,7 +1,7 @@
 """How well the time estimates predict the generation loop, on random weights of real shapes (no download).
 
     PYTHONPATH=src python3 bench/rehearse_check.py --out $OUT [--model Qwen/Qwen3-8B] [--kv rkv:4096,full]
-                                                  [--rows 16] [--tokens 8192]
+                                                  [--rows 16] [--tokens 8192 | --tokens fit]
 
 Per KV policy, one real generation (engine/generate.py: budget checkpoints at T/2 and T, answer
 phases, compactions; random weights of the model's shape and a word tokenizer) timed over its decode
@@ -12,7 +12,9 @@ graph-replayed step at the same rows and mean held context (timing.bench_engine;
 step is that of a cache of its held length, without compactions). Writes rehearse_check.json.
 
 At study scale (Qwen3-8B, 16 rows, T = 30,000) one policy's generation takes minutes: run one `--kv`
-per device call.
+per device call. `--tokens fit` takes the largest T (in thousands, within the model's positions) whose
+generation of the first --kv policy fits the GPU's free memory by the accounting and the sweep's
+margin (sweep/batching.py): the full cache at the largest T that fits.
 """
 
 from __future__ import annotations
@@ -30,7 +32,26 @@ from membudget.engine.model import Decoder
 from membudget.memory import KVPolicy
 from membudget.spec import resolve_spec
 from membudget.sweep import estimate
-from membudget.sweep.batching import Batch, generation_bytes
+from membudget.sweep.batching import FORCED_TOKENS, Batch, generation_bytes, largest_budget
+
+
+def fitting_tokens(spec, args, prompt: int) -> int:
+    """The largest T (whole thousands) whose generation fits the free GPU memory, within the model's
+    positions: the answer slots are those of a sweep with 8 answer tokens."""
+    answer = 1 + FORCED_TOKENS + 8
+    up_to = (spec.context or 131072) - prompt - 2 * answer
+    free = torch.cuda.mem_get_info()[0]
+    kv = args.kv.split(",")[0]
+    tokens = largest_budget(spec, args.weights, kv, args.rows, prompt, answer, free, up_to) // 1000 * 1000
+    if tokens < 2:
+        raise SystemExit(
+            f"{args.rows} rows of {spec.name} {args.weights}-bit {kv} do not fit the free GPU memory"
+        )
+    print(
+        f"--tokens fit: T = {tokens:,} for {args.rows} rows of {kv} in {free / 2**30:.1f} GiB free",
+        flush=True,
+    )
+    return tokens
 
 
 def main() -> None:
@@ -40,14 +61,15 @@ def main() -> None:
     parser.add_argument("--kv", default="rkv:4096,full")
     parser.add_argument("--weights", type=int, default=16)
     parser.add_argument("--rows", type=int, default=16)
-    parser.add_argument("--tokens", type=int, default=8192)
+    parser.add_argument("--tokens", default="8192", help="T, or fit: the largest that fits the GPU")
     parser.add_argument("--prompt", type=int, default=64)
     parser.add_argument("--device", default="cuda", help="cuda; cpu only checks that the script runs")
     args = parser.parse_args()
     spec = resolve_spec(args.model)
     dtype = "bfloat16" if args.device == "cuda" else "float32"
-    budgets = (args.tokens // 2, args.tokens)
     prompt = list(range(1, args.prompt + 1))
+    tokens = fitting_tokens(spec, args, len(prompt)) if args.tokens == "fit" else int(args.tokens)
+    budgets = (tokens // 2, tokens)
     results = []
     for kv in args.kv.split(","):
         config = GenerationConfig(budgets=budgets, samples=args.rows, answer_tokens=8, kv=kv)
@@ -64,7 +86,7 @@ def main() -> None:
         row = {
             "kv": kv,
             "rows": args.rows,
-            "tokens": args.tokens,
+            "tokens": tokens,
             "measured_s": measured,
             "measured_steps": steps,
             "planned_steps": group.steps,
@@ -97,7 +119,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     summary = {"device": device, "model": args.model, "weights": args.weights, "results": results}
     (out / "rehearse_check.json").write_text(json.dumps(summary, indent=1))
-    print(f"\n{device}, {args.model}, {args.weights}-bit, {args.rows} rows, T = {args.tokens:,}")
+    print(f"\n{device}, {args.model}, {args.weights}-bit, {args.rows} rows, T = {tokens:,}")
     print(f"{'KV':<12}{'measured s':>11}{'rehearsed s':>12}{'ratio':>7}{'model s (H200)':>15}{'peak/acct':>10}"
           f"{'loop ms':>9}{'graph ms':>9}{'loop/graph':>11}")  # fmt: skip
     for r in results:

@@ -311,7 +311,7 @@ def test_generations_are_sized_for_the_gpu_memory():
     not; a single sample that does not fit is refused with the budget that would."""
     from membudget.memory import GIB
     from membudget.spec import resolve_spec
-    from membudget.sweep.batching import MARGIN, FitError, fit_batch, generation_bytes
+    from membudget.sweep.batching import MARGIN, FitError, fit_batch, generation_bytes, largest_budget
 
     spec = resolve_spec("Qwen/Qwen3-8B")
     small = fit_batch(spec, 16, "rkv:4096", 8000, 16, 300, 32, 80 * GIB, 30)
@@ -324,6 +324,13 @@ def test_generations_are_sized_for_the_gpu_memory():
     assert full.problems == 1 and full.passes == 2 and full.rows < 16 and full.bytes <= limit
     with pytest.raises(FitError, match="a budget up to T="):
         fit_batch(spec, 16, "full", 30000, 1, 300, 32, 17 * GIB, 30)
+    most = largest_budget(spec, 16, "full", 16, 300, answer, 80 * GIB, 40000)  # the full cache's longest T
+    assert 20000 < most < 30000
+    assert generation_bytes(spec, 16, "full", most, 16, 300, answer) <= limit
+    assert generation_bytes(spec, 16, "full", most + 1, 16, 300, answer) > limit
+    assert (
+        largest_budget(spec, 16, "full", 16, 300, answer, 10 * GIB, 40000) == 0
+    )  # the weights alone do not fit
     with pytest.raises(FitError, match="fewer weight bits"):
         fit_batch(spec, 16, "full", 30000, 1, 300, 32, 10 * GIB, 30)
 

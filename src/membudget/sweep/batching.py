@@ -74,7 +74,7 @@ def fit_batch(
         return generation_bytes(spec, weights, kv, budget, rows, prompt, answer)
 
     if need(1) > limit:
-        raise FitError(_what_fits(spec, weights, kv, budget, prompt, answer, limit, need(1)))
+        raise FitError(_what_fits(spec, weights, kv, budget, prompt, answer, memory_bytes, need(1)))
     if need(samples) > limit:  # one problem's G rows do not fit: passes of the most rows that do
         rows = _largest(1, samples, lambda r: need(r) <= limit)
         return Batch(1, rows, -(-samples // rows), need(rows))
@@ -91,10 +91,24 @@ def _largest(lo: int, hi: int, ok) -> int:
     return lo
 
 
-def _what_fits(spec, weights, kv, budget, prompt, answer, limit, need) -> str:
+def largest_budget(
+    spec: ModelSpec, weights: int, kv: str, rows: int, prompt: int, answer: int, memory_bytes: int, up_to: int
+) -> int:
+    """The largest budget in [1, up_to] whose generation of `rows` rows fits `memory_bytes` less
+    MARGIN (0 if none does)."""
+    limit = int(memory_bytes * (1 - MARGIN))
+
+    def fits(budget: int) -> bool:
+        return generation_bytes(spec, weights, kv, budget, rows, prompt, answer) <= limit
+
+    return _largest(1, up_to, fits) if fits(1) else 0
+
+
+def _what_fits(spec, weights, kv, budget, prompt, answer, memory_bytes, need) -> str:
+    limit = int(memory_bytes * (1 - MARGIN))
     name = f"{spec.name} {weights}-bit {kv} T={budget:,}"
     head = f"{name}: one sample needs {need / GIB:.2f} GiB, more than the {limit / GIB:.2f} GiB available"
     if generation_bytes(spec, weights, kv, 1, 1, prompt, answer) > limit:
         return f"{head}; even a 1-token budget does not fit at {weights} bits: use fewer weight bits or a smaller model"
-    tokens = _largest(1, budget, lambda t: generation_bytes(spec, weights, kv, t, 1, prompt, answer) <= limit)
+    tokens = largest_budget(spec, weights, kv, 1, prompt, answer, memory_bytes, budget)
     return f"{head}; at this setting a budget up to T={tokens:,} fits, or compress the KV cache"
