@@ -32,13 +32,15 @@ from membudget.engine.model import Decoder
 from membudget.memory import KVPolicy
 from membudget.spec import resolve_spec
 from membudget.sweep import estimate
-from membudget.sweep.batching import FORCED_TOKENS, Batch, generation_bytes, largest_budget
+from membudget.sweep.batching import Batch, answer_slots, generation_bytes, largest_budget
+
+ANSWER_TOKENS = 8  # of each checkpoint's answer
 
 
 def fitting_tokens(spec, args, prompt: int) -> int:
     """The largest T (whole thousands) whose generation fits the free GPU memory, within the model's
-    positions: the answer slots are those of a sweep with 8 answer tokens."""
-    answer = 1 + FORCED_TOKENS + 8
+    positions, with the answer slots of ANSWER_TOKENS."""
+    answer = answer_slots(ANSWER_TOKENS)
     up_to = (spec.context or 131072) - prompt - 2 * answer
     free = torch.cuda.mem_get_info()[0]
     kv = args.kv.split(",")[0]
@@ -72,7 +74,7 @@ def main() -> None:
     budgets = (tokens // 2, tokens)
     results = []
     for kv in args.kv.split(","):
-        config = GenerationConfig(budgets=budgets, samples=args.rows, answer_tokens=8, kv=kv)
+        config = GenerationConfig(budgets=budgets, samples=args.rows, answer_tokens=ANSWER_TOKENS, kv=kv)
         model = Decoder.random(spec, DTYPES[dtype], args.device)
         model.quantize_(args.weights)
         gen = Generator(model, WordTokenizer(spec.vocab_size))

@@ -91,14 +91,18 @@ class SweepProgress:
         if self.first is None:
             self.first = (time.monotonic(), self.decoded)
         self.steps_now += 1
-        self.bar.update(self.steps, advance=1, description=f"decode steps ({self.rate():,.0f} tok/s)")
+        self.bar.advance(self.steps)
         self._line()
 
     def _line(self, force: bool = False) -> None:
+        """On a terminal the steps bar's rate at most once a second; otherwise a line every `every` s."""
         now = time.monotonic()
-        if self.tty or not (force or now - self.last_line >= self.every):
+        if not (force or now - self.last_line >= (1.0 if self.tty else self.every)):
             return
         self.last_line = now
+        if self.tty:
+            self.bar.update(self.steps, description=f"decode steps ({self.rate():,.0f} tok/s)")
+            return
         inside = f", {plural(self.steps_now, 'step')} into a generation" if self.steps_now else ""
         err_console.print(
             f"{self.name}: {self.done}/{self.total} problems{inside}, {self.rate():,.0f} tok/s, {self.left()}",

@@ -43,6 +43,12 @@ def prompt_tokens(text: str) -> int:
     return len(text.encode("utf-8")) // PROMPT_BYTES_PER_TOKEN + TEMPLATE_TOKENS
 
 
+def answer_slots(answer_tokens: int) -> int:
+    """Cache slots a checkpoint's answer may take: the last thinking token, at most FORCED_TOKENS
+    forced ones, and the answer's tokens (engine/generate.py's answer_slots, before a tokenizer)."""
+    return 1 + FORCED_TOKENS + answer_tokens
+
+
 def generation_bytes(
     spec: ModelSpec, weights: int, kv: str, budget: int, rows: int, prompt: int, answer: int
 ) -> int:
@@ -67,7 +73,7 @@ def fit_batch(
     """The generation size for `problems` problems of G = `samples` under `memory_bytes`: the largest
     number of problems that fits (`requested` = "auto") or `requested` problems, with G split into
     passes where one problem's rows do not fit. Raises FitError when one sample does not fit."""
-    answer = 1 + FORCED_TOKENS + answer_tokens
+    answer = answer_slots(answer_tokens)
     limit = int(memory_bytes * (1 - MARGIN))
 
     def need(rows: int) -> int:

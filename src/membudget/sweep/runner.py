@@ -16,7 +16,7 @@ from ..memory import Scenario, breakdown
 from ..scoring import Score
 from ..spec import resolve_spec
 from ..tasks import Problem, chat_prompt, get_task
-from .batching import FORCED_TOKENS, Batch, fit_batch, prompt_tokens
+from .batching import Batch, answer_slots, fit_batch, prompt_tokens
 from .config import SweepConfig
 from .estimate import GroupPlan, group_plan
 from .store import GenerationRecord, SampleRow, Store, scenario_score
@@ -139,7 +139,7 @@ def group_plans(
 ) -> list[GroupPlan]:
     """Each group's generations per (KV policy, task), as `plan` sized them, for the time estimates."""
     prompts = longest_prompts(config, problems)
-    answer = config.generation.answer_tokens + FORCED_TOKENS + 1
+    answer = answer_slots(config.generation.answer_tokens)
     plans = []
     for group in groups:
         for kv in config.kv:
