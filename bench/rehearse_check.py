@@ -9,10 +9,11 @@ steps, beside what `membudget sweep --rehearse` extrapolates for the same genera
 a few hundred steps from the middle of its context) and what the step model says for one H200. Each
 with its peak memory against the accounting, and (on a GPU) the loop's time per step against the
 graph-replayed step at the same rows and mean held context (timing.bench_engine; an evicting cache's
-step is that of a cache of its held length, without compactions). Writes rehearse_check.json.
+step is that of a cache of its held length, without compactions). Writes rehearse_check.json after
+every measurement (generation, graph step, rehearsal), so a run cut short keeps what it measured.
 
 At study scale (Qwen3-8B, 16 rows, T = 30,000) one policy's generation takes minutes: run one `--kv`
-per device call. `--tokens fit` takes the largest T (in thousands, within the model's positions) whose
+per device call (or in a background job that outlives the call). `--tokens fit` takes the largest T (in thousands, within the model's positions) whose
 generation of the first --kv policy fits the GPU's free memory by the accounting and the sweep's
 margin (sweep/batching.py): the full cache at the largest T that fits.
 """
@@ -72,7 +73,15 @@ def main() -> None:
     prompt = list(range(1, args.prompt + 1))
     tokens = fitting_tokens(spec, args, len(prompt)) if args.tokens == "fit" else int(args.tokens)
     budgets = (tokens // 2, tokens)
-    results = []
+    device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: list[dict] = []
+
+    def save() -> None:
+        summary = {"device": device, "model": args.model, "weights": args.weights, "results": results}
+        (out / "rehearse_check.json").write_text(json.dumps(summary, indent=1))
+
     for kv in args.kv.split(","):
         config = GenerationConfig(budgets=budgets, samples=args.rows, answer_tokens=ANSWER_TOKENS, kv=kv)
         model = Decoder.random(spec, DTYPES[dtype], args.device)
@@ -82,28 +91,13 @@ def main() -> None:
         measured, steps, peak = gen.timings.decode_s, gen.timings.steps, gen.peak_memory_bytes
         answer = gen.answer_slots(config)
         del gen, model
-        group = estimate.group_plan(args.model, args.weights, kv, "check", 1, Batch(1, args.rows, 1, 0), args.rows,
-                                    len(prompt), budgets, answer)  # fmt: skip
-        rehearsal = estimate.rehearse(spec, group, args.device, dtype)
-        row = {
-            "kv": kv,
-            "rows": args.rows,
-            "tokens": tokens,
-            "measured_s": measured,
-            "measured_steps": steps,
-            "planned_steps": group.steps,
-            "rehearsed_s": rehearsal.estimate_seconds,
-            "rehearsed_ms_per_step": rehearsal.seconds_per_step * 1e3,
-            "rehearsed_vs_measured": rehearsal.estimate_seconds / measured,
-            "step_model_s_h200": estimate.estimate_seconds(spec, group),
-            "peak": peak,
-            "rehearsal_peak": rehearsal.peak_bytes,
-            "accounted": generation_bytes(
-                spec, args.weights, kv, budgets[-1], args.rows, len(prompt), answer
-            ),
-        }
-        row["peak_vs_accounted"] = peak / row["accounted"] if peak else None
-        row["loop_ms_per_step"] = 1e3 * measured / steps
+        accounted = generation_bytes(spec, args.weights, kv, budgets[-1], args.rows, len(prompt), answer)
+        row = {"kv": kv, "rows": args.rows, "tokens": tokens, "measured_s": measured, "measured_steps": steps,
+               "loop_ms_per_step": 1e3 * measured / steps, "peak": peak, "accounted": accounted,
+               "peak_vs_accounted": peak / accounted if peak else None}  # fmt: skip
+        results.append(row)
+        save()
+        print(json.dumps(row), flush=True)
         if args.device == "cuda":  # the graph-replayed step at the mean held context
             from membudget.timing import bench_engine, copy_bandwidth
 
@@ -114,13 +108,20 @@ def main() -> None:
             graph = bench_engine(spec, args.rows, held, bandwidth, weights=args.weights, kv=same)
             row |= {"graph_ms_per_step": graph.ms_per_step, "graph_bound_ms": graph.hbm_bound_ms,
                     "loop_vs_graph": row["loop_ms_per_step"] / graph.ms_per_step}  # fmt: skip
-        results.append(row)
+            save()
+        group = estimate.group_plan(args.model, args.weights, kv, "check", 1, Batch(1, args.rows, 1, 0), args.rows,
+                                    len(prompt), budgets, answer)  # fmt: skip
+        rehearsal = estimate.rehearse(spec, group, args.device, dtype)
+        row |= {
+            "planned_steps": group.steps,
+            "rehearsed_s": rehearsal.estimate_seconds,
+            "rehearsed_ms_per_step": rehearsal.seconds_per_step * 1e3,
+            "rehearsed_vs_measured": rehearsal.estimate_seconds / measured,
+            "step_model_s_h200": estimate.estimate_seconds(spec, group),
+            "rehearsal_peak": rehearsal.peak_bytes,
+        }
+        save()
         print(json.dumps(row), flush=True)
-    device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = {"device": device, "model": args.model, "weights": args.weights, "results": results}
-    (out / "rehearse_check.json").write_text(json.dumps(summary, indent=1))
     print(f"\n{device}, {args.model}, {args.weights}-bit, {args.rows} rows, T = {tokens:,}")
     print(f"{'KV':<12}{'measured s':>11}{'rehearsed s':>12}{'ratio':>7}{'model s (H200)':>15}{'peak/acct':>10}"
           f"{'loop ms':>9}{'graph ms':>9}{'loop/graph':>11}")  # fmt: skip
