@@ -5,6 +5,7 @@ import dataclasses
 import sys
 
 import pytest
+import torch
 
 from membudget.memory import KVPolicy
 from membudget.spec import resolve_spec
@@ -97,3 +98,15 @@ def test_a_rehearsal_times_the_groups_shapes_on_the_sweeps_device(tmp_path, tiny
     printed = capsys.readouterr().out
     assert stop.value.code == 0 and "rehearsed on CPU" in printed and "on this CPU (rehearsed)" in printed
     assert not (tmp_path / "r.db").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_rehearsals_peak_is_that_of_the_weights_it_holds():
+    """4-bit weights: the rehearsal builds its random model 16-bit and then quantizes it; its peak must
+    be the generation's (the held 4-bit weights, cache and step), not that transient 16-bit copy."""
+    spec = resolve_spec("Qwen/Qwen3-1.7B")  # 16-bit layers 2.8 GB, 4-bit 0.8 GB: a transient copy is plain
+    group = estimate.group_plan(
+        "Qwen/Qwen3-1.7B", 4, "rkv:256", "check", 1, Batch(1, 4, 1, 0), 4, 64, (512,), 20
+    )
+    r = estimate.rehearse(spec, group, "cuda", "bfloat16", steps=160)
+    assert 0.95 < r.peak_bytes / r.accounted_bytes < 1.05, (r.peak_bytes, r.accounted_bytes)

@@ -106,7 +106,7 @@ class Rehearsal:
     steps: int  # timed steps
     seconds_per_step: float  # measured, through the loop's host work
     estimate_seconds: float  # the group's decode steps at that rate
-    peak_bytes: int  # torch's peak over the rehearsal (weights, cache, step)
+    peak_bytes: int  # torch's peak over the rehearsal (its weights as held, cache, step)
     accounted_bytes: int  # `membudget memory` for the same generation
 
 
@@ -136,11 +136,11 @@ def rehearse(
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     policy = KVPolicy.parse(group.kv)
-    if cuda:
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(dev)
     model = Decoder.random(spec, DTYPES[dtype], dev)
     model.quantize_(group.weights)
+    if cuda:  # from here: the random model is built 16-bit first, which a real load never holds at once
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(dev)
     capacity = group.prompt + group.budget + group.answer
     cache = model.new_cache(group.rows, capacity, group.kv, group.answer)  # as the generation allocates it
     fill_random(cache)
