@@ -6,7 +6,11 @@ The step model: a decode step of R rows reads every weight once and each row's h
 
 with the constants fitted to the step benchmarks of bench/BASELINE.md (one H200, copy bandwidth
 4.21 TB/s): bf16 decode of Qwen3-0.6B and -8B at 1 and 16 rows (the fit is within 1.1 % of all four),
-one-row int8/int4 weights of Qwen3-8B, and `quant:8` / `quant:4` against `full` at 16 rows. HOST is
+one-row int8/int4 weights of Qwen3-8B, and `quant:8` / `quant:4` against `full` at 16 rows. Quantized
+weights of two or more rows go through another kernel (engine/kernels/qlinear.py's dequantized tile)
+with its own share where one was measured: 4-bit at 16 rows, an H100's graph step scaled to the H200 by
+the two copy bandwidths (the same scaling puts the 16-bit step of that run within 1 % of the model);
+8-bit rows take the one-row share, not measured and likely optimistic. HOST is
 the Python loop's share per step (host sync, cache books). Eviction loops cost COMPACTION more than
 a full cache of the same held length (measured for R-KV, taken for every method). Not modelled: the
 prefill (compute-bound, small beside thousands of decode steps), `quant:2` (taken as `quant:4`), and
@@ -33,7 +37,8 @@ DEVICE = "one H200"
 BANDWIDTH = 4.214e12  # bytes/s, the copy bandwidth of the calibration runs
 FIXED = 0.455e-3  # s per step: kernel launches and the sampling draw beside the bytes
 HOST = 0.08e-3  # s per step: the generation loop's host work (loop ms - graph ms in bench/BASELINE.md)
-WEIGHT_SHARE = {16: 0.926, 8: 0.679, 4: 0.546}  # of BANDWIDTH, reading weights
+WEIGHT_SHARE = {16: 0.926, 8: 0.679, 4: 0.546}  # of BANDWIDTH, reading weights for one row
+ROWS_WEIGHT_SHARE = {4: 0.348}  # the same for two or more rows of quantized weights, where measured
 KV_SHARE = {None: 0.959, 8: 0.545, 4: 0.402, 2: 0.402}  # of BANDWIDTH, reading K and V
 COMPACTION = 1.063  # an eviction loop against a full cache of the same held length
 
@@ -87,11 +92,8 @@ def step_seconds(spec: ModelSpec, weights: int, kv: str, rows: int, held: float)
     """Seconds of one decode step of the generation loop (the step model above)."""
     policy = KVPolicy.parse(kv)
     moved_weights, kv_moved = moved_bytes(spec, weights, kv, rows, held)
-    t = (
-        FIXED
-        + moved_weights / (BANDWIDTH * WEIGHT_SHARE[weights])
-        + kv_moved / (BANDWIDTH * KV_SHARE[policy.bits])
-    )
+    share = ROWS_WEIGHT_SHARE.get(weights, WEIGHT_SHARE[weights]) if rows > 1 else WEIGHT_SHARE[weights]
+    t = FIXED + moved_weights / (BANDWIDTH * share) + kv_moved / (BANDWIDTH * KV_SHARE[policy.bits])
     return (t * (COMPACTION if policy.eviction else 1.0)) + HOST
 
 
