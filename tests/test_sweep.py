@@ -299,7 +299,14 @@ def test_progress_bounds_the_time_left_before_the_first_problem_finishes(monkeyp
     assert progress.left() == "about 0:00:52 left" and progress.steps_now == 0  # the bound: less than 90 s
     progress.planned = 10**6
     assert progress.left() == "about 0:01:30 left"  # 10 s per problem, 9 to go
+    now[0] = 125.0
+    assert progress.left() == "about 0:01:15 left"  # counted down while the next generation runs
+    now[0], progress.planned = 300.0, 2000
+    assert progress.left() == "about 0:38:00 left"  # past the countdown: (2000 - 176) tokens at 0.8/s
+    progress.planned = 0
+    assert progress.left() == "time left: finishing this generation"
     assert cli._clock(59.7) == "0:01:00" and cli._clock(3725.2) == "1:02:05"
+    now[0] = 110.0
     ray = cli.SweepProgress("s", total=10, done=0)  # no steps reported: the finished problems' tokens
     now[0] = 120.0
     ray.problem([row])

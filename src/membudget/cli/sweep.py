@@ -17,11 +17,12 @@ class SweepProgress:
     """Progress of a sweep on stderr: a bar on a terminal; otherwise (a log file, nohup) a plain line
     at most every `every` seconds and at the end. The rate counts the tokens decoded since the first
     decode step, inside the generation under way too (model loads and prefills slow it). Time left:
-    the time per problem finished in this run times the problems to go (a batch finishes many at
-    once, so a rate over the last few seconds would mislead), or if less, the decode steps of the
-    `planned` tokens not yet decoded at that rate (every row of every generation to its last step,
-    an upper bound as rows that stop early decode fewer; shown once `SETTLE` seconds of decoding
-    give a rate worth extrapolating)."""
+    the time per problem finished in this run times the problems to go, counted down from the last
+    problem's end while the next generation runs (a batch finishes many at once, so a rate over the
+    last few seconds would mislead), or if less, the decode steps of the `planned` tokens not yet
+    decoded at that rate (every row of every generation to its last step, an upper bound as rows that
+    stop early decode fewer; shown once `SETTLE` seconds of decoding give a rate worth
+    extrapolating)."""
 
     SETTLE = 5.0
 
@@ -29,6 +30,7 @@ class SweepProgress:
         self.name, self.total, self.done, self.planned, self.every = name, total, done, planned, every
         self.start_done, self.decoded, self.finished, self.steps_now, self.last_line = done, 0, 0, 0, 0.0
         self.first: tuple[float, int] | None = None  # time and tokens of the first decode step
+        self.last_finish = 0.0  # when the last problem of this run was stored
         self.tty = err_console.is_terminal
         self.bar = Progress(
             TextColumn("{task.description}"),
@@ -72,13 +74,16 @@ class SweepProgress:
                 if bound is None
                 else f"at most {_clock(bound)} of decoding left"
             )
-        by_problems = (time.monotonic() - self.t0) / finished * (self.total - self.done)
-        return f"about {_clock(by_problems if bound is None else min(by_problems, bound))} left"
+        per_problem = (self.last_finish - self.t0) / finished
+        countdown = per_problem * (self.total - self.done) - (time.monotonic() - self.last_finish)
+        known = [t for t in (countdown if countdown > 0 else None, bound) if t is not None]
+        return f"about {_clock(min(known))} left" if known else "time left: finishing this generation"
 
     def problem(self, rows) -> None:
         """After a problem's rows are stored."""
         self.done += 1
         self.steps_now = 0
+        self.last_finish = time.monotonic()
         last = max(r.budget for r in rows)
         self.finished += sum(r.thinking_tokens + r.answer_tokens for r in rows if r.budget == last)
         where = f"{rows[0].model.split('/')[-1]} {rows[0].weights}-bit {rows[0].kv} {rows[0].task}"
