@@ -63,6 +63,8 @@ class SweepProgress:
         return (self.decoded - self.first[1]) / max(now - self.first[0], 1e-9)
 
     def left(self) -> str:
+        if self.done >= self.total:
+            return f"done in {_clock(time.monotonic() - self.t0)}"
         finished = self.done - self.start_done
         settled = (
             self.first is not None and time.monotonic() - self.first[0] >= self.SETTLE and self.rate() > 0
