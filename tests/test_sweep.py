@@ -306,9 +306,7 @@ def test_progress_bounds_the_time_left_before_the_first_problem_finishes(monkeyp
     progress.planned = 0
     assert progress.left() == "time left: finishing this generation"
     progress.done = 10
-    assert (
-        progress.left() == "done in 0:03:20"
-    )  # not the planned tokens that rows stopping early never decode
+    assert progress.left() == "done in 0:03:20"  # not the plan's tokens that stopped rows skip
     assert cli._clock(59.7) == "0:01:00" and cli._clock(3725.2) == "1:02:05"
     now[0] = 110.0
     ray = cli.SweepProgress("s", total=10, done=0)  # no steps reported: the finished problems' tokens
