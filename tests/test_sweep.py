@@ -278,7 +278,7 @@ def test_progress_bounds_the_time_left_before_the_first_problem_finishes(monkeyp
     the planned tokens' bound; once problems finish, it comes from them."""
     from types import SimpleNamespace
 
-    from membudget.cli import sweep as cli
+    from membudget.cli import progress as cli
 
     now = [100.0]
     monkeypatch.setattr(cli.time, "monotonic", lambda: now[0])

@@ -88,3 +88,8 @@ def split_ints(values: list[str], what: str) -> list[int]:
         return [int(v) for item in values for v in item.split(",") if v.strip()]
     except ValueError:
         raise ValueError(f"{what} must be whole numbers separated by commas, got {values}") from None
+
+
+def plural(n: int, word: str) -> str:
+    """n (thousands separated) and the word, plural unless n is 1: "1,200 problems", "1 problem"."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
