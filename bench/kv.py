@@ -174,12 +174,17 @@ def profile_compaction(model, g: int) -> list:
         cache.advance(rows, rows)
         torch.cuda.synchronize()
     wall = (time.perf_counter() - t0) * 1e3
-    from membudget.engine.kernels.similarity import last_twins
+    from membudget.engine.kernels.similarity import TwinsLaunch, last_twins
 
     unit = torch.nn.functional.normalize(torch.randn(g * 8, 4224, 128, device="cuda"), dim=-1).bfloat16()
-    for bi, bj, w in ((64, 64, 4), (128, 64, 8), (128, 128, 8), (64, 128, 4)):
-        ms = time_replays(lambda bi=bi, bj=bj, w=w: last_twins(unit, 0.5, bi, bj, w), reps=5, windows=3)
-        print(f"  twin kernel block {bi}x{bj} warps {w}: {ms:.3f} ms per layer")
+    for launch in (
+        TwinsLaunch(128, 32, 4),
+        TwinsLaunch(128, 64, 8),
+        TwinsLaunch(128, 128, 8),
+        TwinsLaunch(64, 64, 4),
+    ):
+        ms = time_replays(lambda launch=launch: last_twins(unit, 0.5, launch), reps=5, windows=3)
+        print(f"  twin kernel {launch}: {ms:.3f} ms per layer")
     events = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)[:12]
     top = [(e.key[:60], round(e.device_time_total / 1e3, 2), e.count) for e in events]
     print(f"one compaction: {wall:.1f} ms wall (profiled)")

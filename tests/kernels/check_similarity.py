@@ -6,7 +6,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from membudget.engine.kernels.similarity import last_twins
+from membudget.engine.kernels.similarity import TwinsLaunch, last_twins
 from membudget.engine.policies.rkv import last_twins_reference
 
 torch.manual_seed(0)
@@ -15,7 +15,7 @@ for b, n, d, threshold in [(3, 150, 128, 0.5), (2, 100, 64, 0.5), (2, 64, 32, 0.
     keys[:, 40:50] = keys[:, 10:20] + 0.01 * torch.randn(b, 10, d)  # near-duplicates, newer copies
     unit = F.normalize(keys, dim=-1)
     ref_index, ref_sim = last_twins_reference(unit, threshold, block_elements=1000)
-    index, sim = last_twins(unit, threshold, block_i=16, block_j=32)
+    index, sim = last_twins(unit, threshold, TwinsLaunch(16, 32, 4))
     print(f"B={b} n={n} d={d} threshold={threshold}: {int((ref_index >= 0).sum())} keys with a twin")
     if not torch.equal(index, ref_index):
         sys.exit(f"index mismatch at {torch.nonzero(index != ref_index)[:5].tolist()}")

@@ -1,9 +1,14 @@
-"""How the engine's forward is compiled on a GPU: torch.compile with Inductor, per batch regime.
+"""How the engine's forward is compiled on a GPU: torch.compile with Inductor.
 
 The decode layer (engine/layer.py) compiles twice -- for the first layer and for the others -- per
-batch size and cache layout; 2-4 rows take Inductor's autotuned matrix kernels, one row and many rows
-a plain compile (AUTOTUNE_ROWS). The step's prologue, final norm and sampling compile plainly
+batch size and cache layout; it, the step's prologue, final norm and sampling compile plainly
 (engine/model.py, engine/step.py).
+
+Not with max-autotune, though its matrix kernels timed a little faster at 2-4 rows: its first compile
+benchmarks candidate kernels on inputs of its own, memory the accounting cannot know. On an H100 a
+4-row generation of 4-bit Qwen3-1.7B peaked 0.61 GB (37 %) over its accounting in that compile and
+matched it once compiled, or compiled plainly (bench/BASELINE.md). Two to four rows are what the
+sweep packs where memory is tightest, so that is where such a peak would end a run out of memory.
 """
 
 from __future__ import annotations
@@ -12,15 +17,12 @@ import os
 
 import torch
 
-# batch sizes whose decode layer is compiled with autotuning
-AUTOTUNE_ROWS = range(2, 5)
-
 
 def compiled(fn, default: str = "1"):
-    """torch.compile(fn) as MEMBUDGET_COMPILE says (else `default`): "autotune" (Inductor also times its
-    own matrix kernels against cuBLAS for every shape: measured faster at 2-4 rows, slower at 16;
-    at one row, where our kernels do the products, only slower to compile and less repeatable),
-    "1" (plain compile), or "0" (eager: same results, many more kernel launches).
+    """torch.compile(fn) as MEMBUDGET_COMPILE says (else `default`): "1" (plain compile), "0" (eager:
+    same results, many more kernel launches), or "autotune" (Inductor also times its own matrix
+    kernels against cuBLAS for every shape; its first compile peaks above the memory accounting,
+    see the module docstring).
 
     Inductor's kernels use programmatic dependent launch (Hopper and later; Inductor ignores it
     elsewhere): a kernel starts while its predecessor finishes and waits for its data on the device,

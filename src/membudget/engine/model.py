@@ -55,11 +55,9 @@ class Decoder:
         self.cos = self.sin = torch.empty(0, spec.head_dim, dtype=self.dtype, device=self.device)
         self.shape = Shape(spec.num_heads, spec.num_kv_heads, spec.head_dim, eps, self.scale)
         cuda = self.device.type == "cuda"
-        # one compiled copy per batch regime (measured best: autotuned kernels for 2-4 rows, plain for
-        # one row -- its matrix products are our own kernels -- and for many); each compiles twice,
-        # for the first layer (nothing to finish) and for the others (decode_layer)
-        self._decode_layer_autotuned = compiling.compiled(decode_layer, "autotune") if cuda else decode_layer
-        self._decode_layer_plain = compiling.compiled(decode_layer, "1") if cuda else decode_layer
+        # compiled plainly at every batch size (engine/compiling.py says why not autotuned); each
+        # compiles twice, for the first layer (nothing to finish) and for the others (decode_layer)
+        self._decode_layer = compiling.compiled(decode_layer) if cuda else decode_layer
         # what a decode step does before and after its layers, in a few kernels instead of ~15
         self._decode_inputs = compiling.compiled(decode_inputs) if cuda else decode_inputs
         self._decode_logits = compiling.compiled(decode_logits) if cuda else decode_logits
@@ -297,14 +295,9 @@ class Decoder:
         # faster); for several in every layer, next to the attention (its kernel measured 8 % faster
         # so at 16 rows, for a reason not found)
         where = where._replace(lengths=lengths if ids.shape[0] == 1 else None)
-        layer_fn = (
-            self._decode_layer_autotuned
-            if ids.shape[0] in compiling.AUTOTUNE_ROWS
-            else self._decode_layer_plain
-        )
         act = down = None  # each layer's down projection is done by the next (see decode_layer)
         for i, w in enumerate(self.compute_layers):
-            x, act = layer_fn(
+            x, act = self._decode_layer(
                 x, act, down, cos, sin, where, cache.decode_op, cache.layer_buffers(i), w, self.shape
             )
             down = w.down
