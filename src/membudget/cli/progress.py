@@ -18,7 +18,7 @@ class SweepProgress:
     last few seconds would mislead), or if less, the decode steps of the `planned` tokens not yet
     decoded at that rate (every row of every generation to its last step, an upper bound as rows that
     stop early decode fewer; shown once `SETTLE` seconds of decoding give a rate worth
-    extrapolating)."""
+    extrapolating). Once the countdown has run out, only that bound, as "at most"."""
 
     SETTLE = 5.0
 
@@ -74,8 +74,11 @@ class SweepProgress:
             )
         per_problem = (self.last_finish - self.t0) / finished
         countdown = per_problem * (self.total - self.done) - (time.monotonic() - self.last_finish)
-        known = [t for t in (countdown if countdown > 0 else None, bound) if t is not None]
-        return f"about {_clock(min(known))} left" if known else "time left: finishing this generation"
+        if countdown > 0:
+            return f"about {_clock(countdown if bound is None else min(countdown, bound))} left"
+        # past the countdown the bound is all there is, and it is an upper bound, not an estimate
+        at_most = "" if bound is None else f", at most {_clock(bound)}"
+        return f"time left: finishing this generation{at_most}"
 
     def problem(self, rows) -> None:
         """After a problem's rows are stored."""
