@@ -78,12 +78,12 @@ def test_compiled_layer_parts_match_eager():
     positions = torch.tensor([3, 5])
     cos, sin = decoder.cos[positions][:, None], decoder.sin[positions][:, None]  # [2, 1, D]
     q, k, v = attention_inputs(x, cos, sin, w, shape)
-    torch.testing.assert_close(compiled(attention_inputs, "1")(x, cos, sin, w, shape), (q, k, v))
+    torch.testing.assert_close(compiled(attention_inputs)(x, cos, sin, w, shape), (q, k, v))
     out = attention_output_and_mlp(x, attn, w, shape)
-    torch.testing.assert_close(compiled(attention_output_and_mlp, "1")(x, attn, w, shape), out)
+    torch.testing.assert_close(compiled(attention_output_and_mlp)(x, attn, w, shape), out)
     act = torch.randn(2, decoder.spec.intermediate_size, generator=gen)
     args = (x[:, 0], act, w.down, decoder.norm, decoder.lm_head, decoder.eps)
-    torch.testing.assert_close(compiled(decode_logits, "1")(*args), decode_logits(*args))
+    torch.testing.assert_close(compiled(decode_logits)(*args), decode_logits(*args))
 
 
 def test_prefill_chunks_are_causal():

@@ -18,8 +18,8 @@ import os
 import torch
 
 
-def compiled(fn, default: str = "1"):
-    """torch.compile(fn) as MEMBUDGET_COMPILE says (else `default`): "1" (plain compile), "0" (eager:
+def compiled(fn):
+    """torch.compile(fn) as MEMBUDGET_COMPILE says: "1" (plain compile, the default), "0" (eager:
     same results, many more kernel launches), or "autotune" (Inductor also times its own matrix
     kernels against cuBLAS for every shape; its first compile peaks above the memory accounting,
     see the module docstring).
@@ -27,7 +27,7 @@ def compiled(fn, default: str = "1"):
     Inductor's kernels use programmatic dependent launch (Hopper and later; Inductor ignores it
     elsewhere): a kernel starts while its predecessor finishes and waits for its data on the device,
     which hides part of each launch's latency (a few per cent at batch 1)."""
-    mode = os.environ.get("MEMBUDGET_COMPILE", default)
+    mode = os.environ.get("MEMBUDGET_COMPILE", "1")
     if mode == "0":
         return fn
     # two compiled copies per (batch size, cache layout: store kind, KV bits, policy state), shared
