@@ -4,11 +4,13 @@ The decode layer (engine/layer.py) compiles twice -- for the first layer and for
 batch size and cache layout; it, the step's prologue, final norm and sampling compile plainly
 (engine/model.py, engine/step.py).
 
-Not with max-autotune, though its matrix kernels timed a little faster at 2-4 rows: its first compile
-benchmarks candidate kernels on inputs of its own, memory the accounting cannot know. On an H100 a
-4-row generation of 4-bit Qwen3-1.7B peaked 0.61 GB (37 %) over its accounting in that compile and
-matched it once compiled, or compiled plainly (bench/BASELINE.md). Two to four rows are what the
-sweep packs where memory is tightest, so that is where such a peak would end a run out of memory.
+Not with max-autotune by default, though its matrix kernels timed a little faster at 2-4 rows in
+older A/Bs: its first compile benchmarks candidate kernels on inputs of its own, memory the
+accounting cannot know, and one mode for every batch size is simpler to reason about. A first
+compile holds memory beyond the accounting even plainly, though: on an H100 a 4-row generation of
+4-bit Qwen3-1.7B peaked 0.61 GB (37 %) over its accounting while compiling its shapes for the first
+time on the machine, with either mode, and matched it where they had been compiled before
+(bench/BASELINE.md; cause not found).
 """
 
 from __future__ import annotations
